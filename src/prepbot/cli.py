@@ -1,0 +1,242 @@
+"""The ``prepbot`` command line: content tools now, the bot's run and database commands later.
+
+Typer commands only parse arguments and print; the work happens in ``prepbot.content`` and
+friends, imported inside each command so ``prepbot --help`` stays fast. Imports no chat
+platform at module level.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, NoReturn
+
+import typer
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from prepbot.content.catalog import Catalog
+    from prepbot.content.loader import PackReport
+    from prepbot.settings import Settings
+
+app = typer.Typer(
+    name="prepbot",
+    help="A daily AI/ML interview-prep study group for your Slack or Discord channel.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+content_app = typer.Typer(
+    help="Check, import, search and show the question bank.", no_args_is_help=True
+)
+app.add_typer(content_app, name="content")
+
+
+def main() -> None:
+    """Run the command line."""
+    app()
+
+
+def _console(stderr: bool = False) -> Console:
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=False)
+
+
+def _fail(message: str, code: int = 2) -> NoReturn:
+    _console(stderr=True).print(f"[bold red]error:[/] {message}", markup=True)
+    raise typer.Exit(code)
+
+
+def _settings() -> Settings:
+    from prepbot.settings import SettingsError, load_settings
+
+    try:
+        return load_settings()
+    except SettingsError as error:
+        _fail("invalid settings:\n  " + "\n  ".join(error.problems))
+
+
+def _load(paths: list[Path] | None = None) -> PackReport:
+    from prepbot.content.loader import load_packs
+
+    return load_packs(paths or _settings().content.pack_paths())
+
+
+def _catalog() -> Catalog:
+    """Load the configured packs; refuse to go on if any of them has a problem."""
+    from prepbot.content.catalog import Catalog
+
+    report = _load()
+    if not report.ok:
+        for problem in report.problems:
+            _console(stderr=True).print(str(problem), markup=False)
+        _fail(
+            f"{len(report.problems)} problems in the configured content packs; "
+            "run 'prepbot content check' for details"
+        )
+    return Catalog((s.scenario for s in report.scenarios), report.topics)
+
+
+@content_app.command("check")
+def content_check(
+    paths: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Pack folders or scenario files (default: the configured packs)."),
+    ] = None,
+) -> None:
+    """Validate content packs and report every problem at once."""
+    report = _load(paths)
+    out = _console()
+    for problem in report.problems:
+        out.print(str(problem), markup=False)
+    if report.problems:
+        files = len({p.path for p in report.problems})
+        _console(stderr=True).print(
+            f"{len(report.problems)} problems in {files} files; {report.summary()} valid",
+            markup=False,
+        )
+        raise typer.Exit(1)
+    out.print(f"OK: {report.summary()}", markup=False)
+
+
+@content_app.command("import")
+def content_import(
+    file: Annotated[Path, typer.Argument(help="A link-summary file in the seed format.")],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Folder for the draft scenario files.")
+    ] = Path("drafts"),
+    force: Annotated[bool, typer.Option(help="Overwrite drafts that already exist.")] = False,
+) -> None:
+    """Turn a link-summary file into draft scenario files, one per entry."""
+    from rich.progress import track
+
+    from prepbot.content.importer import import_file
+    from prepbot.content.loader import builtin_pack_path, load_packs
+
+    if not file.is_file():
+        _fail(f"{file}: no such file")
+    topics = load_packs([builtin_pack_path()]).topics
+
+    def progress(entries: object, total: int) -> object:
+        return track(
+            entries,  # type: ignore[arg-type]
+            total=total,
+            description="Importing",
+            disable=total < 50,
+            console=_console(stderr=True),
+        )
+
+    try:
+        result = import_file(file, out, topics, force=force, progress=progress)  # type: ignore[arg-type]
+    except UnicodeDecodeError as error:
+        _fail(f"{file}: not UTF-8 text ({error.reason})")
+    console = _console()
+    for problem in result.problems:
+        console.print(f"{file}:{problem.line}: skipped: {problem.message}", markup=False)
+    for path in result.kept:
+        console.print(f"{path}: exists, kept (use --force to overwrite)", markup=False)
+    console.print(
+        f"{len(result.written)} drafts written to {out}, {len(result.kept)} kept, "
+        f"{len(result.problems)} entries skipped. Fill every TODO, then run "
+        f"'prepbot content check {out}'.",
+        markup=False,
+    )
+    if result.problems or result.kept:
+        raise typer.Exit(1)
+
+
+@content_app.command("search")
+def content_search(
+    words: Annotated[list[str], typer.Argument(help="Words to look for.")],
+    limit: Annotated[int, typer.Option(min=1, max=100, help="At most this many results.")] = 10,
+) -> None:
+    """Find scenarios by words in their title, prompts, insights, topics, company or author."""
+    from prepbot.terminal import render_search
+
+    query = " ".join(words)
+    hits = _catalog().search(query, limit=limit)
+    if not hits:
+        _console().print(f"No scenario matches '{query}'. Try fewer or other words.", markup=False)
+        raise typer.Exit(1)
+    _console().print(render_search(query, hits))
+
+
+@content_app.command("show")
+def content_show(
+    scenario_id: Annotated[str, typer.Argument(metavar="ID", help="A scenario id.")],
+) -> None:
+    """Show one scenario in full: prompts, trap, insights, follow-ups and source."""
+    from prepbot.terminal import render_reveal, render_scenario
+
+    catalog = _catalog()
+    scenario = catalog.get(scenario_id)
+    if scenario is None:
+        close = catalog.suggest_ids(scenario_id)
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        _fail(f"no scenario with id '{scenario_id}'.{hint}", code=1)
+    console = _console()
+    console.print(render_scenario(scenario, catalog.topics))
+    console.print(render_reveal(scenario))
+
+
+@content_app.command("schema")
+def content_schema(
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Write to this file instead of stdout.")
+    ] = None,
+) -> None:
+    """Print the JSON Schema of a scenario file, with the configured topics, for editors."""
+    import json
+
+    from prepbot.content.schema import scenario_json_schema
+
+    report = _load()
+    text = json.dumps(scenario_json_schema(sorted(report.topics)), indent=2) + "\n"
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        out.write_text(text, encoding="utf-8")
+
+
+@app.command("ask")
+def ask(
+    topic: Annotated[str | None, typer.Argument(help="Only questions on this topic.")] = None,
+    scenario_id: Annotated[
+        str | None, typer.Option("--id", help="Practise this scenario instead of a random one.")
+    ] = None,
+) -> None:
+    """Practise one question in the terminal: answer it, then see the key insights."""
+    import random
+    import sys
+
+    from prepbot.terminal import render_reveal, render_scenario
+
+    catalog = _catalog()
+    if scenario_id is not None:
+        chosen = catalog.get(scenario_id)
+        if chosen is None:
+            _fail(f"no scenario with id '{scenario_id}'", code=1)
+        pool = [chosen]
+    elif topic is not None:
+        if topic not in catalog.topics:
+            _fail(f"unknown topic '{topic}'. Topics: {', '.join(sorted(catalog.topics))}", code=1)
+        pool = catalog.with_topic(topic)
+        if not pool:
+            _fail(f"no scenario has the topic '{topic}' yet", code=1)
+    else:
+        pool = catalog.scenarios
+    scenario = random.choice(pool)
+    console = _console()
+    console.print(render_scenario(scenario, catalog.topics))
+    interactive = sys.stdin.isatty()
+    if interactive:
+        console.print("Type your answer; an empty line reveals the insights.", style="dim")
+    answer = []
+    for line in sys.stdin:
+        if interactive and not line.strip():
+            break
+        answer.append(line.rstrip("\n"))
+    if answer:
+        console.print(f"Your answer: {len(' '.join(answer).split())} words.", style="dim")
+    console.print(render_reveal(scenario))

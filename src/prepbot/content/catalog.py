@@ -1,0 +1,167 @@
+"""The catalog: every loaded scenario by id, the topic vocabulary, and ranked search.
+
+The same catalog answers ``prepbot content search/show`` in the terminal and ``/prep search``
+and ``/prep show`` on every platform. Search is forgiving: case, plurals, number formatting
+("1,000" = "1000"), word prefixes ("sync" finds "synchronize") and small typos. Pure and in
+memory; imports no database and no chat platform.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from rapidfuzz.distance import Levenshtein
+from rapidfuzz.process import extract
+
+from prepbot.content.model import Scenario, Topic
+
+FIELD_WEIGHTS: dict[str, float] = {
+    "title": 3.0,
+    "id": 2.0,
+    "topics": 2.5,
+    "prompts": 2.0,
+    "company": 2.0,
+    "author": 2.0,
+    "insights": 1.0,
+    "body": 0.6,
+}
+EXACT, PREFIX, FUZZY = 1.0, 0.6, 0.75
+STOPWORDS = frozenset(
+    "a an and are as at be by can do does for from how i in into is it its of on or so that the "
+    "this to we what when which who why will with would you your".split()
+)
+
+
+def normalize(text: str) -> list[str]:
+    """Split text into search terms: lower case, numbers without separators, plurals folded."""
+    text = re.sub(r"(?<=\d)[,_](?=\d{3}\b)", "", text.lower())
+    return [_stem(word) for word in re.findall(r"[a-z0-9]+", text)]
+
+
+def _stem(word: str) -> str:
+    """Fold the common English plural forms onto the singular."""
+    if len(word) <= 3 or word.isdigit():
+        return word
+    if word.endswith("ies") and len(word) > 4:
+        return word[:-3] + "y"
+    if word.endswith(("sses", "xes", "ches", "shes")):
+        return word[:-2]
+    if word.endswith("s") and not word.endswith(("ss", "us", "is")):
+        return word[:-1]
+    return word
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    """One search result: the scenario and how well it matched."""
+
+    scenario: Scenario
+    score: float
+    matched: tuple[str, ...]
+
+
+class Catalog:
+    """All scenarios of the loaded packs, looked up by id, topic or words."""
+
+    def __init__(self, scenarios: Iterable[Scenario], topics: dict[str, Topic]) -> None:
+        self._by_id = {s.id: s for s in sorted(scenarios, key=lambda s: s.id)}
+        self.topics = dict(topics)
+        self._weights: dict[str, dict[str, float]] = {}
+        postings: dict[str, set[str]] = defaultdict(set)
+        for scenario in self._by_id.values():
+            weights: dict[str, float] = defaultdict(float)
+            for field_name, texts in scenario.searchable_fields().items():
+                for text in texts:
+                    for term in normalize(text):
+                        weights[term] += FIELD_WEIGHTS[field_name]
+            self._weights[scenario.id] = dict(weights)
+            for term in weights:
+                postings[term].add(scenario.id)
+        self._postings = dict(postings)
+        self._vocabulary = sorted(self._postings)
+        total = max(len(self._by_id), 1)
+        self._idf = {
+            term: math.log(1 + (total - len(ids) + 0.5) / (len(ids) + 0.5))
+            for term, ids in self._postings.items()
+        }
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    @property
+    def scenarios(self) -> list[Scenario]:
+        """Return every scenario, ordered by id."""
+        return list(self._by_id.values())
+
+    def get(self, scenario_id: str) -> Scenario | None:
+        """Return the scenario with this id (case and spacing forgiven), or None."""
+        key = "-".join(normalize_id_words(scenario_id))
+        return self._by_id.get(scenario_id) or self._by_id.get(key)
+
+    def suggest_ids(self, scenario_id: str, limit: int = 3) -> list[str]:
+        """Return the ids closest to a mistyped one, best first."""
+        if not self._by_id:
+            return []
+        matches = extract(scenario_id.lower(), list(self._by_id), limit=limit, score_cutoff=60)
+        return [match[0] for match in matches]
+
+    def with_topic(self, topic: str) -> list[Scenario]:
+        """Return the scenarios tagged with a topic, ordered by id."""
+        return [s for s in self._by_id.values() if topic in s.topics]
+
+    def search(self, query: str, limit: int = 10) -> list[SearchHit]:
+        """Rank scenarios by how well they match the words of ``query``, best first."""
+        terms = [t for t in dict.fromkeys(normalize(query)) if t not in STOPWORDS]
+        if not terms:
+            terms = list(dict.fromkeys(normalize(query)))
+        scores: dict[str, float] = defaultdict(float)
+        matched: dict[str, list[str]] = defaultdict(list)
+        for term in terms:
+            for scenario_id, score in self._score_term(term).items():
+                scores[scenario_id] += score
+                matched[scenario_id].append(term)
+        ranked = sorted(
+            scores,
+            key=lambda sid: (-len(matched[sid]), -scores[sid], sid),
+        )
+        return [
+            SearchHit(self._by_id[sid], round(scores[sid], 3), tuple(matched[sid]))
+            for sid in ranked[:limit]
+        ]
+
+    def _score_term(self, term: str) -> dict[str, float]:
+        """Score every scenario for one query term, taking its best way of matching."""
+        best: dict[str, float] = {}
+        for word, quality in self._expand(term):
+            idf = self._idf[word]
+            for scenario_id in self._postings[word]:
+                weight = self._weights[scenario_id][word]
+                score = quality * idf * (weight * 2.2) / (weight + 1.2)
+                if score > best.get(scenario_id, 0.0):
+                    best[scenario_id] = score
+        return best
+
+    def _expand(self, term: str) -> Sequence[tuple[str, float]]:
+        """Return the indexed words a query term stands for, with how good each match is."""
+        if term in self._postings:
+            return [(term, EXACT)]
+        found: list[tuple[str, float]] = []
+        if len(term) >= 3 and not term.isdigit():
+            found.extend((w, PREFIX) for w in self._vocabulary if w.startswith(term))
+        allowed = 0 if len(term) < 4 or term.isdigit() else 1 if len(term) < 8 else 2
+        if allowed:
+            for word in self._vocabulary:
+                if abs(len(word) - len(term)) <= allowed:
+                    distance = Levenshtein.distance(term, word, score_cutoff=allowed)
+                    if distance <= allowed:
+                        found.append((word, FUZZY - 0.1 * (distance - 1)))
+        return found
+
+
+def normalize_id_words(text: str) -> list[str]:
+    """Split a typed id into its lower-case words."""
+    return re.findall(r"[a-z0-9]+", text.lower())

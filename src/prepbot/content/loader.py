@@ -1,0 +1,419 @@
+"""Load content packs from disk and report every problem in them at once.
+
+A pack is a folder: an optional ``topics.yaml`` at its root (the pack's topic vocabulary) and
+any number of scenario files (``*.yaml`` / ``*.yml``, in sub-folders too). Loading never stops at
+the first problem: each one is collected with its file, line and field so an editor can fix a
+whole pack in one pass. Reads files only; imports no database and no chat platform.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
+
+from prepbot.content.model import DRAFT_MARKER, Scenario, Topic, TopicList
+
+TOPICS_FILE = "topics.yaml"
+SCENARIO_SUFFIXES = (".yaml", ".yml")
+
+_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+@dataclass(frozen=True, order=True)
+class Problem:
+    """One thing wrong in a content pack, located as precisely as the file allows."""
+
+    path: Path
+    line: int | None
+    field: str | None
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.path}:{self.line}" if self.line is not None else str(self.path)
+        return f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+
+
+@dataclass(frozen=True)
+class LoadedScenario:
+    """A valid scenario and where it was read from."""
+
+    scenario: Scenario
+    path: Path
+    pack: Path
+
+
+@dataclass
+class PackReport:
+    """Everything loading some packs produced: scenarios, topic vocabulary and problems."""
+
+    packs: list[Path] = field(default_factory=list)
+    scenarios: list[LoadedScenario] = field(default_factory=list)
+    topics: dict[str, Topic] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """Say whether the packs loaded without a single problem."""
+        return not self.problems
+
+    @property
+    def prompt_count(self) -> int:
+        """Count the prompts of every valid scenario."""
+        return sum(len(s.scenario.prompts) for s in self.scenarios)
+
+    def summary(self) -> str:
+        """Return the one-line summary that ``prepbot content check`` prints."""
+        used = {t for s in self.scenarios for t in s.scenario.topics}
+        return (
+            f"{len(self.scenarios)} scenarios, {self.prompt_count} prompts, "
+            f"{len(used)} topics used of {len(self.topics)}, {len(self.packs)} "
+            f"{'pack' if len(self.packs) == 1 else 'packs'}"
+        )
+
+
+def builtin_pack_path() -> Path:
+    """Return the folder of the built-in pack, in a wheel or in a source checkout."""
+    bundled = Path(str(resources.files("prepbot"))) / "_builtin_content"
+    if bundled.is_dir():
+        return bundled
+    return Path(__file__).resolve().parents[3] / "content"
+
+
+def load_packs(paths: Sequence[Path], *, builtin_topics: bool = True) -> PackReport:
+    """Load and validate the given packs together; duplicate ids across packs are problems.
+
+    Scenarios may use topics from any of the packs' ``topics.yaml`` files and, unless
+    ``builtin_topics`` is false, from the built-in pack's vocabulary.
+    """
+    report = PackReport()
+    roots: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        root = _pack_root(path)
+        if not path.exists():
+            report.problems.append(Problem(path, None, None, "no such file or folder"))
+            continue
+        if root not in roots:
+            roots.append(root)
+    report.packs = roots
+
+    vocabulary_files = [r / TOPICS_FILE for r in roots]
+    builtin_vocabulary = builtin_pack_path() / TOPICS_FILE
+    if builtin_topics and builtin_vocabulary not in vocabulary_files:
+        _read_topics(builtin_vocabulary, report, required=True)
+    for root in roots:
+        _read_topics(root / TOPICS_FILE, report, required=False)
+
+    first_seen: dict[str, Path] = {}
+    for raw in paths:
+        path = Path(raw)
+        if not path.exists():
+            continue
+        root = _pack_root(path)
+        for file in _scenario_files(path):
+            loaded = _read_scenario(file, root, report, first_seen)
+            if loaded is not None:
+                report.scenarios.append(loaded)
+    report.problems.sort()
+    return report
+
+
+def _pack_root(path: Path) -> Path:
+    """Return the pack a path belongs to: the folder itself, or a file's nearest pack folder."""
+    if path.is_dir() or not path.exists():
+        return path
+    for parent in path.parents:
+        if (parent / TOPICS_FILE).is_file():
+            return parent
+    return path.parent
+
+
+def _scenario_files(path: Path) -> Iterator[Path]:
+    if path.is_file():
+        yield path
+        return
+    for file in sorted(path.rglob("*")):
+        relative = file.relative_to(path)
+        if any(part.startswith(".") for part in relative.parts):
+            continue
+        if file.suffix in SCENARIO_SUFFIXES and file.is_file() and relative != Path(TOPICS_FILE):
+            yield file
+
+
+def _read_topics(path: Path, report: PackReport, *, required: bool) -> None:
+    if not path.is_file():
+        if required:
+            report.problems.append(Problem(path, None, None, "the topic vocabulary is missing"))
+        return
+    parsed = _parse_yaml(path, report)
+    if parsed is None:
+        return
+    data, node = parsed
+    try:
+        topic_list = TopicList.model_validate(data)
+    except ValidationError as error:
+        report.problems.extend(_validation_problems(path, node, error, TopicList))
+        return
+    for index, topic in enumerate(topic_list.topics):
+        if topic.id in report.topics and report.topics[topic.id] != topic:
+            line = _line_of(node, ("topics", index))
+            report.problems.append(
+                Problem(path, line, f"topics[{index}].id", f"topic '{topic.id}' defined twice")
+            )
+            continue
+        report.topics.setdefault(topic.id, topic)
+
+
+def _read_scenario(
+    path: Path, pack: Path, report: PackReport, first_seen: dict[str, Path]
+) -> LoadedScenario | None:
+    parsed = _parse_yaml(path, report)
+    if parsed is None:
+        return None
+    data, node = parsed
+    problems: list[Problem] = []
+    scenario: Scenario | None = None
+    try:
+        scenario = Scenario.model_validate(data)
+    except ValidationError as error:
+        problems.extend(_validation_problems(path, node, error, Scenario))
+
+    raw_id = data.get("id")
+    if isinstance(raw_id, str) and raw_id:
+        if raw_id in first_seen and first_seen[raw_id] != path:
+            problems.append(
+                Problem(
+                    path,
+                    _line_of(node, ("id",)),
+                    "id",
+                    f"duplicate id '{raw_id}': already used by {first_seen[raw_id]}",
+                )
+            )
+        else:
+            first_seen.setdefault(raw_id, path)
+        if path.stem != raw_id:
+            problems.append(
+                Problem(
+                    path,
+                    _line_of(node, ("id",)),
+                    "id",
+                    f"the file must be named after its id: rename it to '{raw_id}{path.suffix}'",
+                )
+            )
+
+    raw_topics = data.get("topics")
+    if isinstance(raw_topics, list):
+        for index, topic in enumerate(raw_topics):
+            if isinstance(topic, str) and topic and topic not in report.topics:
+                problems.append(
+                    Problem(
+                        path,
+                        _line_of(node, ("topics", index)),
+                        f"topics[{index}]",
+                        _unknown_topic_message(topic, report.topics),
+                    )
+                )
+
+    report.problems.extend(problems)
+    if scenario is None or problems:
+        return None
+    return LoadedScenario(scenario=scenario, path=path, pack=pack)
+
+
+def _unknown_topic_message(topic: str, known: dict[str, Topic]) -> str:
+    close = difflib.get_close_matches(topic, list(known), n=3, cutoff=0.6)
+    hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    return f"unknown topic '{topic}' (add it to the pack's {TOPICS_FILE}){hint}"
+
+
+def _parse_yaml(path: Path, report: PackReport) -> tuple[dict[str, Any], yaml.Node] | None:
+    """Parse one YAML file into data and its node tree, or record why it cannot be read."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        report.problems.append(Problem(path, None, None, f"not UTF-8 text ({error.reason})"))
+        return None
+    except OSError as error:
+        report.problems.append(Problem(path, None, None, f"cannot read: {error.strerror}"))
+        return None
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            report.problems.append(Problem(path, None, None, "the file is empty"))
+            return None
+        duplicates = list(_duplicate_keys(node, ()))
+        data = loader.construct_document(node)
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        line = mark.line + 1 if mark is not None else None
+        detail = error.problem or error.context or "cannot parse"
+        if error.context and error.problem and error.context_mark is not None:
+            detail += f" ({error.context} started on line {error.context_mark.line + 1})"
+        report.problems.append(Problem(path, line, None, f"invalid YAML: {detail}"))
+        return None
+    except yaml.YAMLError as error:
+        report.problems.append(Problem(path, None, None, f"invalid YAML: {error}"))
+        return None
+    finally:
+        loader.dispose()
+    for key_path, key_node in duplicates:
+        report.problems.append(
+            Problem(
+                path,
+                key_node.start_mark.line + 1,
+                _format_loc(key_path),
+                "key given twice; only the last one would count",
+            )
+        )
+    if not isinstance(data, dict):
+        kind = "a list" if isinstance(data, list) else f"a {type(data).__name__}"
+        report.problems.append(
+            Problem(path, node.start_mark.line + 1, None, f"expected a mapping of fields, got {kind}")
+        )
+        return None
+    if duplicates:
+        return None
+    return data, node
+
+
+def _duplicate_keys(
+    node: yaml.Node, loc: tuple[str | int, ...]
+) -> Iterator[tuple[tuple[str | int, ...], yaml.Node]]:
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key_node, value_node in node.value:
+            key = str(key_node.value)
+            if key in seen:
+                yield (*loc, key), key_node
+            seen.add(key)
+            yield from _duplicate_keys(value_node, (*loc, key))
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            yield from _duplicate_keys(item, (*loc, index))
+
+
+def _line_of(node: yaml.Node, loc: Iterable[str | int]) -> int:
+    """Return the 1-based line of the deepest node along ``loc`` that exists in the file."""
+    current = node
+    for part in loc:
+        child: yaml.Node | None = None
+        if isinstance(current, yaml.MappingNode) and isinstance(part, str):
+            child = next((v for k, v in current.value if str(k.value) == part), None)
+        elif isinstance(current, yaml.SequenceNode) and isinstance(part, int):
+            child = current.value[part] if 0 <= part < len(current.value) else None
+        if child is None:
+            break
+        current = child
+    return int(current.start_mark.line) + 1
+
+
+def _format_loc(loc: Iterable[str | int]) -> str:
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else part
+    return text
+
+
+def _validation_problems(
+    path: Path, node: yaml.Node, error: ValidationError, model: type[BaseModel]
+) -> list[Problem]:
+    problems = []
+    for detail in error.errors():
+        loc = _clean_loc(detail["loc"])
+        problems.append(
+            Problem(path, _line_of(node, loc), _format_loc(loc) or None, _plain(detail, model))
+        )
+    return problems
+
+
+def _clean_loc(loc: tuple[str | int, ...]) -> tuple[str | int, ...]:
+    """Drop the union-branch names pydantic puts in error locations (e.g. 'function-after')."""
+    return tuple(p for p in loc if isinstance(p, int) or not _is_internal_loc(p))
+
+
+def _is_internal_loc(part: str) -> bool:
+    return part.startswith(("function-", "constrained-"))
+
+
+def _plain(detail: ErrorDetails, model: type[BaseModel]) -> str:
+    """Turn one pydantic error into a sentence an editor understands."""
+    kind = detail["type"]
+    ctx = detail.get("ctx") or {}
+    value = detail.get("input")
+    if isinstance(value, str) and value.lstrip().upper().startswith(DRAFT_MARKER):
+        return f"still a draft placeholder: {value.strip()[:80]!r}"
+    if kind == "missing":
+        return "missing required field"
+    if kind == "extra_forbidden":
+        name = str(detail["loc"][-1])
+        allowed = _allowed_fields(model, detail["loc"][:-1])
+        close = difflib.get_close_matches(name, allowed, n=1, cutoff=0.6)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        return f"unknown field '{name}' (allowed here: {', '.join(allowed)}){hint}"
+    if kind == "string_too_short":
+        return "must not be empty"
+    if kind == "too_short":
+        want, got = ctx.get("min_length"), ctx.get("actual_length")
+        return f"needs at least {want} {'item' if want == 1 else 'items'}, found {got}"
+    if kind == "string_too_long":
+        return f"too long: at most {ctx.get('max_length')} characters"
+    if kind == "enum":
+        return f"must be one of: {ctx.get('expected', '').replace(chr(39), '')}"
+    if kind == "string_pattern_mismatch":
+        return "must be a slug: lower-case letters and digits joined by single dashes"
+    if kind.startswith("url"):
+        return f"not a valid http(s) URL: {value!r}"
+    if kind in {"model_type", "model_attributes_type", "dict_type"}:
+        return f"must be a mapping of fields, got {_type_name(value)}"
+    if kind in {"tuple_type", "list_type"}:
+        return f"must be a list, got {_type_name(value)}"
+    if kind == "string_type":
+        return f"must be text, got {_type_name(value)}"
+    if kind == "value_error":
+        return str(ctx.get("error", detail["msg"]))
+    return str(detail["msg"])
+
+
+def _type_name(value: object) -> str:
+    names = {str: "text", int: "a number", float: "a number", bool: "true/false", list: "a list"}
+    if value is None:
+        return "nothing"
+    if isinstance(value, dict):
+        return "a mapping"
+    return names.get(type(value), type(value).__name__)
+
+
+def _allowed_fields(model: type[BaseModel], loc: tuple[str | int, ...]) -> list[str]:
+    """Return the field names allowed at ``loc`` inside ``model``."""
+    current: type[BaseModel] = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        info = current.model_fields.get(part)
+        nested = _model_in(info.annotation) if info is not None else None
+        if nested is None:
+            return []
+        current = nested
+    return list(current.model_fields)
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
