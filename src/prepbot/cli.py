@@ -43,8 +43,13 @@ def _console(stderr: bool = False) -> Console:
     return Console(stderr=stderr, highlight=False, soft_wrap=False)
 
 
+def _say(text: str, err: bool = False) -> None:
+    """Print a plain line, never wrapped, so 'path:line:' stays clickable in editors."""
+    typer.echo(text, err=err)
+
+
 def _fail(message: str, code: int = 2) -> NoReturn:
-    _console(stderr=True).print(f"[bold red]error:[/] {message}", markup=True)
+    _say(f"error: {message}", err=True)
     raise typer.Exit(code)
 
 
@@ -70,7 +75,7 @@ def _catalog() -> Catalog:
     report = _load()
     if not report.ok:
         for problem in report.problems:
-            _console(stderr=True).print(str(problem), markup=False)
+            _say(str(problem), err=True)
         _fail(
             f"{len(report.problems)} problems in the configured content packs; "
             "run 'prepbot content check' for details"
@@ -87,17 +92,15 @@ def content_check(
 ) -> None:
     """Validate content packs and report every problem at once."""
     report = _load(paths)
-    out = _console()
     for problem in report.problems:
-        out.print(str(problem), markup=False)
+        _say(str(problem))
     if report.problems:
         files = len({p.path for p in report.problems})
-        _console(stderr=True).print(
-            f"{len(report.problems)} problems in {files} files; {report.summary()} valid",
-            markup=False,
+        _say(
+            f"{len(report.problems)} problems in {files} files; {report.summary()} valid", err=True
         )
         raise typer.Exit(1)
-    out.print(f"OK: {report.summary()}", markup=False)
+    _say(f"OK: {report.summary()}")
 
 
 @content_app.command("import")
@@ -131,16 +134,15 @@ def content_import(
         result = import_file(file, out, topics, force=force, progress=progress)  # type: ignore[arg-type]
     except UnicodeDecodeError as error:
         _fail(f"{file}: not UTF-8 text ({error.reason})")
-    console = _console()
+    _console()
     for problem in result.problems:
-        console.print(f"{file}:{problem.line}: skipped: {problem.message}", markup=False)
+        _say(f"{file}:{problem.line}: skipped: {problem.message}")
     for path in result.kept:
-        console.print(f"{path}: exists, kept (use --force to overwrite)", markup=False)
-    console.print(
+        _say(f"{path}: exists, kept (use --force to overwrite)")
+    _say(
         f"{len(result.written)} drafts written to {out}, {len(result.kept)} kept, "
         f"{len(result.problems)} entries skipped. Fill every TODO, then run "
-        f"'prepbot content check {out}'.",
-        markup=False,
+        f"'prepbot content check {out}'."
     )
     if result.problems or result.kept:
         raise typer.Exit(1)
@@ -157,7 +159,7 @@ def content_search(
     query = " ".join(words)
     hits = _catalog().search(query, limit=limit)
     if not hits:
-        _console().print(f"No scenario matches '{query}'. Try fewer or other words.", markup=False)
+        _say(f"No scenario matches '{query}'. Try fewer or other words.")
         raise typer.Exit(1)
     _console().print(render_search(query, hits))
 

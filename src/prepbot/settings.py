@@ -114,7 +114,11 @@ def load_settings() -> Settings:
         for detail in error.errors():
             name = ".".join(str(p) for p in detail["loc"])
             env_name = ENV_PREFIX + "__".join(str(p) for p in detail["loc"]).upper()
-            message = str(detail["msg"]).removeprefix("Value error, ")
+            message = (
+                "unknown setting"
+                if detail["type"] == "extra_forbidden"
+                else str(detail["msg"]).removeprefix("Value error, ")
+            )
             problems.append(f"setting {name} ({env_name}): {message}")
         raise SettingsError(problems) from None
     except (ValueError, OSError) as error:

@@ -30,10 +30,11 @@ FIELD_WEIGHTS: dict[str, float] = {
     "body": 0.6,
 }
 EXACT, PREFIX, FUZZY = 1.0, 0.6, 0.75
-STOPWORDS = frozenset(
+_STOPWORD_TEXT = (
     "a an and are as at be by can do does for from how i in into is it its of on or so that the "
-    "this to we what when which who why will with would you your".split()
+    "this to we what when which who why will with would you your"
 )
+STOPWORDS = frozenset(_STOPWORD_TEXT.split())
 
 
 def normalize(text: str) -> list[str]:
@@ -50,7 +51,10 @@ def _stem(word: str) -> str:
         return word[:-3] + "y"
     if word.endswith(("sses", "xes", "ches", "shes")):
         return word[:-2]
-    if word.endswith("s") and not word.endswith(("ss", "us", "is")):
+    if word.endswith("us"):
+        # "gpus" and "cpus" are plurals; "status" and "corpus" are not.
+        return word[:-1] if not re.search(r"[aeiouy]", word[:-2]) else word
+    if word.endswith("s") and not word.endswith(("ss", "is")):
         return word[:-1]
     return word
 

@@ -38,7 +38,9 @@ class Problem:
 
     def __str__(self) -> str:
         where = f"{self.path}:{self.line}" if self.line is not None else str(self.path)
-        return f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+        return (
+            f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+        )
 
 
 @dataclass(frozen=True)
@@ -212,7 +214,12 @@ def _read_scenario(
     raw_topics = data.get("topics")
     if isinstance(raw_topics, list):
         for index, topic in enumerate(raw_topics):
-            if isinstance(topic, str) and topic and topic not in report.topics:
+            if (
+                isinstance(topic, str)
+                and topic
+                and topic not in report.topics
+                and not topic.upper().startswith(DRAFT_MARKER)
+            ):
                 problems.append(
                     Problem(
                         path,
@@ -277,7 +284,9 @@ def _parse_yaml(path: Path, report: PackReport) -> tuple[dict[str, Any], yaml.No
     if not isinstance(data, dict):
         kind = "a list" if isinstance(data, list) else f"a {type(data).__name__}"
         report.problems.append(
-            Problem(path, node.start_mark.line + 1, None, f"expected a mapping of fields, got {kind}")
+            Problem(
+                path, node.start_mark.line + 1, None, f"expected a mapping of fields, got {kind}"
+            )
         )
         return None
     if duplicates:
@@ -330,8 +339,12 @@ def _validation_problems(
     path: Path, node: yaml.Node, error: ValidationError, model: type[BaseModel]
 ) -> list[Problem]:
     problems = []
-    for detail in error.errors():
+    details = error.errors()
+    nested = {_clean_loc(d["loc"])[:n] for d in details for n in range(len(_clean_loc(d["loc"])))}
+    for detail in details:
         loc = _clean_loc(detail["loc"])
+        if detail["type"] == "too_short" and loc in nested:
+            continue  # pydantic counts only valid items; the items' own errors say more
         problems.append(
             Problem(path, _line_of(node, loc), _format_loc(loc) or None, _plain(detail, model))
         )
@@ -370,7 +383,8 @@ def _plain(detail: ErrorDetails, model: type[BaseModel]) -> str:
     if kind == "string_too_long":
         return f"too long: at most {ctx.get('max_length')} characters"
     if kind == "enum":
-        return f"must be one of: {ctx.get('expected', '').replace(chr(39), '')}"
+        expected = str(ctx.get("expected", "")).replace("'", "").replace(" or ", ", ")
+        return f"must be one of: {expected}"
     if kind == "string_pattern_mismatch":
         return "must be a slug: lower-case letters and digits joined by single dashes"
     if kind.startswith("url"):

@@ -105,7 +105,8 @@ class Scenario(_Frozen):
     )
     trap: Trap | None = Field(
         default=None,
-        validate_default=True, description="The naive answer; required unless the kind is behavioral."
+        validate_default=True,
+        description="The naive answer; required unless the kind is behavioral.",
     )
     insights: tuple[Text, ...] = Field(
         min_length=2, description="Key insights revealed after the round, most important first."

@@ -1,0 +1,72 @@
+"""Shared fixtures: the repository's paths, the seed file and a factory for content packs."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+BUILTIN_PACK = REPO / "content"
+SEED = REPO.parent / "shared" / "seeds" / "000_92348d59ce22f500.txt"
+
+VALID_SCENARIO: dict[str, Any] = {
+    "id": "sample-scenario",
+    "title": "A sample scenario",
+    "kind": "technical",
+    "topics": ["calibration"],
+    "difficulty": "medium",
+    "context": {"company": "Acme", "role": "ML engineer", "situation": "An interviewer asks."},
+    "prompts": ["Which model do you choose?"],
+    "trap": {"answer": "The confident one.", "why_it_falls_short": "Confidence is not accuracy."},
+    "insights": ["Calibration is measured with ECE.", "Temperature scaling fixes it cheaply."],
+    "follow_ups": ["How do you compute ECE?"],
+    "source": {
+        "author": "Jane Doe",
+        "handle": "janedoe",
+        "url": "https://example.com/post/1",
+    },
+}
+
+
+def scenario_data(**changes: Any) -> dict[str, Any]:
+    """Return a valid scenario mapping with some fields replaced (None removes a field)."""
+    data = copy.deepcopy(VALID_SCENARIO)
+    for key, value in changes.items():
+        if value is None:
+            data.pop(key, None)
+        else:
+            data[key] = value
+    return data
+
+
+@pytest.fixture
+def seed_file() -> Path:
+    if not SEED.is_file():
+        pytest.skip(f"the seed file is not beside this checkout ({SEED})")
+    return SEED
+
+
+PackFactory = Callable[[dict[str, Any]], Path]
+
+
+@pytest.fixture
+def make_pack(tmp_path: Path) -> PackFactory:
+    """Write a pack folder from {relative path: mapping or raw text}; return its path."""
+    counter = iter(range(1000))
+
+    def make(files: dict[str, Any]) -> Path:
+        root = tmp_path / f"pack{next(counter)}"
+        for relative, content in files.items():
+            path = root / relative
+            path.parent.mkdir(parents=True, exist_ok=True)
+            text = content if isinstance(content, str) else yaml.safe_dump(content)
+            path.write_text(text, encoding="utf-8")
+        root.mkdir(exist_ok=True)
+        return root
+
+    return make

@@ -1,0 +1,72 @@
+"""Search and lookup forgive case, plurals, number formats, prefixes and small typos."""
+
+from __future__ import annotations
+
+import pytest
+
+from prepbot.content.catalog import Catalog, normalize
+from prepbot.content.loader import load_packs
+from tests.conftest import BUILTIN_PACK
+
+
+@pytest.fixture(scope="module")
+def catalog() -> Catalog:
+    report = load_packs([BUILTIN_PACK])
+    return Catalog((s.scenario for s in report.scenarios), report.topics)
+
+
+def top(catalog: Catalog, query: str) -> str:
+    hits = catalog.search(query)
+    assert hits, f"nothing found for {query!r}"
+    return hits[0].scenario.id
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("gradient sync 1000 GPUs", "google-gradient-sync-1000-gpus"),
+        ("calibraton", "apple-calibration-equal-accuracy"),
+        ("CALIBRATION", "apple-calibration-equal-accuracy"),
+        ("ring all-reduce", "google-gradient-sync-1000-gpus"),
+        ("PagedAttention KV cache", "paged-attention-llm-serving-bottleneck"),
+        ("federated learning siri", "apple-siri-federated-learning"),
+        ("Netflix", "netflix-testing-new-recommender"),
+        ("tokenizers", "anthropic-general-tokenizer-legal-medical"),
+        ("glioblastoma", "anthropic-general-tokenizer-legal-medical"),
+        ("faithfulness retriever", "diagnose-failing-rag-system"),
+        ("drift databricks", "databricks-chatbot-accuracy-drift"),
+        ("Allie Miller adaptability", "adaptability-interview-questions-ai-age"),
+        ("asmah2107 fine-tuning", "llm-domain-expert-fine-tune-or-prompt"),
+        ("take-home exam", "model-passes-performance-take-home"),
+    ],
+)
+def test_search_ranks_the_expected_scenario_first(catalog: Catalog, query: str, expected: str):
+    assert top(catalog, query) == expected
+
+
+def test_a_scenario_matching_more_words_outranks_one_matching_fewer(catalog: Catalog):
+    hits = catalog.search("gradient GPUs Google")
+    assert hits[0].scenario.id == "google-gradient-sync-1000-gpus"
+    assert set(hits[0].matched) == {"gradient", "gpu", "google"}
+    assert all(len(h.matched) < 3 for h in hits[1:])
+
+
+def test_nonsense_finds_nothing(catalog: Catalog):
+    assert catalog.search("qwxzv plorkt") == []
+    assert catalog.search("   ") == []
+
+
+def test_normalize_folds_case_plurals_and_thousands():
+    assert normalize("1,000 GPUs and Queries") == ["1000", "gpu", "and", "query"]
+    assert normalize("classes boxes status") == ["class", "box", "status"]
+
+
+def test_ids_are_found_forgivingly_and_suggested_when_mistyped(catalog: Catalog):
+    assert catalog.get("Google Gradient Sync 1000 GPUs") is not None
+    assert catalog.get("no-such-id") is None
+    assert catalog.suggest_ids("google-gradient-sync")[0] == "google-gradient-sync-1000-gpus"
+
+
+def test_topics_filter_scenarios(catalog: Catalog):
+    ids = [s.id for s in catalog.with_topic("calibration")]
+    assert ids == ["apple-calibration-equal-accuracy"]

@@ -1,0 +1,145 @@
+"""Loading packs reports every problem at once, each with its file, line and field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prepbot.content.loader import Problem, load_packs
+from tests.conftest import BUILTIN_PACK, PackFactory, scenario_data
+
+
+def by_file(problems: list[Problem]) -> dict[str, list[Problem]]:
+    found: dict[str, list[Problem]] = {}
+    for problem in problems:
+        found.setdefault(problem.path.name, []).append(problem)
+    return found
+
+
+def test_a_valid_pack_loads_its_scenarios_and_topics(make_pack: PackFactory):
+    pack = make_pack(
+        {
+            "topics.yaml": {"topics": [{"id": "team-topic", "name": "Team topic"}]},
+            "q/sample-scenario.yaml": scenario_data(topics=["team-topic", "calibration"]),
+        }
+    )
+    report = load_packs([pack])
+    assert report.ok, report.problems
+    assert [s.scenario.id for s in report.scenarios] == ["sample-scenario"]
+    assert "team-topic" in report.topics
+    assert "calibration" in report.topics  # the built-in vocabulary is always available
+    assert report.summary() == "1 scenarios, 1 prompts, 2 topics used of 30, 1 pack"
+
+
+def test_every_problem_of_a_broken_pack_is_reported_in_one_run(make_pack: PackFactory):
+    pack = make_pack(
+        {
+            "broken-yaml.yaml": "id: broken-yaml\ntitle: [unclosed\nkind: technical\n",
+            "no-insights.yaml": scenario_data(id="no-insights", insights=None),
+            "sample-scenario.yaml": scenario_data(),
+            "sub/sample-scenario.yml": scenario_data(),
+        }
+    )
+    report = load_packs([pack])
+    files = by_file(report.problems)
+
+    (bad_yaml,) = files["broken-yaml.yaml"]
+    assert bad_yaml.line == 3
+    assert "invalid YAML" in bad_yaml.message
+
+    (missing,) = files["no-insights.yaml"]
+    assert (missing.field, missing.message) == ("insights", "missing required field")
+
+    (duplicate,) = files["sample-scenario.yml"]
+    assert duplicate.field == "id"
+    assert "duplicate id 'sample-scenario'" in duplicate.message
+    assert str(pack / "sample-scenario.yaml") in duplicate.message
+
+    assert [s.scenario.id for s in report.scenarios] == ["sample-scenario"]
+
+
+def test_duplicate_ids_across_packs_are_reported(make_pack: PackFactory):
+    first = make_pack({"sample-scenario.yaml": scenario_data()})
+    second = make_pack({"sample-scenario.yaml": scenario_data(title="Another")})
+    report = load_packs([first, second])
+    (problem,) = report.problems
+    assert problem.path == second / "sample-scenario.yaml"
+    assert "already used by" in problem.message
+
+
+def test_problems_carry_the_line_of_the_offending_value(make_pack: PackFactory):
+    text = (BUILTIN_PACK / "scenarios" / "google-gradient-sync-1000-gpus.yaml").read_text()
+    text = text.replace("topics: [distributed-training,", "topics: [distributed-trainin,")
+    text = text.replace("  - How would you synchronize", "  - ''\n  - How would you synchronize")
+    text = text.replace("source:\n  author:", "source:\n  autor:")
+    pack = make_pack({"google-gradient-sync-1000-gpus.yaml": text})
+    lines = text.splitlines()
+    report = load_packs([pack])
+    found = {(p.field, p.line): p.message for p in report.problems}
+
+    topic_line = next(i for i, line in enumerate(lines, 1) if "distributed-trainin," in line)
+    assert "did you mean 'distributed-training'" in found["topics[0]", topic_line]
+    prompt_line = next(i for i, line in enumerate(lines, 1) if line == "  - ''")
+    assert found["prompts[0]", prompt_line] == "must not be empty"
+    autor_line = next(i for i, line in enumerate(lines, 1) if "autor:" in line)
+    assert "unknown field 'autor'" in found["source.autor", autor_line]
+    assert "did you mean 'author'" in found["source.autor", autor_line]
+
+
+def test_plain_messages_for_wrong_types_and_values(make_pack: PackFactory):
+    pack = make_pack(
+        {
+            "sample-scenario.yaml": scenario_data(
+                kind="quiz", prompts="just one string", source={"author": "A", "url": "nope"}
+            )
+        }
+    )
+    messages = {p.field: p.message for p in load_packs([pack]).problems}
+    assert messages["kind"] == "must be one of: technical, system-design, behavioral, career"
+    assert messages["prompts"] == "must be a list, got text"
+    assert messages["source.url"].startswith("not a valid http(s) URL")
+
+
+def test_files_that_are_not_scenarios_are_named(make_pack: PackFactory):
+    pack = make_pack(
+        {
+            "empty.yaml": "",
+            "list.yaml": "- a\n- b\n",
+            "twice.yaml": "id: twice\ntitle: a\ntitle: b\n",
+            "latin1.yaml": "",
+        }
+    )
+    (pack / "latin1.yaml").write_bytes("title: caf\xe9".encode("latin-1"))
+    messages = {p.path.name: p.message for p in load_packs([pack]).problems}
+    assert messages["empty.yaml"] == "the file is empty"
+    assert messages["list.yaml"] == "expected a mapping of fields, got a list"
+    assert messages["twice.yaml"] == "key given twice; only the last one would count"
+    assert messages["latin1.yaml"].startswith("not UTF-8 text")
+
+
+def test_a_file_named_differently_from_its_id_is_an_error(make_pack: PackFactory):
+    pack = make_pack({"other-name.yaml": scenario_data()})
+    (problem,) = load_packs([pack]).problems
+    assert "rename it to 'sample-scenario.yaml'" in problem.message
+
+
+def test_a_missing_pack_folder_is_a_problem_not_a_crash(tmp_path: Path):
+    report = load_packs([tmp_path / "nowhere"])
+    assert [p.message for p in report.problems] == ["no such file or folder"]
+
+
+def test_a_broken_topics_file_is_reported(make_pack: PackFactory):
+    pack = make_pack({"topics.yaml": {"topics": [{"id": "Bad Id", "name": ""}]}})
+    fields = {p.field for p in load_packs([pack]).problems}
+    assert fields == {"topics[0].id", "topics[0].name"}
+
+
+def test_a_single_file_can_be_checked_against_its_pack(make_pack: PackFactory):
+    pack = make_pack(
+        {
+            "topics.yaml": {"topics": [{"id": "team-topic", "name": "Team topic"}]},
+            "deep/sample-scenario.yaml": scenario_data(topics=["team-topic"]),
+        }
+    )
+    report = load_packs([pack / "deep" / "sample-scenario.yaml"])
+    assert report.ok, report.problems
+    assert report.packs == [pack]

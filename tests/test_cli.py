@@ -1,0 +1,193 @@
+"""The prepbot command line, driven as a user types it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from prepbot.cli import app
+from tests.conftest import BUILTIN_PACK, REPO, PackFactory, scenario_data
+
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def _no_user_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    """Run every command from an empty folder, with no PREPBOT_* settings of the machine."""
+    for name in list(os.environ):
+        if name.startswith("PREPBOT_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+
+
+def test_check_of_the_builtin_pack_passes_with_a_summary():
+    result = runner.invoke(app, ["content", "check", str(BUILTIN_PACK)])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("OK: 19 scenarios, 31 prompts, ")
+    assert result.output.rstrip().endswith("1 pack")
+
+
+def test_check_without_paths_checks_the_configured_packs(make_pack: PackFactory):
+    team = make_pack({"sample-scenario.yaml": scenario_data()})
+    result = runner.invoke(app, ["content", "check"], env={"PREPBOT_CONTENT__PACKS": str(team)})
+    assert result.exit_code == 0, result.output
+    assert "20 scenarios" in result.output
+    assert "2 packs" in result.output
+
+
+def test_check_names_every_problem_and_exits_1(make_pack: PackFactory):
+    pack = make_pack(
+        {
+            "bad.yaml": "id: bad\ntitle: [oops\n",
+            "no-insights.yaml": scenario_data(id="no-insights", insights=None),
+            "sample-scenario.yaml": scenario_data(),
+            "again/sample-scenario.yaml": scenario_data(),
+        }
+    )
+    result = runner.invoke(app, ["content", "check", str(pack)])
+    assert result.exit_code == 1
+    lines = result.stdout.splitlines()
+    assert any(line.startswith(f"{pack / 'bad.yaml'}:3: invalid YAML: ") for line in lines)
+    assert f"{pack / 'no-insights.yaml'}:1: insights: missing required field" in lines
+    id_line = yaml.safe_dump(scenario_data()).splitlines().index("id: sample-scenario") + 1
+    duplicate = f"{pack / 'sample-scenario.yaml'}:{id_line}: id: duplicate id 'sample-scenario'"
+    assert any(line.startswith(duplicate) for line in lines)
+    assert "3 problems in 3 files" in result.stderr
+
+
+def test_import_writes_drafts_and_reports_skipped_entries(seed_file: Path, tmp_path: Path):
+    broken = tmp_path / "links.md"
+    text = seed_file.read_text(encoding="utf-8")
+    broken.write_text(
+        text.replace("**URL:** https://x.com/alby13/status/1889874673527107601\n", "")
+    )
+    line = (
+        text.splitlines().index("## [alby13 - Failed Anthropic Research Fellowship Interview]") + 1
+    )
+    result = runner.invoke(app, ["content", "import", str(broken), "--out", "drafts"])
+    assert result.exit_code == 1
+    assert f"{broken}:{line}: skipped: entry has no '**URL:**' line" in result.output
+    assert "18 drafts written to drafts, 0 kept, 1 entries skipped" in result.output
+    assert len(list(Path("drafts").glob("*.yaml"))) == 18
+
+
+def test_import_of_the_seed_into_an_empty_folder(seed_file: Path):
+    result = runner.invoke(app, ["content", "import", str(seed_file), "-o", "new"])
+    assert result.exit_code == 0, result.output
+    assert "19 drafts written to new" in result.output
+    again = runner.invoke(app, ["content", "import", str(seed_file), "-o", "new"])
+    assert again.exit_code == 1
+    assert "0 drafts written to new, 19 kept" in again.output
+
+
+def test_import_of_a_missing_file_is_a_clear_error():
+    result = runner.invoke(app, ["content", "import", "nope.md"])
+    assert result.exit_code == 2
+    assert "nope.md: no such file" in result.stderr
+
+
+def test_search_lists_the_best_match_first():
+    result = runner.invoke(app, ["content", "search", "gradient", "sync", "1000", "GPUs"])
+    assert result.exit_code == 0, result.output
+    ids = [line.split("│")[2].strip() for line in result.output.splitlines() if "│ 1 " in line]
+    assert ids == ["google-gradient-sync-1000-gpus"]
+
+
+def test_search_with_no_match_says_so():
+    result = runner.invoke(app, ["content", "search", "qwxzv"])
+    assert result.exit_code == 1
+    assert "No scenario matches 'qwxzv'" in result.output
+
+
+def test_show_prints_the_scenario_and_its_reveal():
+    result = runner.invoke(app, ["content", "show", "apple-calibration-equal-accuracy"])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "Which do you choose?" in text
+    assert "Expected Calibration Error" in text
+    assert "Source: Akshay Pachaar (@akshay_pachaar)" in text
+
+
+def test_show_of_a_mistyped_id_suggests_the_right_one():
+    result = runner.invoke(app, ["content", "show", "apple-calibration"])
+    assert result.exit_code == 1
+    assert "Did you mean: apple-calibration-equal-accuracy" in result.stderr
+
+
+def test_schema_validates_every_shipped_scenario_and_rejects_a_bad_one():
+    result = runner.invoke(app, ["content", "schema"])
+    assert result.exit_code == 0
+    schema = json.loads(result.stdout)
+    jsonschema.Draft202012Validator.check_schema(schema)
+    validator = jsonschema.Draft202012Validator(schema)
+    for path in sorted((BUILTIN_PACK / "scenarios").glob("*.yaml")):
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        assert not list(validator.iter_errors(data)), path
+    assert list(validator.iter_errors(scenario_data(topics=["not-a-topic"])))
+    assert list(validator.iter_errors(scenario_data(extra_field=1)))
+
+
+def test_the_committed_schema_is_up_to_date():
+    result = runner.invoke(app, ["content", "schema"])
+    committed = (REPO / "docs" / "scenario.schema.json").read_text(encoding="utf-8")
+    assert result.stdout == committed, "run: prepbot content schema -o docs/scenario.schema.json"
+
+
+def test_ask_shows_a_question_then_its_insights():
+    result = runner.invoke(
+        app,
+        ["ask", "--id", "google-gradient-sync-1000-gpus"],
+        input="Use ring all-reduce.\nIt spreads the load.\n",
+    )
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert text.index("How would you synchronize learning") < text.index("Key insights")
+    assert "Your answer: 7 words." in text
+
+
+def test_ask_by_topic_only_picks_from_that_topic():
+    result = runner.invoke(app, ["ask", "calibration"], input="")
+    assert result.exit_code == 0, result.output
+    assert "Same accuracy, different confidence" in result.output
+    unknown = runner.invoke(app, ["ask", "astrology"], input="")
+    assert unknown.exit_code == 1
+    assert "unknown topic 'astrology'" in unknown.stderr
+
+
+def test_invalid_settings_stop_with_the_setting_named(tmp_path: Path):
+    config = tmp_path / "prepbot.toml"
+    config.write_text("[content]\nbuiltin = 'maybe'\n")
+    result = runner.invoke(app, ["content", "check"], env={"PREPBOT_CONFIG": str(config)})
+    assert result.exit_code == 2
+    assert "setting content.builtin (PREPBOT_CONTENT__BUILTIN)" in result.stderr
+
+
+def test_help_is_fast_because_it_imports_nothing_heavy():
+    code = (
+        "import sys; sys.argv = ['prepbot', '--help']\n"
+        "from prepbot.cli import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "heavy = {'yaml', 'pydantic', 'pydantic_settings', 'rapidfuzz'} & set(sys.modules)\n"
+        "print(sorted(heavy))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO
+    )
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+    assert "content" in done.stdout
+
+
+def test_the_installed_console_script_runs():
+    done = subprocess.run(
+        ["prepbot", "content", "check", str(BUILTIN_PACK)], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("OK: ")
