@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -19,13 +18,7 @@ from tests.conftest import BUILTIN_PACK, REPO, PackFactory, scenario_data
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True)
-def _no_user_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
-    """Run every command from an empty folder, with no PREPBOT_* settings of the machine."""
-    for name in list(os.environ):
-        if name.startswith("PREPBOT_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
+pytestmark = pytest.mark.usefixtures("isolated_settings")
 
 
 def test_check_of_the_builtin_pack_passes_with_a_summary():
@@ -191,3 +184,20 @@ def test_the_installed_console_script_runs():
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("OK: ")
+
+
+def _link_summaries(count: int) -> str:
+    return "".join(
+        f"## [Ann Lee - Title {n}]\n**URL:** https://x.com/ann_lee/status/{n}\n"
+        f'**Interview Questions Mentioned:**\n- "Question {n}?"\n**Key Insights:**\n- a\n- b\n---\n'
+        for n in range(count)
+    )
+
+
+@pytest.mark.parametrize(("entries", "shows_progress"), [(60, True), (3, False)])
+def test_import_shows_progress_only_on_large_files(entries: int, shows_progress: bool):
+    Path("links.md").write_text(_link_summaries(entries))
+    result = runner.invoke(app, ["content", "import", "links.md"])
+    assert result.exit_code == 0, result.output
+    assert ("Importing" in result.stderr) is shows_progress
+    assert f"{entries} drafts written to drafts" in result.stdout

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -10,13 +9,7 @@ import pytest
 from prepbot.content.loader import builtin_pack_path
 from prepbot.settings import SettingsError, load_settings
 
-
-@pytest.fixture(autouse=True)
-def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
-    for name in list(os.environ):
-        if name.startswith("PREPBOT_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
+pytestmark = pytest.mark.usefixtures("isolated_settings")
 
 
 def test_the_default_is_the_builtin_pack_alone():
