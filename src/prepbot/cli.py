@@ -30,6 +30,8 @@ content_app = typer.Typer(
     help="Check, import, search and show the question bank.", no_args_is_help=True
 )
 app.add_typer(content_app, name="content")
+db_app = typer.Typer(help="Manage the database schema.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
 
 
 def main() -> None:
@@ -242,3 +244,54 @@ def ask(
     if answer:
         console.print(f"Your answer: {len(' '.join(answer).split())} words.", style="dim")
     console.print(render_reveal(scenario))
+
+
+@app.command("run")
+def run() -> None:
+    """Run the bot. With no Slack or Discord configured: a study group in this terminal."""
+    import asyncio
+    import sys
+
+    from prepbot.app import ContentError, run_console, stdin_lines
+
+    settings = _settings()
+    if sys.stdin.isatty():
+        _say(
+            "prepbot: no Slack or Discord credentials configured, so this terminal is the chat "
+            f"channel (database: {settings.database.url}). Type /help; Ctrl-D quits.",
+            err=True,
+        )
+    try:
+        asyncio.run(run_console(settings, stdin_lines(), sys.stdout))
+    except ContentError as error:
+        for problem in error.problems:
+            _say(problem, err=True)
+        _fail(f"{error}; run 'prepbot content check' for details")
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+    except OSError as error:
+        _fail(f"cannot open the database {settings.database.url}: {error}")
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Create or upgrade the database schema to the latest version."""
+    import asyncio
+
+    from prepbot.store.db import Database
+
+    settings = _settings()
+
+    async def upgrade() -> str | None:
+        db = Database(settings.database.url)
+        try:
+            await db.upgrade()
+            return await db.current_revision()
+        finally:
+            await db.close()
+
+    try:
+        revision = asyncio.run(upgrade())
+    except OSError as error:
+        _fail(f"cannot reach the database {settings.database.url}: {error}")
+    _say(f"database {settings.database.url} is at revision {revision}")

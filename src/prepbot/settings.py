@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import (
@@ -21,6 +21,9 @@ from pydantic_settings import (
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+if TYPE_CHECKING:
+    from prepbot.core.schedule import Schedule
 
 ENV_PREFIX = "PREPBOT_"
 CONFIG_ENV = "PREPBOT_CONFIG"
@@ -57,6 +60,81 @@ class ContentSettings(BaseModel):
         return [*builtin, *self.packs]
 
 
+class DatabaseSettings(BaseModel):
+    """Where prepbot keeps its state."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(
+        default="sqlite:///prepbot.db",
+        description="sqlite:///FILE (embedded, one process) or postgresql://USER@HOST/DB.",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _supported(cls, url: str) -> str:
+        from prepbot.store.db import async_url
+
+        try:
+            async_url(url)
+        except Exception as error:
+            raise ValueError(str(error)) from None
+        return url
+
+
+class ScheduleSettings(BaseModel):
+    """The schedule a new study group starts with."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    post_at: str = Field(default="09:00", description="Local time of the daily question.")
+    timezone: str = Field(default="UTC", description="IANA time zone of new study groups.")
+    weekdays: str = Field(default="mon-fri", description="Days with a question.")
+    reveal_at: str = Field(default="17:00", description="Local time of the reveal.")
+
+    def schedule(self) -> Schedule:
+        """Return these defaults as a schedule."""
+        from prepbot.core.schedule import Schedule, parse_time, parse_timezone, parse_weekdays
+
+        return Schedule(
+            post_at=parse_time(self.post_at),
+            timezone=parse_timezone(self.timezone).key,
+            weekdays=parse_weekdays(self.weekdays),
+            reveal_at=parse_time(self.reveal_at),
+        )
+
+    @field_validator("post_at", "reveal_at")
+    @classmethod
+    def _time(cls, value: str) -> str:
+        from prepbot.core.schedule import parse_time
+
+        parse_time(value)
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        from prepbot.core.schedule import parse_timezone
+
+        return parse_timezone(value).key
+
+    @field_validator("weekdays")
+    @classmethod
+    def _days(cls, value: str) -> str:
+        from prepbot.core.schedule import parse_weekdays
+
+        parse_weekdays(value)
+        return value
+
+
+class ConsoleSettings(BaseModel):
+    """The terminal study group."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    member: str = Field(default="me", description="Who you are until you type /as NAME.")
+
+
 class Settings(BaseSettings):
     """Everything prepbot can be configured with."""
 
@@ -68,6 +146,9 @@ class Settings(BaseSettings):
     )
 
     content: ContentSettings = Field(default_factory=ContentSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)
 
     @classmethod
     def settings_customise_sources(

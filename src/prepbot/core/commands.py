@@ -1,0 +1,321 @@
+"""The ``/prep`` grammar, parsed once into command objects that every platform shares.
+
+``parse_prep("leaderboard month")`` returns ``Leaderboard(period=Period.MONTH)``; bad input
+raises ``CommandError`` carrying a short usage line for the user. Topic names are checked by
+the services (they know the catalog); everything else is checked here. Pure; imports no
+database and no chat platform.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass
+from datetime import time, timedelta
+from enum import StrEnum
+
+from prepbot.core.schedule import (
+    ScheduleError,
+    looks_like_timezone,
+    looks_like_weekdays,
+    parse_delay,
+    parse_time,
+    parse_timezone,
+    parse_weekdays,
+)
+
+DIFFICULTIES = ("easy", "medium", "hard")
+MAX_COMMAND_LENGTH = 500
+
+
+class Period(StrEnum):
+    """A leaderboard's time window."""
+
+    WEEK = "week"
+    MONTH = "month"
+    ALL = "all"
+
+
+class CommandError(ValueError):
+    """Input that is not a valid ``/prep`` command; ``str()`` is the message for the user."""
+
+
+@dataclass(frozen=True)
+class Help:
+    """Show how to use /prep."""
+
+
+@dataclass(frozen=True)
+class Today:
+    """Show this channel's open question."""
+
+
+@dataclass(frozen=True)
+class Ask:
+    """Give the member a private practice question, not scored."""
+
+    topic: str | None = None
+
+
+@dataclass(frozen=True)
+class Search:
+    """Find scenarios by words."""
+
+    words: str
+
+
+@dataclass(frozen=True)
+class Show:
+    """Show one scenario in full."""
+
+    scenario_id: str
+
+
+@dataclass(frozen=True)
+class Topics:
+    """List the topics."""
+
+
+@dataclass(frozen=True)
+class Streak:
+    """Show a member's streak (the caller's when no member is named)."""
+
+    member: str | None = None
+
+
+@dataclass(frozen=True)
+class Leaderboard:
+    """Rank members of this study group (or the whole community) for a period."""
+
+    period: Period = Period.WEEK
+    community: bool = False
+
+
+@dataclass(frozen=True)
+class ScheduleChange:
+    """The schedule and filter fields an admin typed; None means 'leave as it is'."""
+
+    post_at: time | None = None
+    timezone: str | None = None
+    weekdays: frozenset[int] | None = None
+    reveal_at: time | None = None
+    reveal_after: timedelta | None = None
+    topics: tuple[str, ...] | None = None
+    difficulties: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Subscribe:
+    """Make this channel a study group (admin)."""
+
+    change: ScheduleChange
+
+
+@dataclass(frozen=True)
+class Reschedule:
+    """Change this study group's schedule or filters (admin)."""
+
+    change: ScheduleChange
+
+
+@dataclass(frozen=True)
+class Pause:
+    """Stop posting until resumed (admin)."""
+
+
+@dataclass(frozen=True)
+class Resume:
+    """Start posting again (admin)."""
+
+
+@dataclass(frozen=True)
+class Unsubscribe:
+    """Stop this study group for good (admin)."""
+
+
+@dataclass(frozen=True)
+class PostNow:
+    """Post today's question now (admin)."""
+
+
+@dataclass(frozen=True)
+class RevealNow:
+    """Reveal the open question now (admin)."""
+
+
+Command = (
+    Help
+    | Today
+    | Ask
+    | Search
+    | Show
+    | Topics
+    | Streak
+    | Leaderboard
+    | Subscribe
+    | Reschedule
+    | Pause
+    | Resume
+    | Unsubscribe
+    | PostNow
+    | RevealNow
+)
+ADMIN_COMMANDS = (Subscribe, Reschedule, Pause, Resume, Unsubscribe, PostNow, RevealNow)
+
+SCHEDULE_ARGS = "[HH:MM] [timezone] [days] [reveal=HH:MM|reveal=+6h] [easy|medium|hard] [topics…]"
+USAGE: dict[str, str] = {
+    "help": "/prep help",
+    "today": "/prep today",
+    "ask": "/prep ask [topic]",
+    "search": "/prep search <words>",
+    "show": "/prep show <id>",
+    "topics": "/prep topics",
+    "streak": "/prep streak [@member]",
+    "leaderboard": "/prep leaderboard [week|month|all] [community]",
+    "subscribe": f"/prep subscribe {SCHEDULE_ARGS}",
+    "schedule": f"/prep schedule {SCHEDULE_ARGS}",
+    "pause": "/prep pause",
+    "resume": "/prep resume",
+    "unsubscribe": "/prep unsubscribe",
+    "post-now": "/prep post-now",
+    "reveal-now": "/prep reveal-now",
+}
+ADMIN_WORDS = frozenset(
+    {"subscribe", "schedule", "pause", "resume", "unsubscribe", "post-now", "reveal-now"}
+)
+MEMBER_MENTION = re.compile(r"^<@!?(?P<id>[A-Za-z0-9_.-]+)(?:\|[^>]*)?>$|^@(?P<name>\S+)$")
+
+
+def is_admin_command(command: Command) -> bool:
+    """Say whether only admins may run ``command``."""
+    return isinstance(command, ADMIN_COMMANDS)
+
+
+def parse_prep(text: str) -> Command:
+    """Parse what follows ``/prep`` into a command, or raise CommandError with a usage line."""
+    if len(text) > MAX_COMMAND_LENGTH:
+        raise CommandError(f"That command is too long (over {MAX_COMMAND_LENGTH} characters).")
+    words = text.split()
+    if not words:
+        return Help()
+    verb, args = words[0].lower(), words[1:]
+    if verb not in USAGE:
+        close = difflib.get_close_matches(verb, list(USAGE), n=1, cutoff=0.6)
+        hint = f" Did you mean `{USAGE[close[0]]}`?" if close else ""
+        raise CommandError(f"Unknown command `{words[0]}`.{hint} Try `/prep help`.")
+    usage = f"Usage: `{USAGE[verb]}`"
+    match verb:
+        case "help" | "today" | "topics" | "pause" | "resume" | "unsubscribe":
+            _no_args(args, usage)
+            simple: dict[str, Command] = {
+                "help": Help(),
+                "today": Today(),
+                "topics": Topics(),
+                "pause": Pause(),
+                "resume": Resume(),
+                "unsubscribe": Unsubscribe(),
+            }
+            return simple[verb]
+        case "post-now":
+            _no_args(args, usage)
+            return PostNow()
+        case "reveal-now":
+            _no_args(args, usage)
+            return RevealNow()
+        case "ask":
+            if len(args) > 1:
+                raise CommandError(f"{usage} (one topic at most)")
+            return Ask(topic=args[0].lower() if args else None)
+        case "search":
+            if not args:
+                raise CommandError(f"{usage} (what should I look for?)")
+            return Search(words=" ".join(args))
+        case "show":
+            if len(args) != 1:
+                raise CommandError(f"{usage} (one scenario id, e.g. from `/prep search`)")
+            return Show(scenario_id=args[0])
+        case "streak":
+            if len(args) > 1:
+                raise CommandError(usage)
+            return Streak(member=_member(args[0], usage) if args else None)
+        case "leaderboard":
+            return _leaderboard(args, usage)
+        case "subscribe":
+            return Subscribe(change=_schedule_change(args, usage))
+        case _:  # "schedule"
+            change = _schedule_change(args, usage)
+            if change == ScheduleChange():
+                raise CommandError(f"{usage} (say what to change)")
+            return Reschedule(change=change)
+
+
+def _no_args(args: list[str], usage: str) -> None:
+    if args:
+        raise CommandError(f"{usage} (it takes no arguments)")
+
+
+def _member(word: str, usage: str) -> str:
+    match = MEMBER_MENTION.match(word)
+    if match is None:
+        raise CommandError(f"{usage} (name a member as @name)")
+    return match["id"] or match["name"]
+
+
+def _leaderboard(args: list[str], usage: str) -> Leaderboard:
+    period, community = Period.WEEK, False
+    seen_period = False
+    for word in (a.lower() for a in args):
+        if word in {p.value for p in Period} and not seen_period:
+            period, seen_period = Period(word), True
+        elif word in {"community", "server", "workspace"} and not community:
+            community = True
+        else:
+            raise CommandError(f"{usage} (`{word}` is not a period)")
+    return Leaderboard(period=period, community=community)
+
+
+def _schedule_change(args: list[str], usage: str) -> ScheduleChange:
+    """Parse schedule words in any order: a time, a zone, days, reveal=…, difficulty, topics."""
+    values: dict[str, object] = {}
+    topics: list[str] = []
+    difficulties: list[str] = []
+
+    def once(key: str, value: object, word: str) -> None:
+        if key in values:
+            raise CommandError(f"{usage} (`{word}`: {key.replace('_', ' ')} given twice)")
+        values[key] = value
+
+    try:
+        for word in args:
+            lowered = word.lower()
+            if lowered.startswith("reveal="):
+                spec = word.split("=", 1)[1]
+                if spec.startswith("+"):
+                    once("reveal_after", parse_delay(spec), word)
+                else:
+                    once("reveal_at", parse_time(spec), word)
+            elif re.fullmatch(r"\d{1,2}:\d{2}", word):
+                once("post_at", parse_time(word), word)
+            elif looks_like_timezone(word):
+                once("timezone", parse_timezone(word).key, word)
+            elif looks_like_weekdays(lowered):
+                once("weekdays", parse_weekdays(lowered), word)
+            elif lowered in DIFFICULTIES:
+                difficulties.append(lowered)
+            elif re.fullmatch(r"[a-z0-9]+(?:-[a-z0-9]+)*", lowered):
+                topics.append(lowered)
+            else:
+                raise CommandError(f"{usage} (`{word}` is not a time, zone, day or topic)")
+    except ScheduleError as error:
+        raise CommandError(f"{error}. {usage}") from None
+    if "reveal_at" in values and "reveal_after" in values:
+        raise CommandError(f"{usage} (reveal at a time or after a delay, not both)")
+    return ScheduleChange(
+        post_at=values.get("post_at"),  # type: ignore[arg-type]
+        timezone=values.get("timezone"),  # type: ignore[arg-type]
+        weekdays=values.get("weekdays"),  # type: ignore[arg-type]
+        reveal_at=values.get("reveal_at"),  # type: ignore[arg-type]
+        reveal_after=values.get("reveal_after"),  # type: ignore[arg-type]
+        topics=tuple(dict.fromkeys(topics)) or None,
+        difficulties=tuple(dict.fromkeys(difficulties)) or None,
+    )

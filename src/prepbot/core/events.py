@@ -1,0 +1,69 @@
+"""Neutral inbound events: what a platform tells the services, in the product's words.
+
+A platform adapter turns its own payloads into these; services never see Slack or Discord
+types. Plain frozen data; imports no database and no chat platform.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from prepbot.core.views import MemberRef
+
+
+@dataclass(frozen=True)
+class Place:
+    """A channel in a community on a platform."""
+
+    platform: str
+    community_id: str
+    channel_id: str
+    community_name: str = ""
+    channel_name: str = ""
+
+
+@dataclass(frozen=True)
+class ThreadReply:
+    """A new message in a thread."""
+
+    place: Place
+    thread_id: str
+    message_id: str
+    member: MemberRef
+    text: str
+    at: datetime
+    is_bot: bool = False
+
+
+@dataclass(frozen=True)
+class ReplyEdited:
+    """A message in a thread was edited."""
+
+    place: Place
+    thread_id: str
+    message_id: str
+    member: MemberRef
+    text: str
+    at: datetime
+    is_bot: bool = False
+
+
+@dataclass(frozen=True)
+class ReplyDeleted:
+    """A message in a thread was deleted."""
+
+    place: Place
+    thread_id: str
+    message_id: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """A member typed /prep with some text in a channel."""
+
+    place: Place
+    member: MemberRef
+    is_admin: bool
+    text: str

@@ -1,0 +1,244 @@
+"""Neutral views: what the bot shows, before any platform decides how it looks.
+
+Services return these; the console renders them as text, Slack as Block Kit, Discord as
+embeds. Plain frozen data; imports no database and no chat platform.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+from prepbot.content.model import Scenario, Topic
+
+
+@dataclass(frozen=True)
+class MemberRef:
+    """A member as a platform knows them: its id (for mentions) and a display name."""
+
+    id: str
+    name: str
+
+
+@dataclass(frozen=True)
+class QuestionCard:
+    """The question of the day (or a practice question, or one looked up)."""
+
+    scenario_id: str
+    title: str
+    kind: str
+    difficulty: str
+    topics: tuple[str, ...]
+    company: str | None
+    role: str | None
+    situation: str
+    prompts: tuple[str, ...]
+    round_date: date | None = None
+    reveal_at: datetime | None = None
+    timezone: str | None = None
+    practice: bool = False
+
+    @classmethod
+    def of(
+        cls,
+        scenario: Scenario,
+        topics: dict[str, Topic],
+        *,
+        round_date: date | None = None,
+        reveal_at: datetime | None = None,
+        timezone: str | None = None,
+        practice: bool = False,
+    ) -> QuestionCard:
+        """Build the card of a scenario."""
+        return cls(
+            scenario_id=scenario.id,
+            title=scenario.title,
+            kind=scenario.kind.value,
+            difficulty=scenario.difficulty.value,
+            topics=tuple(topics[t].name if t in topics else t for t in scenario.topics),
+            company=scenario.context.company,
+            role=scenario.context.role,
+            situation=scenario.context.situation,
+            prompts=scenario.prompts,
+            round_date=round_date,
+            reveal_at=reveal_at,
+            timezone=timezone,
+            practice=practice,
+        )
+
+
+@dataclass(frozen=True)
+class Milestone:
+    """A member whose streak just reached a milestone."""
+
+    member: MemberRef
+    streak: int
+
+
+@dataclass(frozen=True)
+class RevealCard:
+    """The reveal in a round's thread (or the answer part of a looked-up scenario)."""
+
+    scenario_id: str
+    title: str
+    insights: tuple[str, ...]
+    trap_answer: str | None
+    trap_why: str | None
+    follow_ups: tuple[str, ...]
+    source_author: str
+    source_handle: str | None
+    source_url: str
+    on_time: tuple[MemberRef, ...] = ()
+    late: tuple[MemberRef, ...] = ()
+    milestones: tuple[Milestone, ...] = ()
+    is_round: bool = False
+
+    @classmethod
+    def of(
+        cls,
+        scenario: Scenario,
+        *,
+        on_time: tuple[MemberRef, ...] = (),
+        late: tuple[MemberRef, ...] = (),
+        milestones: tuple[Milestone, ...] = (),
+        is_round: bool = False,
+    ) -> RevealCard:
+        """Build the reveal of a scenario."""
+        return cls(
+            scenario_id=scenario.id,
+            title=scenario.title,
+            insights=scenario.insights,
+            trap_answer=scenario.trap.answer if scenario.trap else None,
+            trap_why=scenario.trap.why_it_falls_short if scenario.trap else None,
+            follow_ups=scenario.follow_ups,
+            source_author=scenario.source.author,
+            source_handle=scenario.source.handle,
+            source_url=str(scenario.source.url),
+            on_time=on_time,
+            late=late,
+            milestones=milestones,
+            is_round=is_round,
+        )
+
+
+@dataclass(frozen=True)
+class ScenarioDetail:
+    """One scenario in full, for /prep show."""
+
+    question: QuestionCard
+    reveal: RevealCard
+
+
+@dataclass(frozen=True)
+class LeaderboardRow:
+    """One member's line on a leaderboard."""
+
+    rank: int
+    member: MemberRef
+    on_time: int
+    late: int
+    streak: int
+
+
+@dataclass(frozen=True)
+class LeaderboardView:
+    """A ranking of members: on-time answers first, then current streak."""
+
+    scope: str
+    period: str
+    since: date | None
+    rows: tuple[LeaderboardRow, ...]
+
+
+@dataclass(frozen=True)
+class StreakView:
+    """One member's streak and totals in a study group."""
+
+    member: MemberRef
+    current: int
+    best: int
+    on_time: int
+    late: int
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """One line of search results."""
+
+    scenario_id: str
+    title: str
+    company: str | None
+
+
+@dataclass(frozen=True)
+class SearchResults:
+    """Ranked scenarios for a query."""
+
+    query: str
+    results: tuple[SearchResult, ...]
+
+
+@dataclass(frozen=True)
+class TopicEntry:
+    """A topic and how many scenarios have it."""
+
+    id: str
+    name: str
+    scenarios: int
+
+
+@dataclass(frozen=True)
+class TopicsView:
+    """The topic vocabulary."""
+
+    topics: tuple[TopicEntry, ...]
+
+
+@dataclass(frozen=True)
+class HelpView:
+    """How to use /prep: (usage, what it does) pairs."""
+
+    commands: tuple[tuple[str, str], ...]
+    admin_commands: tuple[tuple[str, str], ...]
+    subscription: str | None = None
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A short confirmation or status line."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class ErrorView:
+    """Something the user asked for that cannot be done, and what to do instead."""
+
+    text: str
+
+
+View = (
+    QuestionCard
+    | RevealCard
+    | ScenarioDetail
+    | LeaderboardView
+    | StreakView
+    | SearchResults
+    | TopicsView
+    | HelpView
+    | Notice
+    | ErrorView
+)
+
+
+@dataclass(frozen=True)
+class Response:
+    """A view to show in answer to a command; private ones only the caller sees."""
+
+    views: tuple[View, ...] = field(default_factory=tuple)
+    private: bool = False
+
+    @classmethod
+    def one(cls, view: View, *, private: bool = False) -> Response:
+        """Return a response of a single view."""
+        return cls(views=(view,), private=private)

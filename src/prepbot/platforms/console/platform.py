@@ -1,0 +1,57 @@
+"""The console's ChatPlatform: prints what a chat platform would show, as plain text.
+
+Imports no Slack or Discord library.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import TextIO
+
+from prepbot.core.text import render_text
+from prepbot.core.views import QuestionCard, Response, RevealCard, View
+
+PLATFORM = "console"
+COMMUNITY = "console"
+CHANNEL = "study-group"
+
+
+class ConsolePlatform:
+    """Post rounds to the terminal."""
+
+    name = PLATFORM
+
+    def __init__(self, out: TextIO, message_ids: str = "m") -> None:
+        self.out = out
+        self._ids = itertools.count(1)
+        self._prefix = message_ids
+
+    def new_message_id(self) -> str:
+        """Return a fresh message id, unique within this run."""
+        return f"{self._prefix}{next(self._ids)}"
+
+    def show(self, text: str) -> None:
+        """Print one block of output, followed by a blank line."""
+        self.out.write(text.rstrip("\n") + "\n\n")
+        self.out.flush()
+
+    def show_view(self, view: View, *, private: bool = False) -> None:
+        """Print a view; a private one is marked as only the caller sees it."""
+        text = render_text(view)
+        self.show(f"(only you can see this)\n{text}" if private else text)
+
+    def show_response(self, response: Response) -> None:
+        """Print every view of a command's response."""
+        for view in response.views:
+            self.show_view(view, private=response.private)
+
+    async def post_question(self, channel_id: str, card: QuestionCard) -> str:
+        """Print the question of the day in #channel and return its message id."""
+        message_id = self.new_message_id()
+        self.show(f"── #{channel_id} ──\n{render_text(card)}")
+        return message_id
+
+    async def post_reveal(self, channel_id: str, thread_id: str, card: RevealCard) -> str:
+        """Print the reveal in the round's thread and return its message id."""
+        self.show(f"── thread of today's question in #{channel_id} ──\n{render_text(card)}")
+        return self.new_message_id()

@@ -1,0 +1,40 @@
+"""Use cases called by platforms and the scheduler: rounds, answers, queries, admin, commands.
+
+Platform-neutral: nothing here imports ``slack_bolt`` or ``discord``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prepbot.services.admin import AdminService
+from prepbot.services.answers import AnswerService
+from prepbot.services.base import ServiceContext
+from prepbot.services.commands import CommandService
+from prepbot.services.queries import QueryService
+from prepbot.services.rounds import RoundService
+
+
+@dataclass
+class Services:
+    """Every service, wired to one context."""
+
+    ctx: ServiceContext
+    rounds: RoundService
+    answers: AnswerService
+    queries: QueryService
+    admin: AdminService
+    commands: CommandService
+
+    @classmethod
+    def build(cls, ctx: ServiceContext) -> Services:
+        """Wire every service to ``ctx``."""
+        rounds, queries, admin = RoundService(ctx), QueryService(ctx), AdminService(ctx)
+        return cls(
+            ctx=ctx,
+            rounds=rounds,
+            answers=AnswerService(ctx),
+            queries=queries,
+            admin=admin,
+            commands=CommandService(ctx, rounds, queries, admin),
+        )

@@ -1,0 +1,150 @@
+"""What every service shares: the database, the catalog, the clock, the platforms, lookups.
+
+Imports no chat platform library; platforms are reached only through the ChatPlatform protocol.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import date, time, timedelta
+from typing import Any
+
+from sqlalchemy import Select, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from prepbot.content.catalog import Catalog
+from prepbot.core.clock import Clock
+from prepbot.core.events import Place
+from prepbot.core.schedule import DAY_SETS, Schedule
+from prepbot.core.views import MemberRef
+from prepbot.platforms.base import ChatPlatform
+from prepbot.store.db import Database
+from prepbot.store.models import Community, Member, Round, Subscription
+
+
+@dataclass
+class ServiceContext:
+    """The parts services work with, built once by the composition root."""
+
+    db: Database
+    catalog: Catalog
+    clock: Clock
+    platforms: dict[str, ChatPlatform] = field(default_factory=dict)
+    default_schedule: Schedule = field(default_factory=Schedule)
+
+    def platform(self, name: str) -> ChatPlatform:
+        """Return the platform a community lives on."""
+        try:
+            return self.platforms[name]
+        except KeyError:
+            raise LookupError(f"platform '{name}' is not running in this process") from None
+
+    def insert_ignore(self, model: type[Any]) -> Any:
+        """Return an INSERT for ``model`` that can do nothing on a unique-key conflict."""
+        dialect = postgresql if self.db.dialect == "postgresql" else sqlite
+        return dialect.insert(model)
+
+
+def schedule_of(subscription: Subscription) -> Schedule:
+    """Return a subscription's schedule as the schedule maths sees it."""
+    return Schedule(
+        post_at=time.fromisoformat(subscription.post_at),
+        timezone=subscription.timezone,
+        weekdays=frozenset(int(d) for d in subscription.weekdays.split(",") if d),
+        reveal_at=time.fromisoformat(subscription.reveal_at) if subscription.reveal_at else None,
+        reveal_after=(
+            timedelta(minutes=subscription.reveal_after_minutes)
+            if subscription.reveal_after_minutes is not None
+            else None
+        ),
+    )
+
+
+def store_schedule(subscription: Subscription, schedule: Schedule) -> None:
+    """Write a schedule into a subscription's columns."""
+    subscription.post_at = f"{schedule.post_at:%H:%M}"
+    subscription.timezone = schedule.timezone
+    subscription.weekdays = ",".join(str(d) for d in sorted(schedule.weekdays))
+    subscription.reveal_at = f"{schedule.reveal_at:%H:%M}" if schedule.reveal_at else None
+    subscription.reveal_after_minutes = (
+        int(schedule.reveal_after.total_seconds() // 60) if schedule.reveal_after else None
+    )
+
+
+def subscription_seed(place: Place) -> str:
+    """Return the rotation seed of a channel: the same on every replica, different per channel."""
+    key = f"{place.platform}\x00{place.community_id}\x00{place.channel_id}"
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+async def community_for(ctx: ServiceContext, session: AsyncSession, place: Place) -> Community:
+    """Return the community of a place, creating it on first sight."""
+    await session.execute(
+        ctx.insert_ignore(Community)
+        .values(platform=place.platform, external_id=place.community_id, name=place.community_name)
+        .on_conflict_do_nothing()
+    )
+    community = await session.scalar(
+        select(Community).where(
+            Community.platform == place.platform, Community.external_id == place.community_id
+        )
+    )
+    assert community is not None
+    return community
+
+
+async def member_for(
+    ctx: ServiceContext, session: AsyncSession, community_id: int, member: MemberRef
+) -> Member:
+    """Return a member, creating them on first sight and keeping their display name current."""
+    await session.execute(
+        ctx.insert_ignore(Member)
+        .values(community_id=community_id, external_id=member.id, display_name=member.name)
+        .on_conflict_do_nothing()
+    )
+    found = await session.scalar(
+        select(Member).where(Member.community_id == community_id, Member.external_id == member.id)
+    )
+    assert found is not None
+    if member.name and found.display_name != member.name:
+        found.display_name = member.name
+    return found
+
+
+def subscription_at(place: Place) -> Select[Subscription]:
+    """Return a query for the subscription of a place (active or not)."""
+    return (
+        select(Subscription)
+        .join(Community, Community.id == Subscription.community_id)
+        .where(
+            Community.platform == place.platform,
+            Community.external_id == place.community_id,
+            Subscription.channel_id == place.channel_id,
+        )
+    )
+
+
+def local_today(ctx: ServiceContext, subscription: Subscription) -> date:
+    """Return today's date in a subscription's time zone."""
+    return schedule_of(subscription).local_date(ctx.clock.now())
+
+
+def member_ref(member: Member) -> MemberRef:
+    """Return the neutral reference of a stored member."""
+    return MemberRef(id=member.external_id, name=member.display_name)
+
+
+def open_rounds(subscription_id: int) -> Select[Round]:
+    """Return a query for a subscription's posted, unrevealed rounds, oldest first."""
+    from prepbot.store.models import RoundStatus
+
+    return (
+        select(Round)
+        .where(Round.subscription_id == subscription_id, Round.status == RoundStatus.POSTED)
+        .order_by(Round.local_date)
+    )
+
+
+DEFAULT_WEEKDAYS = DAY_SETS["weekdays"]

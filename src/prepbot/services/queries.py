@@ -1,0 +1,221 @@
+"""Read-only lookups: today's question, leaderboards, streaks, search, show, topics, practice.
+
+Leaderboards rank on-time answers first, then current streak, for a study group or a whole
+community, this week / month / all time in the group's time zone. Imports no chat platform
+library.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from datetime import date, timedelta
+
+from sqlalchemy import Integer, case, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from prepbot.core.commands import Period
+from prepbot.core.views import (
+    ErrorView,
+    LeaderboardRow,
+    LeaderboardView,
+    MemberRef,
+    QuestionCard,
+    RevealCard,
+    ScenarioDetail,
+    SearchResult,
+    SearchResults,
+    StreakView,
+    TopicEntry,
+    TopicsView,
+    View,
+)
+from prepbot.services.base import ServiceContext, local_today, open_rounds, schedule_of
+from prepbot.store.models import Answer, Member, MemberStats, Round, Subscription
+
+LEADERBOARD_SIZE = 20
+
+
+def period_start(period: Period, today: date) -> date | None:
+    """Return the first day a leaderboard period covers (weeks start on Monday)."""
+    if period is Period.WEEK:
+        return today - timedelta(days=today.weekday())
+    if period is Period.MONTH:
+        return today.replace(day=1)
+    return None
+
+
+class QueryService:
+    """Answer the read-only /prep commands."""
+
+    def __init__(self, ctx: ServiceContext) -> None:
+        self.ctx = ctx
+
+    async def today(self, subscription: Subscription | None) -> View:
+        """Return this channel's open question, or when the next one comes."""
+        if subscription is None or not subscription.active:
+            return ErrorView("This channel is not a study group. An admin can run /prep subscribe.")
+        async with self.ctx.db.transaction() as session:
+            round_ = (await session.scalars(open_rounds(subscription.id))).all()
+        if not round_:
+            schedule = schedule_of(subscription)
+            state = " (paused)" if subscription.paused else ""
+            return ErrorView(
+                f"No open question right now{state}. This study group posts {schedule.describe()}."
+            )
+        latest = round_[-1]
+        scenario = self.ctx.catalog.get(latest.scenario_id)
+        if scenario is None:
+            return ErrorView(f"Today's scenario '{latest.scenario_id}' left the question bank.")
+        return QuestionCard.of(
+            scenario,
+            self.ctx.catalog.topics,
+            round_date=latest.local_date,
+            reveal_at=latest.reveal_due_at,
+            timezone=subscription.timezone,
+        )
+
+    async def leaderboard(
+        self, subscriptions: list[Subscription], scope: str, period: Period, today: date
+    ) -> LeaderboardView:
+        """Rank members over the given study groups for a period ending today."""
+        since = period_start(period, today)
+        ids = [s.id for s in subscriptions]
+        async with self.ctx.db.transaction() as session:
+            counts = await self._answer_counts(session, ids, since)
+            streaks = dict(
+                (
+                    await session.execute(
+                        select(MemberStats.member_id, func.max(MemberStats.current_streak))
+                        .where(MemberStats.subscription_id.in_(ids))
+                        .group_by(MemberStats.member_id)
+                    )
+                )
+                .tuples()
+                .all()
+            )
+        entries = sorted(
+            (
+                (on_time, streaks.get(member_id, 0), late, ref)
+                for member_id, (ref, on_time, late) in counts.items()
+            ),
+            key=lambda e: (-e[0], -e[1], -e[2], e[3].name.lower()),
+        )
+        rows: list[LeaderboardRow] = []
+        for position, (on_time, streak, late, ref) in enumerate(entries[:LEADERBOARD_SIZE], 1):
+            tied = rows and (rows[-1].on_time, rows[-1].streak) == (on_time, streak)
+            rank = rows[-1].rank if tied else position
+            rows.append(LeaderboardRow(rank, ref, on_time, late, streak))
+        label = {Period.WEEK: "this week", Period.MONTH: "this month", Period.ALL: "all time"}
+        return LeaderboardView(scope=scope, period=label[period], since=since, rows=tuple(rows))
+
+    async def _answer_counts(
+        self, session: AsyncSession, subscription_ids: list[int], since: date | None
+    ) -> dict[int, tuple[MemberRef, int, int]]:
+        on_time = func.sum(case((Answer.on_time.is_(True), 1), else_=0)).cast(Integer)
+        late = func.sum(case((Answer.on_time.is_(False), 1), else_=0)).cast(Integer)
+        query = (
+            select(Member.id, Member.external_id, Member.display_name, on_time, late)
+            .join(Answer, Answer.member_id == Member.id)
+            .join(Round, Round.id == Answer.round_id)
+            .where(Round.subscription_id.in_(subscription_ids))
+            .group_by(Member.id, Member.external_id, Member.display_name)
+        )
+        if since is not None:
+            query = query.where(Round.local_date >= since)
+        rows = (await session.execute(query)).tuples().all()
+        return {row[0]: (MemberRef(row[1], row[2]), row[3] or 0, row[4] or 0) for row in rows}
+
+    async def streak(self, subscription: Subscription, who: MemberRef | str) -> View:
+        """Return a member's streak in a study group; name a member by id or display name."""
+        async with self.ctx.db.transaction() as session:
+            query = select(Member).where(Member.community_id == subscription.community_id)
+            if isinstance(who, MemberRef):
+                query = query.where(Member.external_id == who.id)
+            else:
+                query = query.where(
+                    (Member.external_id == who) | (func.lower(Member.display_name) == who.lower())
+                )
+            member = await session.scalar(query.limit(1))
+            if member is None:
+                name = who.name if isinstance(who, MemberRef) else who
+                return StreakView(MemberRef(name, name), 0, 0, 0, 0)
+            stats = await session.get(MemberStats, (subscription.id, member.id))
+            late = await session.scalar(
+                select(func.count())
+                .select_from(Answer)
+                .join(Round, Round.id == Answer.round_id)
+                .where(
+                    Answer.member_id == member.id,
+                    Answer.on_time.is_(False),
+                    Round.subscription_id == subscription.id,
+                )
+            )
+        ref = MemberRef(member.external_id, member.display_name)
+        if stats is None:
+            return StreakView(ref, 0, 0, 0, late or 0)
+        return StreakView(ref, stats.current_streak, stats.best_streak, stats.on_time, late or 0)
+
+    def search(self, words: str) -> SearchResults:
+        """Return the best matching scenarios."""
+        hits = self.ctx.catalog.search(words, limit=8)
+        return SearchResults(
+            query=words,
+            results=tuple(
+                SearchResult(h.scenario.id, h.scenario.title, h.scenario.context.company)
+                for h in hits
+            ),
+        )
+
+    def show(self, scenario_id: str) -> View:
+        """Return one scenario in full, or suggestions for a mistyped id."""
+        scenario = self.ctx.catalog.get(scenario_id)
+        if scenario is None:
+            close = self.ctx.catalog.suggest_ids(scenario_id)
+            hint = f" Did you mean {', '.join(close)}?" if close else " Try /prep search."
+            return ErrorView(f"No scenario with id '{scenario_id}'.{hint}")
+        return ScenarioDetail(
+            question=QuestionCard.of(scenario, self.ctx.catalog.topics),
+            reveal=RevealCard.of(scenario),
+        )
+
+    def topics(self) -> TopicsView:
+        """Return the topics that have scenarios, with their counts."""
+        counts = Counter(t for s in self.ctx.catalog.scenarios for t in s.topics)
+        return TopicsView(
+            topics=tuple(
+                TopicEntry(topic.id, topic.name, counts[topic.id])
+                for topic in sorted(self.ctx.catalog.topics.values(), key=lambda t: t.id)
+                if counts[topic.id]
+            )
+        )
+
+    def ask(self, topic: str | None, rng: random.Random | None = None) -> View:
+        """Return a practice question, on a topic if given."""
+        catalog = self.ctx.catalog
+        if topic is not None and topic not in catalog.topics:
+            close = [t for t in catalog.topics if topic in t or t in topic][:3]
+            hint = f" Did you mean {', '.join(close)}?" if close else " See /prep topics."
+            return ErrorView(f"Unknown topic '{topic}'.{hint}")
+        pool = catalog.with_topic(topic) if topic else catalog.scenarios
+        if not pool:
+            return ErrorView(f"No scenario has the topic '{topic}' yet.")
+        scenario = (rng or random.Random()).choice(pool)
+        return QuestionCard.of(scenario, catalog.topics, practice=True)
+
+    async def community_subscriptions(self, subscription: Subscription) -> list[Subscription]:
+        """Return every study group of the subscription's community."""
+        async with self.ctx.db.transaction() as session:
+            return list(
+                (
+                    await session.scalars(
+                        select(Subscription).where(
+                            Subscription.community_id == subscription.community_id
+                        )
+                    )
+                ).all()
+            )
+
+    def today_of(self, subscription: Subscription) -> date:
+        """Return today's date in the study group's time zone."""
+        return local_today(self.ctx, subscription)
