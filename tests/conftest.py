@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import os
-from collections.abc import Callable
+import secrets
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,8 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 BUILTIN_PACK = REPO / "content"
 SEED = REPO.parent / "shared" / "seeds" / "000_92348d59ce22f500.txt"
+POSTGRES_ENV = "TEST_POSTGRES_URL"
+TABLES = "replies, answers, member_stats, rounds, members, subscriptions, communities, bot_state"
 
 VALID_SCENARIO: dict[str, Any] = {
     "id": "sample-scenario",
@@ -80,3 +84,72 @@ def make_pack(tmp_path: Path) -> PackFactory:
         return root
 
     return make
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """Create a throw-away database on the PostgreSQL server named by $TEST_POSTGRES_URL.
+
+    Without the variable the PostgreSQL half of the suite is skipped (CI always sets it);
+    with it, an unreachable server fails the tests.
+    """
+    admin_url = os.environ.get(POSTGRES_ENV)
+    if not admin_url:
+        pytest.skip(f"set {POSTGRES_ENV} to run the store tests on PostgreSQL too")
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    name = f"prepbot_test_{secrets.token_hex(4)}"
+    admin = make_url(admin_url).set(drivername="postgresql")
+
+    async def create() -> None:
+        connection = await asyncpg.connect(admin.render_as_string(hide_password=False))
+        try:
+            await connection.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await connection.close()
+
+    async def drop() -> None:
+        connection = await asyncpg.connect(admin.render_as_string(hide_password=False))
+        try:
+            await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await connection.close()
+
+    asyncio.run(create())
+    url = admin.set(database=name).render_as_string(hide_password=False)
+    from prepbot.store.db import Database
+
+    async def upgrade() -> None:
+        db = Database(url)
+        await db.upgrade()
+        await db.close()
+
+    asyncio.run(upgrade())
+    yield url
+    asyncio.run(drop())
+
+
+def _truncate(url: str) -> None:
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    async def run() -> None:
+        plain = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+        connection = await asyncpg.connect(plain)
+        try:
+            await connection.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
+        finally:
+            await connection.close()
+
+    asyncio.run(run())
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Return an empty database's URL: an SQLite file, then the real PostgreSQL server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'prepbot.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    _truncate(url)
+    return url

@@ -90,9 +90,7 @@ class QueryService:
                         .where(MemberStats.subscription_id.in_(ids))
                         .group_by(MemberStats.member_id)
                     )
-                )
-                .tuples()
-                .all()
+                ).all()
             )
         entries = sorted(
             (
@@ -123,7 +121,7 @@ class QueryService:
         )
         if since is not None:
             query = query.where(Round.local_date >= since)
-        rows = (await session.execute(query)).tuples().all()
+        rows = (await session.execute(query)).all()
         return {row[0]: (MemberRef(row[1], row[2]), row[3] or 0, row[4] or 0) for row in rows}
 
     async def streak(self, subscription: Subscription, who: MemberRef | str) -> View:

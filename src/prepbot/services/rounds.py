@@ -236,9 +236,7 @@ class RoundService:
                         MemberStats.member_id.in_(on_time_ids),
                     )
                 )
-            )
-            .tuples()
-            .all()
+            ).all()
         )
         answered = MemberStats.member_id.in_(on_time_ids)
         await session.execute(

@@ -1,0 +1,266 @@
+"""A study-group week played in the terminal, on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from prepbot.app import iterate, run_console
+from prepbot.settings import Settings
+from prepbot.store.db import Database
+from prepbot.store.models import Answer, Member, Reply, Round
+
+THREE_DAYS = [
+    "/as alice",
+    "Ring all-reduce: each GPU talks only to its neighbours.",
+    "/as bob",
+    "A parameter server.",
+    "/edit Ring all-reduce, about 2N per device.",
+    "/prep reveal-now",
+    "/as carol",
+    "Sorry I'm late: all-reduce.",
+    "/next-day",
+    "/as alice",
+    "Day two: it is the KV cache, not compute.",
+    "/next-day",
+    "/as alice",
+    "Day three: check calibration, not accuracy.",
+    "/prep reveal-now",
+    "/prep leaderboard all",
+]
+
+
+def settings_for(url: str) -> Settings:
+    return Settings.model_validate({"database": {"url": url}, "console": {"member": "me"}})
+
+
+async def play(url: str, lines: list[str]) -> str:
+    out = io.StringIO()
+    await run_console(settings_for(url), iterate(lines), out)
+    return out.getvalue()
+
+
+def leaderboard_rows(output: str) -> list[tuple[str, int, int, int]]:
+    """Return (member, on time, late, streak) rows of the last leaderboard printed."""
+    board = output[output.rindex("🏆 Leaderboard") :]
+    rows = re.findall(r"^\s*\d+\s+@(\w+)\s+(\d+)\s+(\d+)\s+(\d+)$", board, flags=re.M)
+    return [(name, int(on), int(late), int(streak)) for name, on, late, streak in rows]
+
+
+async def answers_by_member(url: str) -> dict[tuple[str, int], tuple[str, bool]]:
+    db = Database(url)
+    try:
+        async with db.transaction() as session:
+            rows = await session.execute(
+                select(Member.display_name, Round.local_date, Answer.text, Answer.on_time)
+                .join(Answer, Answer.member_id == Member.id)
+                .join(Round, Round.id == Answer.round_id)
+                .order_by(Round.local_date)
+            )
+            days = sorted({r[1] for r in rows.all()})
+            rows = await session.execute(
+                select(Member.display_name, Round.local_date, Answer.text, Answer.on_time)
+                .join(Answer, Answer.member_id == Member.id)
+                .join(Round, Round.id == Answer.round_id)
+            )
+            return {(n, days.index(d) + 1): (t, o) for n, d, t, o in rows.all()}
+    finally:
+        await db.close()
+
+
+async def test_three_days_end_with_alice_ahead_of_bob(database_url: str):
+    output = await play(database_url, THREE_DAYS)
+
+    assert leaderboard_rows(output) == [
+        ("alice", 3, 0, 3),
+        ("bob", 1, 0, 0),
+        ("carol", 0, 1, 0),
+    ]
+    reveals = output.split("💡 Reveal — ")[1:]
+    assert len(reveals) == 3
+    for reveal in reveals:
+        assert "Key insights:" in reveal
+        assert re.search(r"^Source: .+ — https://x\.com/\S+$", reveal, flags=re.M)
+    assert "Answered on time: @alice, @bob" in reveals[0]
+    assert "Answered on time: @alice —" in reveals[1]
+    assert "late answer recorded (after the reveal: no streak credit)" in output
+
+    answers = await answers_by_member(database_url)
+    assert answers["bob", 1] == ("Ring all-reduce, about 2N per device.", True)
+    assert answers["carol", 1] == ("Sorry I'm late: all-reduce.", False)
+    assert answers["alice", 3] == ("Day three: check calibration, not accuracy.", True)
+    assert len(answers) == 5
+
+
+async def test_three_days_in_two_runs_give_the_same_leaderboard(database_url: str):
+    half = THREE_DAYS.index("/next-day") + 1
+    first = await play(database_url, THREE_DAYS[:half])
+    second = await play(database_url, THREE_DAYS[half:])
+
+    assert first.count("📅 Question of the day") == 2
+    assert second.count("📅 Question of the day") == 1  # day 2 is not posted again
+    assert "is already posted" in second
+    assert leaderboard_rows(second) == [
+        ("alice", 3, 0, 3),
+        ("bob", 1, 0, 0),
+        ("carol", 0, 1, 0),
+    ]
+
+
+async def test_bad_lines_get_usage_and_record_nothing(database_url: str):
+    output = await play(
+        database_url,
+        [
+            "/as alice",
+            "/prep leaderbord",
+            "/prep subscribe 25:00",
+            "/prep show",
+            "/prep streak @bob @carol",
+            "/prep schedule",
+            "/frobnicate now",
+            "/as",
+            "/as two words",
+            "/edit",
+            "/delete",
+            "/next-day please",
+            "/prep " + "x" * 600,
+            "/prep leaderboard all",
+        ],
+    )
+    assert "Unknown command `leaderbord`. Did you mean `/prep leaderboard" in output
+    assert "'25:00' is not a time" in output
+    assert "Usage: `/prep show <id>`" in output
+    assert "Usage: `/prep streak [@member]`" in output
+    assert "(say what to change)" in output
+    assert "Unknown command `/frobnicate`" in output
+    assert output.count("Usage: /as NAME") == 2
+    assert "Usage: /edit TEXT" in output
+    assert "alice has no reply to delete today" in output
+    assert "Usage: /next-day" in output
+    assert "too long" in output
+    assert "No answers yet" in output
+    assert "Traceback" not in output
+    assert await answers_by_member(database_url) == {}
+
+
+async def test_deleting_every_reply_withdraws_the_answer(database_url: str):
+    output = await play(
+        database_url,
+        [
+            "/as dana",
+            "first thought",
+            "second thought",
+            "/delete",
+            "/delete",
+            "/prep reveal-now",
+            "/prep streak",
+        ],
+    )
+    assert "dana: reply deleted" in output
+    assert "dana: answer withdrawn" in output
+    assert "Nobody answered this one on time." in output
+    assert "@dana: streak 0 (best 0), 0 on time, 0 late" in output
+
+
+async def test_admin_commands_work_from_the_console(database_url: str):
+    output = await play(
+        database_url,
+        [
+            "/prep schedule 08:15 Europe/London mon,wed,fri reveal=+6h calibration",
+            "/prep pause",
+            "/next-day",
+            "/prep resume",
+            "/prep post-now",
+            "/prep today",
+            "/prep topics",
+            "/prep search calibraton",
+            "/prep show apple-calibration-equal-accuracy",
+            "/prep ask calibration",
+            "/prep help",
+        ],
+    )
+    assert "Schedule updated: 08:15 mon,wed,fri Europe/London, reveal 6h after posting" in output
+    assert "topics calibration" in output
+    assert "paused by an admin; no question today" in output
+    assert "Posted today's question." in output or "already posted" in output
+    assert "Same accuracy, different confidence" in output
+    assert "1. Same accuracy, different confidence" in output  # search result
+    assert "🧠 Practice question" in output
+    assert "/prep reveal-now" in output  # admin help lists admin commands
+
+
+async def test_replies_in_other_threads_and_bots_do_not_count(database_url: str):
+    from prepbot.app import build_app
+    from prepbot.core.clock import ManualClock
+    from prepbot.core.events import Place, ThreadReply
+    from prepbot.core.views import MemberRef
+    from prepbot.platforms.console.platform import CHANNEL, COMMUNITY, PLATFORM
+    from prepbot.services.answers import AnswerStatus
+
+    await play(database_url, ["/as erin", "real answer"])
+    clock = ManualClock(__import__("datetime").datetime.now(__import__("datetime").UTC))
+    app = await build_app(settings_for(database_url), clock)
+    try:
+        place = Place(PLATFORM, COMMUNITY, CHANNEL)
+        async with app.db.transaction() as session:
+            thread = await session.scalar(select(Round.question_message_id))
+        assert thread is not None
+        erin = MemberRef("erin", "erin")
+        answers = app.services.answers
+        elsewhere = ThreadReply(place, "some-other-thread", "x1", erin, "hi", clock.now())
+        bot = ThreadReply(place, thread, "x2", MemberRef("bot", "bot"), "hi", clock.now(), True)
+        other_channel = ThreadReply(
+            Place(PLATFORM, COMMUNITY, "random"), thread, "x3", erin, "hi", clock.now()
+        )
+        for event in (elsewhere, bot, other_channel):
+            assert (await answers.record(event)).status is AnswerStatus.IGNORED
+        async with app.db.transaction() as session:
+            assert len((await session.scalars(select(Reply))).all()) == 1
+    finally:
+        await app.close()
+
+
+def test_prepbot_run_plays_a_piped_script(database_url: str, tmp_path: Path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREPBOT_")}
+    env["PREPBOT_DATABASE__URL"] = database_url
+    done = subprocess.run(
+        ["prepbot", "run"],
+        input="\n".join(THREE_DAYS) + "\n",
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert leaderboard_rows(done.stdout)[:2] == [("alice", 3, 0, 3), ("bob", 1, 0, 0)]
+    assert done.stderr == ""
+
+
+def test_prepbot_run_with_a_bad_database_url_says_so(tmp_path: Path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREPBOT_")}
+    env["PREPBOT_DATABASE__URL"] = "mysql://nobody@127.0.0.1/x"
+    done = subprocess.run(
+        ["prepbot", "run"], input="", capture_output=True, text=True, env=env, cwd=tmp_path
+    )
+    assert done.returncode == 2
+    assert "setting database.url (PREPBOT_DATABASE__URL): unsupported database 'mysql'" in (
+        done.stderr
+    )
+
+
+@pytest.mark.parametrize("command", [["db", "upgrade"]])
+def test_db_upgrade_reports_the_revision(database_url: str, tmp_path: Path, command: list[str]):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREPBOT_")}
+    env["PREPBOT_DATABASE__URL"] = database_url
+    done = subprocess.run(
+        ["prepbot", *command], capture_output=True, text=True, env=env, cwd=tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().endswith("is at revision 0001")
