@@ -1,0 +1,272 @@
+"""Rounds and answers through the services: nothing posted twice, lost, or counted wrongly."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from prepbot.app import App, build_app
+from prepbot.core.clock import ManualClock
+from prepbot.core.commands import Period, ScheduleChange
+from prepbot.core.events import Invocation, Place, ReplyDeleted, ReplyEdited, ThreadReply
+from prepbot.core.schedule import parse_weekdays
+from prepbot.core.views import LeaderboardView, MemberRef, QuestionCard, RevealCard, StreakView
+from prepbot.platforms.base import ChannelUnavailable
+from prepbot.services.answers import AnswerStatus
+from prepbot.settings import Settings
+from prepbot.store.models import Answer, Round, Subscription
+
+MONDAY = date(2026, 11, 30)
+
+
+@dataclass
+class RecordingPlatform:
+    """A ChatPlatform fake that records every post and can refuse a channel."""
+
+    name: str = "fake"
+    questions: list[tuple[str, QuestionCard]] = field(default_factory=list)
+    reveals: list[tuple[str, str, RevealCard]] = field(default_factory=list)
+    gone: dict[str, str] = field(default_factory=dict)
+
+    async def post_question(self, channel_id: str, card: QuestionCard) -> str:
+        if channel_id in self.gone:
+            raise ChannelUnavailable(self.gone[channel_id])
+        await asyncio.sleep(0)  # let a concurrent caller interleave
+        self.questions.append((channel_id, card))
+        return f"q{len(self.questions)}"
+
+    async def post_reveal(self, channel_id: str, thread_id: str, card: RevealCard) -> str:
+        self.reveals.append((channel_id, thread_id, card))
+        return f"r{len(self.reveals)}"
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(datetime(2026, 11, 30, 9, 1, tzinfo=UTC))
+
+
+@pytest.fixture
+async def app(database_url: str, clock: ManualClock) -> AsyncIterator[App]:
+    built = await build_app(Settings.model_validate({"database": {"url": database_url}}), clock)
+    yield built
+    await built.close()
+
+
+@pytest.fixture
+def platform(app: App) -> RecordingPlatform:
+    fake = RecordingPlatform()
+    app.services.ctx.platforms[fake.name] = fake
+    return fake
+
+
+def place(channel: str = "C1", community: str = "T1") -> Place:
+    return Place("fake", community, channel, "Acme", channel.lower())
+
+
+async def subscribe(app: App, where: Place, **change: object) -> Subscription:
+    change.setdefault("weekdays", parse_weekdays("daily"))
+    return await app.services.admin.subscribe(where, ScheduleChange(**change))  # type: ignore[arg-type]
+
+
+def reply(thread: str, message: str, who: str, text: str = "my answer", channel: str = "C1"):
+    return ThreadReply(
+        place(channel), thread, message, MemberRef(who, who.title()), text, datetime.now(UTC)
+    )
+
+
+async def test_a_round_is_posted_once_per_day_even_when_asked_twice_at_once(
+    app: App, platform: RecordingPlatform
+):
+    subscription = await subscribe(app, place())
+    rounds = app.services.rounds
+    outcomes = await asyncio.gather(*(rounds.post_round(subscription.id, MONDAY) for _ in range(5)))
+    assert len(platform.questions) == 1
+    assert sum(o is not None and o.posted_now for o in outcomes) == 1
+    again = await rounds.post_round(subscription.id, MONDAY)
+    assert again is not None
+    assert not again.posted_now
+    assert len(platform.questions) == 1
+
+
+async def test_a_round_is_revealed_exactly_once(app: App, platform: RecordingPlatform):
+    subscription = await subscribe(app, place())
+    outcome = await app.services.rounds.post_round(subscription.id, MONDAY)
+    assert outcome is not None
+    cards = await asyncio.gather(
+        *(app.services.rounds.reveal_round(outcome.round.id) for _ in range(4))
+    )
+    assert sum(card is not None for card in cards) == 1
+    assert len(platform.reveals) == 1
+    assert platform.reveals[0][1] == "q1"  # in the question's thread
+
+
+async def test_rotation_uses_every_scenario_before_repeating(app: App, platform: RecordingPlatform):
+    subscription = await subscribe(app, place())
+    total = len(app.services.ctx.catalog)
+    for offset in range(total + 3):
+        await app.services.rounds.post_round(subscription.id, MONDAY + timedelta(days=offset))
+    ids = [card.scenario_id for _, card in platform.questions]
+    assert len(set(ids[:total])) == total
+    assert ids[total:] != ids[:3] or total < 3  # a new cycle, reshuffled
+
+
+async def test_topic_filters_limit_the_rotation(app: App, platform: RecordingPlatform):
+    subscription = await subscribe(app, place(), topics=("llm-serving", "calibration"))
+    for offset in range(4):
+        await app.services.rounds.post_round(subscription.id, MONDAY + timedelta(days=offset))
+    ids = [card.scenario_id for _, card in platform.questions]
+    assert sorted(set(ids)) == [
+        "apple-calibration-equal-accuracy",
+        "paged-attention-llm-serving-bottleneck",
+    ]
+
+
+async def test_replayed_edited_and_deleted_replies(app: App, platform: RecordingPlatform):
+    subscription = await subscribe(app, place())
+    await app.services.rounds.post_round(subscription.id, MONDAY)
+    answers = app.services.answers
+    first = reply("q1", "m1", "alice", "part one")
+    assert (await answers.record(first)).status is AnswerStatus.RECORDED
+    assert (await answers.record(first)).status is AnswerStatus.DUPLICATE
+    await answers.record(reply("q1", "m2", "alice", "part two"))
+    edit = ReplyEdited(
+        place(), "q1", "m1", MemberRef("alice", "Alice"), "part one, edited", datetime.now(UTC)
+    )
+    assert (await answers.edit(edit)).status is AnswerStatus.EDITED
+    async with app.db.transaction() as session:
+        answer = await session.scalar(select(Answer))
+        assert answer is not None
+        assert answer.text == "part one, edited\n\npart two"
+        assert answer.on_time
+    gone = ReplyDeleted(place(), "q1", "m2", datetime.now(UTC))
+    assert (await answers.withdraw(gone)).status is AnswerStatus.EDITED
+    gone = ReplyDeleted(place(), "q1", "m1", datetime.now(UTC))
+    assert (await answers.withdraw(gone)).status is AnswerStatus.WITHDRAWN
+    async with app.db.transaction() as session:
+        assert await session.scalar(select(func.count()).select_from(Answer)) == 0
+
+
+async def test_an_edit_of_a_reply_never_seen_records_it(app: App, platform: RecordingPlatform):
+    subscription = await subscribe(app, place())
+    await app.services.rounds.post_round(subscription.id, MONDAY)
+    edit = ReplyEdited(
+        place(), "q1", "m9", MemberRef("bob", "Bob"), "typed while down", datetime.now(UTC)
+    )
+    assert (await app.services.answers.edit(edit)).status is AnswerStatus.RECORDED
+
+
+async def test_an_on_time_answer_survives_deletion_after_the_reveal(
+    app: App, platform: RecordingPlatform
+):
+    subscription = await subscribe(app, place())
+    outcome = await app.services.rounds.post_round(subscription.id, MONDAY)
+    assert outcome is not None
+    await app.services.answers.record(reply("q1", "m1", "alice"))
+    await app.services.rounds.reveal_round(outcome.round.id)
+    late = reply("q1", "m2", "bob", "after the reveal")
+    assert (await app.services.answers.record(late)).status is AnswerStatus.LATE
+    deleted = ReplyDeleted(place(), "q1", "m1", datetime.now(UTC))
+    await app.services.answers.withdraw(deleted)
+    removed = await app.services.answers.withdraw(
+        ReplyDeleted(place(), "q1", "m2", datetime.now(UTC))
+    )
+    assert removed.status is AnswerStatus.REMOVED
+    streak = await app.services.queries.streak(subscription, MemberRef("alice", "Alice"))
+    assert isinstance(streak, StreakView)
+    assert (streak.current, streak.on_time) == (1, 1)
+
+
+async def test_streaks_count_rounds_not_days_and_reach_milestones(
+    app: App, platform: RecordingPlatform
+):
+    subscription = await subscribe(app, place(), weekdays=parse_weekdays("mon,wed,fri"))
+    rounds, answers = app.services.rounds, app.services.answers
+    days = [MONDAY + timedelta(days=d) for d in (0, 2, 4, 7)]  # a weekend in between
+    for number, day in enumerate(days, start=1):
+        outcome = await rounds.post_round(subscription.id, day)
+        assert outcome is not None
+        await answers.record(reply(f"q{number}", f"m{number}", "alice"))
+        cards = await rounds.reveal_open(subscription.id)
+    streak = await app.services.queries.streak(subscription, "alice")
+    assert isinstance(streak, StreakView)
+    assert (streak.current, streak.best, streak.on_time) == (4, 4, 4)
+    milestones = [m for _, _, card in platform.reveals for m in card.milestones]
+    assert [(m.member.name, m.streak) for m in milestones] == [("Alice", 3)]
+    assert cards[0].on_time == (MemberRef("alice", "Alice"),)
+
+
+async def test_leaderboards_by_period_and_community(
+    app: App, platform: RecordingPlatform, clock: ManualClock
+):
+    general = await subscribe(app, place("C1"))
+    other = await subscribe(app, place("C2"))
+    rounds, answers = app.services.rounds, app.services.answers
+    # Last month: bob answers in C1. This week: alice in C1 twice, carol in C2 once.
+    previous = date(2026, 10, 30)
+    for day, who, channel, sub in [
+        (previous, "bob", "C1", general),
+        (MONDAY, "alice", "C1", general),
+        (MONDAY + timedelta(days=1), "alice", "C1", general),
+        (MONDAY, "carol", "C2", other),
+    ]:
+        outcome = await rounds.post_round(sub.id, day)
+        assert outcome is not None
+        thread = outcome.round.question_message_id
+        assert thread is not None
+        await answers.record(reply(thread, f"{who}-{day}", who, channel=channel))
+        await rounds.reveal_open(sub.id)
+    queries = app.services.queries
+    today = MONDAY + timedelta(days=1)
+
+    def names(board: LeaderboardView) -> list[tuple[str, int, int]]:
+        return [(r.member.name, r.on_time, r.streak) for r in board.rows]
+
+    week = await queries.leaderboard([general], "#c1", Period.WEEK, today)
+    assert names(week) == [("Alice", 2, 2)]
+    everything = await queries.leaderboard([general], "#c1", Period.ALL, today)
+    assert names(everything) == [("Alice", 2, 2), ("Bob", 1, 0)]
+    community = await queries.leaderboard([general, other], "all", Period.ALL, today)
+    assert names(community) == [("Alice", 2, 2), ("Carol", 1, 1), ("Bob", 1, 0)]
+
+
+async def test_a_channel_that_is_gone_pauses_only_its_own_study_group(
+    app: App, platform: RecordingPlatform
+):
+    gone = await subscribe(app, place("C-gone"))
+    fine = await subscribe(app, place("C-fine"))
+    platform.gone["C-gone"] = "channel_not_found: the channel was deleted or archived"
+    assert await app.services.rounds.post_round(gone.id, MONDAY) is None
+    posted = await app.services.rounds.post_round(fine.id, MONDAY)
+    assert posted is not None
+    assert posted.posted_now
+    async with app.db.transaction() as session:
+        paused = await session.get(Subscription, gone.id)
+        assert paused is not None
+        assert paused.paused
+        assert paused.paused_reason == platform.gone["C-gone"]
+        assert (
+            await session.scalar(
+                select(func.count()).select_from(Round).where(Round.subscription_id == gone.id)
+            )
+            == 0
+        )
+    help_text = await app.services.commands.handle(
+        Invocation(place("C-gone"), MemberRef("admin", "Admin"), True, "help")
+    )
+    assert "channel_not_found" in help_text.views[0].subscription  # type: ignore[union-attr,operator]
+
+
+async def test_only_admins_run_admin_commands(app: App, platform: RecordingPlatform):
+    member = MemberRef("u1", "Una")
+    response = await app.services.commands.handle(
+        Invocation(place(), member, is_admin=False, text="subscribe 09:00")
+    )
+    assert response.private
+    assert "Only admins" in response.views[0].text  # type: ignore[union-attr]
+    async with app.db.transaction() as session:
+        assert await session.scalar(select(func.count()).select_from(Subscription)) == 0
