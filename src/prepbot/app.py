@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import sys
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TextIO
@@ -67,9 +67,15 @@ async def build_app(settings: Settings, clock: Clock, catalog: Catalog | None = 
 
 
 async def run_console(
-    settings: Settings, lines: AsyncIterator[str], out: TextIO, catalog: Catalog | None = None
+    settings: Settings,
+    lines: AsyncIterator[str] | Callable[[ConsoleSession], AsyncIterator[str]],
+    out: TextIO,
+    catalog: Catalog | None = None,
 ) -> None:
-    """Run the terminal study group until the input ends."""
+    """Run the terminal study group until the input ends.
+
+    ``lines`` may be a factory that gets the session, so a prompt can name the current member.
+    """
     clock = ManualClock(datetime.now(UTC))
     app = await build_app(settings, clock, catalog)
     try:
@@ -77,18 +83,19 @@ async def run_console(
         app.services.ctx.platforms[platform.name] = platform
         session = ConsoleSession(app.services, platform, clock, settings.console.member)
         await session.start()
-        async for line in lines:
+        source = lines(session) if callable(lines) else lines
+        async for line in source:
             await session.handle(line)
     finally:
         await app.close()
 
 
-async def stdin_lines(prompt: str = "> ") -> AsyncIterator[str]:
+async def stdin_lines(prompt: Callable[[], str] = lambda: "> ") -> AsyncIterator[str]:
     """Yield lines from standard input without blocking the event loop; prompt on a terminal."""
     interactive = sys.stdin.isatty()
     while True:
         if interactive:
-            sys.stdout.write(prompt)
+            sys.stdout.write(prompt())
             sys.stdout.flush()
         line = await asyncio.to_thread(sys.stdin.readline)
         if not line:

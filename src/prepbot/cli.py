@@ -262,7 +262,13 @@ def run() -> None:
             err=True,
         )
     try:
-        asyncio.run(run_console(settings, stdin_lines(), sys.stdout))
+        asyncio.run(
+            run_console(
+                settings,
+                lambda session: stdin_lines(lambda: f"{session.member.name}> "),
+                sys.stdout,
+            )
+        )
     except ContentError as error:
         for problem in error.problems:
             _say(problem, err=True)

@@ -24,8 +24,8 @@ class Place:
 
 
 @dataclass(frozen=True)
-class ThreadReply:
-    """A new message in a thread."""
+class _ThreadMessage:
+    """A member's message in a thread, as it reads now."""
 
     place: Place
     thread_id: str
@@ -37,16 +37,13 @@ class ThreadReply:
 
 
 @dataclass(frozen=True)
-class ReplyEdited:
-    """A message in a thread was edited."""
+class ThreadReply(_ThreadMessage):
+    """A new message in a thread."""
 
-    place: Place
-    thread_id: str
-    message_id: str
-    member: MemberRef
-    text: str
-    at: datetime
-    is_bot: bool = False
+
+@dataclass(frozen=True)
+class ReplyEdited(_ThreadMessage):
+    """A message in a thread was edited."""
 
 
 @dataclass(frozen=True)

@@ -101,11 +101,7 @@ class AnswerService:
             round_ = await self._round_of(session, edit.place, edit.thread_id)
             if round_ is None:
                 return IGNORED
-            stored = await session.scalar(
-                select(Reply).where(
-                    Reply.round_id == round_.id, Reply.message_id == edit.message_id
-                )
-            )
+            stored = await self._reply(session, round_, edit.message_id)
             if stored is not None:
                 answer = await session.get(Answer, stored.answer_id)
                 assert answer is not None
@@ -125,11 +121,7 @@ class AnswerService:
             round_ = await self._round_of(session, deleted.place, deleted.thread_id)
             if round_ is None:
                 return IGNORED
-            stored = await session.scalar(
-                select(Reply).where(
-                    Reply.round_id == round_.id, Reply.message_id == deleted.message_id
-                )
-            )
+            stored = await self._reply(session, round_, deleted.message_id)
             if stored is None:
                 return AnswerOutcome(AnswerStatus.IGNORED, round_.id)
             answer = await session.get(Answer, stored.answer_id)
@@ -162,6 +154,13 @@ class AnswerService:
         if self.ctx.db.dialect == "postgresql":
             query = query.with_for_update(read=True)  # a reveal waits for answers in flight
         return await session.scalar(query)
+
+    @staticmethod
+    async def _reply(session: AsyncSession, round_: Round, message_id: str) -> Reply | None:
+        """Return the stored reply of a platform message in a round's thread."""
+        return await session.scalar(
+            select(Reply).where(Reply.round_id == round_.id, Reply.message_id == message_id)
+        )
 
     @staticmethod
     async def _join_replies(
