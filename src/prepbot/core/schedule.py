@@ -154,6 +154,36 @@ class Schedule:
             reveal = _resolve(datetime.combine(day + timedelta(days=1), self.reveal_at), self.zone)
         return reveal
 
+    def last_post_at_or_before(self, moment: datetime) -> tuple[date, datetime] | None:
+        """Return the latest scheduled (date, post time) not after ``moment``, within a week."""
+        day = self.local_date(moment) + timedelta(days=1)
+        for _ in range(9):
+            if self.is_scheduled(day) and self.post_time(day) <= moment:
+                return day, self.post_time(day)
+            day -= timedelta(days=1)
+        return None
+
+    def next_post_after(self, moment: datetime) -> tuple[date, datetime]:
+        """Return the first scheduled (date, post time) strictly after ``moment``."""
+        day = self.local_date(moment) - timedelta(days=1)
+        while True:
+            if self.is_scheduled(day) and self.post_time(day) > moment:
+                return day, self.post_time(day)
+            day += timedelta(days=1)
+
+    def reveal_due(self, day: date, posted_at: datetime) -> datetime:
+        """Return when the round of ``day``, posted at ``posted_at``, is revealed.
+
+        A delay counts from the actual post (a late post reveals late); a local reveal time
+        stays put. Either way the reveal never comes before the post nor after the next post.
+        """
+        if self.reveal_after is not None:
+            due = posted_at + self.reveal_after
+        else:
+            due = max(self.reveal_time(day), posted_at)
+        _, next_post = self.next_post_after(max(self.post_time(day), posted_at))
+        return min(due, next_post)
+
     def describe(self) -> str:
         """Return the schedule in words, e.g. '09:00 mon-fri Europe/London, reveal 17:00'."""
         reveal = (

@@ -67,7 +67,7 @@ class RoundService:
             pick = await self._pick(session, subscription)
             schedule = schedule_of(subscription)
             now = ctx.clock.now()
-            reveal_due = max(schedule.reveal_time(local_date), now)
+            reveal_due = schedule.reveal_due(local_date, now)
             claimed = await session.scalar(
                 ctx.insert_ignore(Round)
                 .values(
