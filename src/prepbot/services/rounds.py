@@ -86,30 +86,50 @@ class RoundService:
                 existing = await self._round_on(session, subscription_id, local_date)
                 assert existing is not None
                 return PostOutcome(round=existing, posted_now=False)
-            channel_id, timezone = subscription.channel_id, subscription.timezone
+        posted = await self.publish(claimed)
+        return PostOutcome(round=posted, posted_now=True) if posted is not None else None
+
+    async def publish(self, round_id: int) -> Round | None:
+        """Post a claimed round's question and mark it posted; also repairs orphaned claims.
+
+        None when the channel is unavailable (the round is dropped, the group paused).
+        """
+        ctx = self.ctx
+        async with ctx.db.transaction() as session:
+            round_ = await session.get(Round, round_id)
+            if round_ is None or round_.status != RoundStatus.CLAIMED:
+                return round_
+            subscription = await session.get(Subscription, round_.subscription_id)
+            assert subscription is not None
             platform_name = await self._platform_of(session, subscription)
-        scenario = ctx.catalog.get(pick[0])
-        assert scenario is not None
+        scenario = ctx.catalog.get(round_.scenario_id)
+        if scenario is None:
+            await self._give_up(round_id, subscription.id, None)
+            return None
         card = QuestionCard.of(
             scenario,
             ctx.catalog.topics,
-            round_date=local_date,
-            reveal_at=reveal_due,
-            timezone=timezone,
+            round_date=round_.local_date,
+            reveal_at=round_.reveal_due_at,
+            timezone=subscription.timezone,
         )
         try:
-            message_id = await ctx.platform(platform_name).post_question(channel_id, card)
+            message_id = await ctx.platform(platform_name).post_question(
+                subscription.channel_id, card
+            )
         except ChannelUnavailable as error:
-            await self._give_up(claimed, subscription_id, error.reason)
+            await self._give_up(round_id, subscription.id, error.reason)
             return None
         async with ctx.db.transaction() as session:
-            round_ = await session.get(Round, claimed)
-            assert round_ is not None
-            round_.status = RoundStatus.POSTED
-            round_.question_message_id = message_id
-            round_.posted_at = ctx.clock.now()
-        log.info("posted round %s (%s) to subscription %s", claimed, pick[0], subscription_id)
-        return PostOutcome(round=round_, posted_now=True)
+            stored = await session.get(Round, round_id)
+            assert stored is not None
+            stored.status = RoundStatus.POSTED
+            stored.question_message_id = message_id
+            stored.posted_at = ctx.clock.now()
+        log.info(
+            "posted round %s (%s) to subscription %s", round_id, round_.scenario_id, subscription.id
+        )
+        return stored
 
     async def reveal_round(self, round_id: int) -> RevealCard | None:
         """Reveal one posted round; None if it was already revealed (or is not posted yet)."""
@@ -129,6 +149,26 @@ class RoundService:
             subscription = await session.get(Subscription, round_.subscription_id)
             assert subscription is not None
             milestones = await self._update_stats(session, round_)
+        return await self._post_reveal(round_id, milestones)
+
+    async def republish_reveal(self, round_id: int) -> RevealCard | None:
+        """Post the reveal of a round revealed in the database but never posted (a crash)."""
+        async with self.ctx.db.transaction() as session:
+            round_ = await session.get(Round, round_id)
+            if round_ is None or round_.status != RoundStatus.REVEALED:
+                return None
+            if round_.reveal_message_id is not None:
+                return None
+        return await self._post_reveal(round_id, ())
+
+    async def _post_reveal(self, round_id: int, milestones: tuple[Milestone, ...]) -> RevealCard:
+        """Post a revealed round's reveal card in its thread and remember its message id."""
+        ctx = self.ctx
+        async with ctx.db.transaction() as session:
+            round_ = await session.get(Round, round_id)
+            assert round_ is not None
+            subscription = await session.get(Subscription, round_.subscription_id)
+            assert subscription is not None
             answers = (
                 await session.execute(
                     select(Answer, Member)
@@ -138,13 +178,15 @@ class RoundService:
                 )
             ).all()
             platform_name = await self._platform_of(session, subscription)
-            channel_id, thread_id = subscription.channel_id, round_.question_message_id
         on_time = tuple(member_ref(m) for a, m in answers if a.on_time)
         late = tuple(member_ref(m) for a, m in answers if not a.on_time)
         card = self._reveal_card(round_.scenario_id, on_time, late, milestones)
+        thread_id = round_.question_message_id
         assert thread_id is not None
         try:
-            message_id = await ctx.platform(platform_name).post_reveal(channel_id, thread_id, card)
+            message_id = await ctx.platform(platform_name).post_reveal(
+                subscription.channel_id, thread_id, card
+            )
         except ChannelUnavailable as error:
             await self._pause(round_.subscription_id, error.reason)
             return card
@@ -305,13 +347,14 @@ class RoundService:
         assert community is not None
         return community.platform
 
-    async def _give_up(self, round_id: int, subscription_id: int, reason: str) -> None:
-        """Drop a claimed round that could not be posted and pause its subscription."""
+    async def _give_up(self, round_id: int, subscription_id: int, reason: str | None) -> None:
+        """Drop a claimed round that could not be posted; pause the group if a reason is given."""
         async with self.ctx.db.transaction() as session:
             round_ = await session.get(Round, round_id)
             if round_ is not None and round_.status == RoundStatus.CLAIMED:
                 await session.delete(round_)
-        await self._pause(subscription_id, reason)
+        if reason is not None:
+            await self._pause(subscription_id, reason)
 
     async def _pause(self, subscription_id: int, reason: str) -> None:
         async with self.ctx.db.transaction() as session:
