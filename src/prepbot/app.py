@@ -90,6 +90,22 @@ async def run_console(
         await app.close()
 
 
+async def run_scheduler(app: App, settings: Settings, stop: asyncio.Event) -> None:
+    """Schedule rounds until ``stop`` is set: lead when possible, stand by otherwise."""
+    from datetime import timedelta
+
+    from prepbot.leadership import leadership_for
+    from prepbot.scheduling import RoundScheduler, run_scheduling
+
+    takeover = timedelta(seconds=settings.scheduler.takeover_seconds)
+    scheduler = RoundScheduler(
+        app.services,
+        grace=timedelta(minutes=settings.scheduler.catch_up_minutes),
+        safety_interval=min(takeover, timedelta(seconds=30)),
+    )
+    await run_scheduling(scheduler, leadership_for(settings.database.url), stop, poll=takeover / 3)
+
+
 async def stdin_lines(prompt: Callable[[], str] = lambda: "> ") -> AsyncIterator[str]:
     """Yield lines from standard input without blocking the event loop; prompt on a terminal."""
     interactive = sys.stdin.isatty()

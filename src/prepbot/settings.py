@@ -127,6 +127,25 @@ class ScheduleSettings(BaseModel):
         return value
 
 
+class SchedulerSettings(BaseModel):
+    """How the scheduler catches up and hands over between replicas."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    catch_up_minutes: int = Field(
+        default=120,
+        ge=0,
+        le=24 * 60,
+        description="A post missed by less than this is posted late at start-up; older is skipped.",
+    )
+    takeover_seconds: int = Field(
+        default=30,
+        ge=1,
+        le=3600,
+        description="With replicas on PostgreSQL, a standby takes over within this time.",
+    )
+
+
 class ConsoleSettings(BaseModel):
     """The terminal study group."""
 
@@ -148,6 +167,7 @@ class Settings(BaseSettings):
     content: ContentSettings = Field(default_factory=ContentSettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
+    scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     console: ConsoleSettings = Field(default_factory=ConsoleSettings)
 
     @classmethod

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -15,34 +14,13 @@ from prepbot.core.clock import ManualClock
 from prepbot.core.commands import Period, ScheduleChange
 from prepbot.core.events import Invocation, Place, ReplyDeleted, ReplyEdited, ThreadReply
 from prepbot.core.schedule import parse_weekdays
-from prepbot.core.views import LeaderboardView, MemberRef, QuestionCard, RevealCard, StreakView
-from prepbot.platforms.base import ChannelUnavailable
+from prepbot.core.views import LeaderboardView, MemberRef, StreakView
 from prepbot.services.answers import AnswerStatus
 from prepbot.settings import Settings
 from prepbot.store.models import Answer, Round, Subscription
+from tests.fakes import RecordingPlatform
 
 MONDAY = date(2026, 11, 30)
-
-
-@dataclass
-class RecordingPlatform:
-    """A ChatPlatform fake that records every post and can refuse a channel."""
-
-    name: str = "fake"
-    questions: list[tuple[str, QuestionCard]] = field(default_factory=list)
-    reveals: list[tuple[str, str, RevealCard]] = field(default_factory=list)
-    gone: dict[str, str] = field(default_factory=dict)
-
-    async def post_question(self, channel_id: str, card: QuestionCard) -> str:
-        if channel_id in self.gone:
-            raise ChannelUnavailable(self.gone[channel_id])
-        await asyncio.sleep(0)  # let a concurrent caller interleave
-        self.questions.append((channel_id, card))
-        return f"q{len(self.questions)}"
-
-    async def post_reveal(self, channel_id: str, thread_id: str, card: RevealCard) -> str:
-        self.reveals.append((channel_id, thread_id, card))
-        return f"r{len(self.reveals)}"
 
 
 @pytest.fixture

@@ -1,0 +1,267 @@
+"""Keeping time: posts and reveals on schedule, caught up after downtime, repaired after crashes.
+
+The database is the source of truth. ``RoundScheduler.tick()`` looks at it and does whatever is
+due: re-posts what a crash left half done, reveals overdue rounds (oldest first), then posts
+rounds whose time has come (or came less than the catch-up grace ago). APScheduler 3.x
+(``AsyncIOScheduler``) only decides *when* to look: a cron job per subscription at its post
+time, a date job per open round at its reveal time, and a steady safety tick; every job
+rebuilds from the database and nothing is kept in APScheduler's own stores. Only the process
+holding the leadership (``prepbot.leadership``) schedules. Imports no chat platform library.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+
+from prepbot.core.schedule import DAY_NAMES
+from prepbot.leadership import Leadership
+from prepbot.services import Services
+from prepbot.services.base import schedule_of
+from prepbot.store.models import Round, RoundStatus, Subscription
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TickReport:
+    """What one tick did."""
+
+    posted: list[tuple[int, date]] = field(default_factory=list)
+    revealed: list[int] = field(default_factory=list)
+    repaired: list[int] = field(default_factory=list)
+    skipped: list[tuple[int, date]] = field(default_factory=list)
+
+
+class RoundScheduler:
+    """Post and reveal every study group's rounds on time, exactly once."""
+
+    def __init__(
+        self,
+        services: Services,
+        *,
+        grace: timedelta = timedelta(hours=2),
+        safety_interval: timedelta = timedelta(seconds=30),
+    ) -> None:
+        self.services = services
+        self.grace = grace
+        self.safety_interval = safety_interval
+        self._lock = asyncio.Lock()
+        self._skipped: set[tuple[int, date]] = set()
+        self._jobs: Any = None  # an AsyncIOScheduler while leading
+        services.admin.listeners.append(self.on_subscription_changed)
+
+    @property
+    def clock(self) -> Any:
+        """Return the clock every decision is made with."""
+        return self.services.ctx.clock
+
+    async def tick(self) -> TickReport:
+        """Do everything that is due now; safe to call at any time, from any job."""
+        async with self._lock:
+            report = TickReport()
+            await self._repair(report)
+            await self._reveal_due(report)
+            await self._post_due(report)
+            if self._jobs is not None:
+                await self._sync_reveal_jobs()
+            return report
+
+    async def _repair(self, report: TickReport) -> None:
+        """Finish what a dead process left: claimed-but-unposted rounds, unsent reveals."""
+        rounds = self.services.rounds
+        async with self.services.ctx.db.transaction() as session:
+            claimed = (
+                await session.scalars(
+                    select(Round.id)
+                    .where(Round.status == RoundStatus.CLAIMED)
+                    .order_by(Round.local_date, Round.id)
+                )
+            ).all()
+            unsent = (
+                await session.scalars(
+                    select(Round.id)
+                    .where(Round.status == RoundStatus.REVEALED, Round.reveal_message_id.is_(None))
+                    .order_by(Round.local_date, Round.id)
+                )
+            ).all()
+        for round_id in claimed:
+            log.warning("round %s was claimed but never posted; posting it now", round_id)
+            if await rounds.publish(round_id) is not None:
+                report.repaired.append(round_id)
+        for round_id in unsent:
+            log.warning("round %s was revealed but its reveal never sent; sending it", round_id)
+            if await rounds.republish_reveal(round_id) is not None:
+                report.repaired.append(round_id)
+
+    async def _reveal_due(self, report: TickReport) -> None:
+        now = self.clock.now()
+        async with self.services.ctx.db.transaction() as session:
+            due = (
+                await session.scalars(
+                    select(Round.id)
+                    .where(Round.status == RoundStatus.POSTED, Round.reveal_due_at <= now)
+                    .order_by(Round.subscription_id, Round.local_date)
+                )
+            ).all()
+        for round_id in due:
+            if await self.services.rounds.reveal_round(round_id) is not None:
+                report.revealed.append(round_id)
+
+    async def _post_due(self, report: TickReport) -> None:
+        now = self.clock.now()
+        async with self.services.ctx.db.transaction() as session:
+            subscriptions = (
+                await session.scalars(
+                    select(Subscription).where(
+                        Subscription.active.is_(True), Subscription.paused.is_(False)
+                    )
+                )
+            ).all()
+        for subscription in subscriptions:
+            last = schedule_of(subscription).last_post_at_or_before(now)
+            if last is None:
+                continue
+            day, post_time = last
+            if post_time < subscription.created_at:
+                continue  # scheduled before the group existed
+            if now - post_time > self.grace:
+                if await self._has_round(subscription.id, day):
+                    continue
+                if (subscription.id, day) not in self._skipped:
+                    self._skipped.add((subscription.id, day))
+                    report.skipped.append((subscription.id, day))
+                    log.warning(
+                        "skipped the %s round of subscription %s: missed by %s (grace %s)",
+                        day,
+                        subscription.id,
+                        now - post_time,
+                        self.grace,
+                    )
+                continue
+            outcome = await self.services.rounds.post_round(subscription.id, day)
+            if outcome is not None and outcome.posted_now:
+                report.posted.append((subscription.id, day))
+
+    async def _has_round(self, subscription_id: int, day: date) -> bool:
+        async with self.services.ctx.db.transaction() as session:
+            found = await session.scalar(
+                select(Round.id).where(
+                    Round.subscription_id == subscription_id, Round.local_date == day
+                )
+            )
+        return found is not None
+
+    # APScheduler: when to look.
+
+    async def start_jobs(self) -> None:
+        """Start APScheduler with a job per subscription and per open round."""
+        from apscheduler.schedulers.asyncio import AsyncIOScheduler
+        from apscheduler.triggers.interval import IntervalTrigger
+
+        if self._jobs is not None:
+            return
+        jobs = AsyncIOScheduler(
+            timezone="UTC", job_defaults={"coalesce": True, "misfire_grace_time": None}
+        )
+        jobs.add_job(
+            self.tick,
+            IntervalTrigger(seconds=self.safety_interval.total_seconds()),
+            id="safety-tick",
+        )
+        jobs.start()
+        self._jobs = jobs
+        async with self.services.ctx.db.transaction() as session:
+            subscriptions = (await session.scalars(select(Subscription))).all()
+        for subscription in subscriptions:
+            self._sync_post_job(subscription)
+        await self._sync_reveal_jobs()
+
+    def stop_jobs(self) -> None:
+        """Stop APScheduler (this process no longer leads)."""
+        if self._jobs is not None:
+            self._jobs.shutdown(wait=False)
+            self._jobs = None
+
+    def job_ids(self) -> set[str]:
+        """Return the ids of the scheduled jobs."""
+        return {job.id for job in self._jobs.get_jobs()} if self._jobs is not None else set()
+
+    def next_fire_time(self, job_id: str) -> datetime | None:
+        """Return when a job fires next, if it is scheduled."""
+        job = self._jobs.get_job(job_id) if self._jobs is not None else None
+        return job.next_run_time if job is not None else None
+
+    async def on_subscription_changed(self, subscription: Subscription) -> None:
+        """Follow a subscribe, schedule, pause, resume or unsubscribe at once."""
+        if self._jobs is not None:
+            self._sync_post_job(subscription)
+
+    def _sync_post_job(self, subscription: Subscription) -> None:
+        from apscheduler.triggers.cron import CronTrigger
+
+        job_id = f"post:{subscription.id}"
+        if self._jobs.get_job(job_id) is not None:
+            self._jobs.remove_job(job_id)
+        if not subscription.active or subscription.paused:
+            return
+        schedule = schedule_of(subscription)
+        trigger = CronTrigger(
+            day_of_week=",".join(DAY_NAMES[d] for d in sorted(schedule.weekdays)),
+            hour=schedule.post_at.hour,
+            minute=schedule.post_at.minute,
+            timezone=schedule.zone,
+        )
+        self._jobs.add_job(self.tick, trigger, id=job_id)
+
+    async def _sync_reveal_jobs(self) -> None:
+        from apscheduler.triggers.date import DateTrigger
+
+        async with self.services.ctx.db.transaction() as session:
+            rounds = (
+                await session.execute(
+                    select(Round.id, Round.reveal_due_at).where(Round.status == RoundStatus.POSTED)
+                )
+            ).all()
+        wanted = {f"reveal:{round_id}": due for round_id, due in rounds}
+        for job in self._jobs.get_jobs():
+            if job.id.startswith("reveal:") and job.id not in wanted:
+                job.remove()
+        for job_id, due in wanted.items():
+            if self._jobs.get_job(job_id) is None and due > self.clock.now():
+                self._jobs.add_job(self.tick, DateTrigger(run_date=due), id=job_id)
+
+
+async def run_scheduling(
+    scheduler: RoundScheduler,
+    leadership: Leadership,
+    stop: asyncio.Event,
+    *,
+    poll: timedelta,
+) -> None:
+    """Lead when possible: tick and keep jobs while leading, stand by (and retry) otherwise."""
+    leading = False
+    try:
+        while not stop.is_set():
+            if not leading:
+                if await leadership.acquire():
+                    leading = True
+                    log.info("this process now schedules rounds (%s)", leadership.describe())
+                    await scheduler.start_jobs()
+            elif not await leadership.still_leading():
+                leading = False
+                scheduler.stop_jobs()
+                log.warning("lost the scheduling lead; standing by")
+            if leading:
+                await scheduler.tick()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=poll.total_seconds())
+    finally:
+        scheduler.stop_jobs()
+        await leadership.release()

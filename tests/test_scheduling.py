@@ -1,0 +1,252 @@
+"""The scheduler: on time in every zone, caught up after downtime, repaired after crashes."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from prepbot.app import App, build_app
+from prepbot.core.clock import ManualClock
+from prepbot.core.commands import ScheduleChange
+from prepbot.core.events import Place
+from prepbot.core.schedule import Schedule, parse_weekdays
+from prepbot.core.views import QuestionCard, RevealCard
+from prepbot.leadership import AlreadyRunning, PostgresLeadership, SqliteSingleProcess
+from prepbot.scheduling import RoundScheduler
+from prepbot.settings import Settings
+from prepbot.store.models import Round, RoundStatus, Subscription
+from tests.fakes import RecordingPlatform
+
+START = datetime(2026, 3, 2, 0, 0, tzinfo=UTC)  # a Monday, a week before New York's DST change
+STEP = timedelta(minutes=55)  # not a divisor of an hour, so ticks land at many minutes
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(START)
+
+
+@pytest.fixture
+async def app(database_url: str, clock: ManualClock) -> AsyncIterator[App]:
+    built = await build_app(Settings.model_validate({"database": {"url": database_url}}), clock)
+    yield built
+    await built.close()
+
+
+@pytest.fixture
+def platform(app: App) -> RecordingPlatform:
+    fake = RecordingPlatform()
+    app.services.ctx.platforms[fake.name] = fake
+    return fake
+
+
+async def subscribe(app: App, channel: str, spec: str) -> Subscription:
+    from prepbot.core.commands import Subscribe, parse_prep
+
+    command = parse_prep(f"subscribe {spec}")
+    assert isinstance(command, Subscribe)
+    return await app.services.admin.subscribe(Place("fake", "T1", channel), command.change)
+
+
+def posts_per_round(platform: RecordingPlatform) -> Counter[tuple[str, date | None]]:
+    return Counter((channel, card.round_date) for channel, card in platform.questions)
+
+
+async def test_a_month_in_three_zones_posts_and_reveals_every_round_once(
+    app: App, platform: RecordingPlatform, clock: ManualClock
+):
+    await subscribe(app, "ny", "09:00 America/New_York mon-fri reveal=17:00")
+    await subscribe(app, "london", "08:30 Europe/London daily reveal=+6h")
+    await subscribe(app, "kolkata", "07:00 Asia/Kolkata mon,wed,fri reveal=21:00")
+    scheduler = RoundScheduler(app.services, grace=timedelta(hours=2))
+    end = START + timedelta(days=35)
+    while clock.now() < end:
+        await scheduler.tick()
+        clock.advance(STEP)
+    await scheduler.tick()
+
+    posts = posts_per_round(platform)
+    assert set(posts.values()) == {1}
+    expected = {
+        "ny": Schedule(timezone="America/New_York", weekdays=parse_weekdays("mon-fri")),
+        "london": Schedule(timezone="Europe/London", weekdays=parse_weekdays("daily")),
+        "kolkata": Schedule(timezone="Asia/Kolkata", weekdays=parse_weekdays("mon,wed,fri")),
+    }
+    for channel, schedule in expected.items():
+        days = {d for c, d in posts if c == channel}
+        want = {
+            START.date() + timedelta(days=n)
+            for n in range(35)
+            if schedule.is_scheduled(START.date() + timedelta(days=n))
+        }
+        assert days == want, channel
+    threads = Counter(thread for _, thread, _ in platform.reveals)
+    assert set(threads.values()) == {1}
+    assert len(platform.reveals) == len(platform.questions)
+    async with app.db.transaction() as session:
+        rounds = (await session.scalars(select(Round))).all()
+    for round_ in rounds:
+        assert round_.posted_at is not None
+        assert round_.revealed_at is not None
+        assert round_.posted_at <= round_.revealed_at
+        assert round_.revealed_at - round_.reveal_due_at < STEP
+    new_york = [
+        r for r in rounds if r.local_date == date(2026, 3, 9) and r.reveal_due_at.hour == 21
+    ]
+    assert new_york, "New York's reveal at 17:00 EDT is 21:00 UTC after the change"
+
+
+async def test_catch_up_posts_a_recent_miss_and_skips_an_old_one(
+    app: App, platform: RecordingPlatform, clock: ManualClock
+):
+    recent = await subscribe(app, "recent", "09:00 UTC daily reveal=+6h")
+    old = await subscribe(app, "old", "05:00 UTC daily reveal=+6h")
+    scheduler = RoundScheduler(app.services, grace=timedelta(hours=2))
+    clock.set(START + timedelta(days=1, hours=9, minutes=45))  # down since before 05:00
+    report = await scheduler.tick()
+    assert report.posted == [(recent.id, date(2026, 3, 3))]
+    assert report.skipped == [(old.id, date(2026, 3, 3))]
+    async with app.db.transaction() as session:
+        late = await session.scalar(select(Round).where(Round.subscription_id == recent.id))
+    assert late is not None
+    assert late.reveal_due_at == clock.now() + timedelta(hours=6)  # the reveal moves too
+    assert (await scheduler.tick()).skipped == []  # logged once, not every tick
+    clock.set(START + timedelta(days=2, hours=5, minutes=1))
+    assert (await scheduler.tick()).posted == [(old.id, date(2026, 3, 4))]
+
+
+async def test_a_new_group_starts_with_its_next_scheduled_post(
+    app: App, platform: RecordingPlatform, clock: ManualClock
+):
+    clock.set(START + timedelta(hours=9, minutes=30))
+    await subscribe(app, "new", "09:00 UTC daily")
+    scheduler = RoundScheduler(app.services)
+    assert (await scheduler.tick()).posted == []
+    clock.set(START + timedelta(days=1, hours=9))
+    assert len((await scheduler.tick()).posted) == 1
+
+
+async def test_an_overdue_reveal_runs_at_once_after_downtime(
+    app: App, platform: RecordingPlatform, clock: ManualClock
+):
+    await subscribe(app, "c", "09:00 UTC daily reveal=17:00")
+    scheduler = RoundScheduler(app.services)
+    clock.set(START + timedelta(hours=9))
+    await scheduler.tick()
+    clock.set(START + timedelta(hours=23))  # down over the reveal time
+    report = await scheduler.tick()
+    assert len(report.revealed) == 1
+    assert len(platform.reveals) == 1
+
+
+class CrashingPlatform(RecordingPlatform):
+    """Dies (like a killed process) the first time it is asked to post."""
+
+    crash_on: str = "question"
+
+    async def post_question(self, channel_id: str, card: QuestionCard) -> str:
+        if self.crash_on == "question":
+            self.crash_on = ""
+            raise SystemExit("killed between claim and post")
+        return await super().post_question(channel_id, card)
+
+    async def post_reveal(self, channel_id: str, thread_id: str, card: RevealCard) -> str:
+        if self.crash_on == "reveal":
+            self.crash_on = ""
+            raise SystemExit("killed between reveal and its message")
+        return await super().post_reveal(channel_id, thread_id, card)
+
+
+@pytest.mark.parametrize("crash_on", ["question", "reveal"])
+async def test_work_a_crash_left_half_done_is_finished_once(
+    app: App, clock: ManualClock, crash_on: str
+):
+    crashing = CrashingPlatform()
+    crashing.crash_on = crash_on
+    app.services.ctx.platforms["fake"] = crashing
+    await subscribe(app, "c", "09:00 UTC daily reveal=17:00")
+    scheduler = RoundScheduler(app.services)
+    clock.set(START + timedelta(hours=9))
+    if crash_on == "question":
+        with pytest.raises(SystemExit):
+            await scheduler.tick()
+        async with app.db.transaction() as session:
+            assert await session.scalar(select(Round.status)) == RoundStatus.CLAIMED
+    else:
+        await scheduler.tick()
+        clock.set(START + timedelta(hours=17))
+        with pytest.raises(SystemExit):
+            await scheduler.tick()
+    restarted = RoundScheduler(app.services)  # the next process
+    report = await restarted.tick()
+    assert len(report.repaired) == 1
+    await restarted.tick()
+    assert len(crashing.questions) == 1
+    assert len(crashing.reveals) == (1 if crash_on == "reveal" else 0)
+
+
+async def test_jobs_follow_the_subscriptions_at_once(app: App, platform: RecordingPlatform):
+    clock = app.services.ctx.clock
+    assert isinstance(clock, ManualClock)
+    clock.set(datetime.now(UTC))
+    group = await subscribe(app, "c", "09:00 Europe/London mon-fri")
+    scheduler = RoundScheduler(app.services)
+    await scheduler.start_jobs()
+    try:
+        job = f"post:{group.id}"
+        assert job in scheduler.job_ids()
+        expected = Schedule(
+            post_at=time(9), timezone="Europe/London", weekdays=parse_weekdays("mon-fri")
+        ).next_post_after(datetime.now(UTC))[1]
+        fire = scheduler.next_fire_time(job)
+        assert fire is not None
+        assert fire.astimezone(UTC) == expected
+        change = ScheduleChange(post_at=time(7, 15), timezone="Asia/Kolkata")
+        await app.services.admin.reschedule(group, change)
+        moved = scheduler.next_fire_time(job)
+        assert moved is not None
+        assert (moved.hour, moved.minute, str(moved.tzinfo)) == (7, 15, "Asia/Kolkata")
+        await app.services.admin.set_paused(group, True, "paused by an admin")
+        assert job not in scheduler.job_ids()
+        await app.services.admin.set_paused(group, False, None)
+        assert job in scheduler.job_ids()
+        await app.services.rounds.post_round(group.id, clock.now().date() + timedelta(days=7))
+        await scheduler.tick()
+        assert any(j.startswith("reveal:") for j in scheduler.job_ids())
+    finally:
+        scheduler.stop_jobs()
+
+
+async def test_sqlite_refuses_a_second_process(tmp_path: Path):
+    database = tmp_path / "prepbot.db"
+    first, second = SqliteSingleProcess(database), SqliteSingleProcess(database)
+    assert await first.acquire()
+    with pytest.raises(AlreadyRunning, match=r"already running on .*prepbot\.db.*PostgreSQL"):
+        await second.acquire()
+    await first.release()
+    assert await second.acquire()
+    await second.release()
+
+
+async def test_one_postgres_leader_at_a_time(postgres_url: str):
+    first, second = (
+        PostgresLeadership(postgres_url, key=42),
+        PostgresLeadership(postgres_url, key=42),
+    )
+    try:
+        assert await first.acquire()
+        assert not await second.acquire()
+        assert await first.still_leading()
+        await first.release()  # as when the leader's connection dies
+        assert await second.acquire()
+        assert not await first.acquire()
+    finally:
+        await first.release()
+        await second.release()
+    await asyncio.sleep(0)
