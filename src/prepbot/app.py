@@ -76,8 +76,17 @@ async def run_console(
 
     ``lines`` may be a factory that gets the session, so a prompt can name the current member.
     """
+    from prepbot.leadership import SqliteSingleProcess, leadership_for
+
+    lock = leadership_for(settings.database.url)
+    if isinstance(lock, SqliteSingleProcess):
+        await lock.acquire()  # raises AlreadyRunning for a second process on one file
     clock = ManualClock(datetime.now(UTC))
-    app = await build_app(settings, clock, catalog)
+    try:
+        app = await build_app(settings, clock, catalog)
+    except BaseException:
+        await lock.release()
+        raise
     try:
         platform = ConsolePlatform(out, message_ids=f"c{secrets.token_hex(4)}-")
         app.services.ctx.platforms[platform.name] = platform
@@ -88,6 +97,8 @@ async def run_console(
             await session.handle(line)
     finally:
         await app.close()
+        if isinstance(lock, SqliteSingleProcess):
+            await lock.release()
 
 
 async def run_scheduler(app: App, settings: Settings, stop: asyncio.Event) -> None:

@@ -253,6 +253,7 @@ def run() -> None:
     import sys
 
     from prepbot.app import ContentError, run_console, stdin_lines
+    from prepbot.leadership import AlreadyRunning
 
     settings = _settings()
     if sys.stdin.isatty():
@@ -273,6 +274,8 @@ def run() -> None:
         for problem in error.problems:
             _say(problem, err=True)
         _fail(f"{error}; run 'prepbot content check' for details")
+    except AlreadyRunning as error:
+        _fail(str(error))
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
     except OSError as error:

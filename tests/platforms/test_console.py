@@ -264,3 +264,29 @@ def test_db_upgrade_reports_the_revision(database_url: str, tmp_path: Path, comm
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().endswith("is at revision 0001")
+
+
+def test_a_second_console_on_one_sqlite_file_is_refused(tmp_path: Path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREPBOT_")}
+    env["PREPBOT_DATABASE__URL"] = f"sqlite:///{tmp_path / 'prepbot.db'}"
+    first = subprocess.Popen(
+        ["prepbot", "run"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
+    try:
+        assert first.stdout is not None
+        assert "study group" in first.stdout.readline()  # the first one is up
+        second = subprocess.run(
+            ["prepbot", "run"], input="", capture_output=True, text=True, env=env, cwd=tmp_path
+        )
+        assert second.returncode == 2
+        assert "already running on" in second.stderr
+        assert "use PostgreSQL" in second.stderr
+    finally:
+        first.communicate(input="", timeout=30)
+    assert first.returncode == 0
