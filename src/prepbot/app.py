@@ -12,7 +12,7 @@ import sys
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TextIO
+from typing import Any, TextIO
 
 from prepbot.content.catalog import Catalog
 from prepbot.content.loader import load_packs
@@ -115,6 +115,31 @@ async def run_scheduler(app: App, settings: Settings, stop: asyncio.Event) -> No
         safety_interval=min(takeover, timedelta(seconds=30)),
     )
     await run_scheduling(scheduler, leadership_for(settings.database.url), stop, poll=takeover / 3)
+
+
+def chat_configured(settings: Settings) -> bool:
+    """Say whether any chat platform (Slack for now) has credentials."""
+    return settings.slack.configured
+
+
+async def run_bot(settings: Settings, stop: asyncio.Event) -> None:
+    """Connect every configured platform and schedule rounds until ``stop`` is set."""
+    from prepbot.core.clock import SystemClock
+
+    app = await build_app(settings, SystemClock())
+    runtimes: list[Any] = []
+    try:
+        if settings.slack.configured:
+            from prepbot.platforms.slack.adapter import SlackRuntime
+
+            slack = SlackRuntime(settings.slack, app.services)
+            await slack.start()
+            runtimes.append(slack)
+        await run_scheduler(app, settings, stop)
+    finally:
+        for runtime in reversed(runtimes):
+            await runtime.stop()
+        await app.close()
 
 
 async def stdin_lines(prompt: Callable[[], str] = lambda: "> ") -> AsyncIterator[str]:

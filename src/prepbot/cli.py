@@ -256,6 +256,11 @@ def run() -> None:
     from prepbot.leadership import AlreadyRunning
 
     settings = _settings()
+    from prepbot.app import chat_configured
+
+    if chat_configured(settings):
+        _run_bot(settings)
+        return
     if sys.stdin.isatty():
         _say(
             "prepbot: no Slack or Discord credentials configured, so this terminal is the chat "
@@ -280,6 +285,31 @@ def run() -> None:
         raise typer.Exit(130) from None
     except OSError as error:
         _fail(f"cannot open the database {settings.database.url}: {error}")
+
+
+def _run_bot(settings: Settings) -> None:
+    """Run the configured chat platforms and the scheduler until SIGTERM or Ctrl-C."""
+    import asyncio
+    import signal
+
+    from prepbot.app import ContentError, run_bot
+    from prepbot.leadership import AlreadyRunning
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await run_bot(settings, stop)
+
+    try:
+        asyncio.run(main())
+    except ContentError as error:
+        for problem in error.problems:
+            _say(problem, err=True)
+        _fail(f"{error}; run 'prepbot content check' for details")
+    except AlreadyRunning as error:
+        _fail(str(error))
 
 
 @db_app.command("upgrade")

@@ -11,9 +11,17 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -146,6 +154,57 @@ class SchedulerSettings(BaseModel):
     )
 
 
+class SlackSettings(BaseModel):
+    """How prepbot connects to a Slack workspace (create the app from config/slack-manifest.yml)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    bot_token: SecretStr | None = Field(
+        default=None, description="Bot token (xoxb-…), from OAuth & Permissions."
+    )
+    app_token: SecretStr | None = Field(
+        default=None,
+        description="App-level token (xapp-…) with connections:write, for Socket Mode.",
+    )
+    signing_secret: SecretStr | None = Field(
+        default=None, description="Signing secret, from Basic Information; for HTTP mode."
+    )
+    mode: Literal["socket", "http"] = Field(
+        default="socket", description="socket (no public URL needed) or http (Events API)."
+    )
+    api_url: str = Field(
+        default="https://slack.com/api/", description="Slack Web API base URL (proxies, tests)."
+    )
+    http_host: str = Field(default="0.0.0.0", description="HTTP mode: address to listen on.")
+    http_port: int = Field(default=3000, ge=0, le=65535, description="HTTP mode: port.")
+    http_path: str = Field(default="/slack/events", description="HTTP mode: request path.")
+    admin_ids: list[str] = Field(
+        default_factory=list, description="Member ids that may run admin commands besides admins."
+    )
+
+    @property
+    def configured(self) -> bool:
+        """Say whether Slack credentials were given."""
+        return self.bot_token is not None
+
+    @model_validator(mode="after")
+    def _tokens_for_mode(self) -> SlackSettings:
+        if self.bot_token is None:
+            return self
+        if not self.bot_token.get_secret_value().startswith("xoxb-"):
+            raise ValueError("slack.bot_token must be a bot token (xoxb-…)")
+        if self.mode == "socket" and self.app_token is None:
+            raise ValueError(
+                "Socket Mode needs slack.app_token (xapp-…, PREPBOT_SLACK__APP_TOKEN); "
+                "or set slack.mode = 'http' with a signing secret"
+            )
+        if self.mode == "http" and self.signing_secret is None:
+            raise ValueError("HTTP mode needs slack.signing_secret (PREPBOT_SLACK__SIGNING_SECRET)")
+        if not self.api_url.endswith("/"):
+            self.api_url += "/"
+        return self
+
+
 class ConsoleSettings(BaseModel):
     """The terminal study group."""
 
@@ -168,6 +227,7 @@ class Settings(BaseSettings):
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
+    slack: SlackSettings = Field(default_factory=SlackSettings)
     console: ConsoleSettings = Field(default_factory=ConsoleSettings)
 
     @classmethod

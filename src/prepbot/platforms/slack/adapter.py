@@ -1,0 +1,297 @@
+"""The Slack adapter: a slack-bolt ``AsyncApp`` in Socket Mode or HTTP mode, translating only.
+
+Message events in a round's thread become answers (stored before the event is acknowledged:
+``process_before_response``); ``/prep`` is acknowledged at once and answered from a lazy
+listener, so a slow database never misses Slack's 3 seconds. Questions and reveals go out
+through ``chat.postMessage`` with rate-limit and server-error retries; a channel that is gone
+raises ChannelUnavailable, which pauses only its own study group. The only module, with
+``blocks.py`` and ``events.py`` beside it, that imports slack_bolt and slack_sdk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncRateLimitErrorRetryHandler,
+    AsyncServerErrorRetryHandler,
+)
+from slack_sdk.web.async_client import AsyncWebClient
+from sqlalchemy import select
+
+from prepbot.core.commands import CommandError, is_admin_command, parse_prep
+from prepbot.core.events import Invocation, Place, ReplyDeleted, ReplyEdited, ThreadReply
+from prepbot.core.views import MemberRef, QuestionCard, Response, RevealCard
+from prepbot.platforms.base import ChannelUnavailable
+from prepbot.platforms.slack.blocks import escape, render
+from prepbot.platforms.slack.events import PLATFORM, thread_event
+from prepbot.services import Services
+from prepbot.settings import SlackSettings
+from prepbot.store.models import Community, Round, RoundStatus, Subscription
+
+log = logging.getLogger(__name__)
+
+CHANNEL_GONE = {
+    "channel_not_found": "the channel was deleted or the bot cannot see it",
+    "is_archived": "the channel is archived",
+    "not_in_channel": "the bot was removed from the channel",
+    "restricted_action": "the workspace does not let the bot post there",
+    "team_access_not_granted": "the bot has no access to this workspace any more",
+}
+
+
+def web_client(settings: SlackSettings) -> AsyncWebClient:
+    """Return a Web API client that waits out rate limits and retries server errors."""
+    assert settings.bot_token is not None
+    client = AsyncWebClient(
+        token=settings.bot_token.get_secret_value(), base_url=settings.api_url, timeout=30
+    )
+    client.retry_handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=5))
+    client.retry_handlers.append(AsyncServerErrorRetryHandler(max_retry_count=2))
+    return client
+
+
+class SlackPlatform:
+    """Post rounds to Slack channels with chat.postMessage."""
+
+    name = PLATFORM
+
+    def __init__(self, client: AsyncWebClient, concurrency: int = 8) -> None:
+        self.client = client
+        self._limit = asyncio.Semaphore(concurrency)
+
+    async def post_question(self, channel_id: str, card: QuestionCard) -> str:
+        """Post the question of the day; its ts is the thread answers go to."""
+        return await self._post(channel_id, card, thread_ts=None)
+
+    async def post_reveal(self, channel_id: str, thread_id: str, card: RevealCard) -> str:
+        """Post the reveal in the round's thread."""
+        return await self._post(channel_id, card, thread_ts=thread_id)
+
+    async def _post(
+        self, channel_id: str, view: QuestionCard | RevealCard, thread_ts: str | None
+    ) -> str:
+        message = render(view)
+        async with self._limit:
+            try:
+                response = await self.client.chat_postMessage(
+                    channel=channel_id,
+                    text=message.text,
+                    blocks=message.blocks,
+                    thread_ts=thread_ts,
+                    unfurl_links=False,
+                    unfurl_media=False,
+                )
+            except SlackApiError as error:
+                code = str(error.response.get("error", ""))
+                if code in CHANNEL_GONE:
+                    raise ChannelUnavailable(f"Slack: {code} ({CHANNEL_GONE[code]})") from None
+                raise
+        return str(response["ts"])
+
+
+class SlackRuntime:
+    """One Slack workspace connection: the bolt app, its listeners and its transport."""
+
+    def __init__(self, settings: SlackSettings, services: Services) -> None:
+        self.settings = settings
+        self.services = services
+        self.client = web_client(settings)
+        self.platform = SlackPlatform(self.client)
+        self.team_id = ""
+        self.bot_user_id: str | None = None
+        self._names: dict[str, str] = {}
+        self._admins: dict[str, bool] = {}
+        self._socket: AsyncSocketModeHandler | None = None
+        self._runner: web.AppRunner | None = None
+        self.port: int | None = None
+        signing = settings.signing_secret.get_secret_value() if settings.signing_secret else None
+        self.app = AsyncApp(
+            client=self.client,
+            signing_secret=signing,
+            process_before_response=True,
+            request_verification_enabled=settings.mode == "http",
+        )
+        self.app.event("message")(self._on_message)
+        self.app.command("/prep")(ack=self._ack_prep, lazy=[self._run_prep])
+
+    async def start(self) -> None:
+        """Check the token, pick up replies missed while down, then start listening."""
+        identity = await self.client.auth_test()
+        self.team_id, self.bot_user_id = str(identity["team_id"]), identity.get("user_id")
+        self.services.ctx.platforms[PLATFORM] = self.platform
+        await self.catch_up_replies()
+        if self.settings.mode == "socket":
+            assert self.settings.app_token is not None
+            self._socket = AsyncSocketModeHandler(
+                self.app, self.settings.app_token.get_secret_value()
+            )  # its client opens the connection through self.client, so through api_url
+            await self._socket.connect_async()  # type: ignore[no-untyped-call]
+        else:
+            web_app = web.Application()
+            web_app.router.add_post(self.settings.http_path, self._http)
+            self._runner = web.AppRunner(web_app, access_log=None)
+            await self._runner.setup()
+            site = web.TCPSite(self._runner, self.settings.http_host, self.settings.http_port)
+            await site.start()
+            self.port = int(self._runner.addresses[0][1])
+        log.info("connected to Slack workspace %s (%s mode)", self.team_id, self.settings.mode)
+
+    async def stop(self) -> None:
+        """Stop listening and close the connections."""
+        if self._socket is not None:
+            await self._socket.close_async()  # type: ignore[no-untyped-call]
+            self._socket = None
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def _http(self, request: web.Request) -> web.Response:
+        response = await self.app.async_dispatch(await to_bolt_request(request))
+        return await to_aiohttp_response(response)
+
+    # Answers.
+
+    async def _on_message(self, event: dict[str, Any], body: dict[str, Any]) -> None:
+        """Store a thread reply, edit or deletion; Slack is acknowledged after this returns."""
+        team_id = str(body.get("team_id") or self.team_id)
+        neutral = thread_event(event, team_id, self.bot_user_id)
+        if neutral is None:
+            return
+        answers = self.services.answers
+        if isinstance(neutral, ReplyDeleted):
+            await answers.withdraw(neutral)
+            return
+        named = await self._with_name(neutral)
+        if isinstance(named, ReplyEdited):
+            await answers.edit(named)
+        else:
+            await answers.record(named)
+
+    async def _with_name(self, event: ThreadReply | ReplyEdited) -> ThreadReply | ReplyEdited:
+        name = await self.display_name(event.member.id)
+        member = MemberRef(event.member.id, name)
+        if isinstance(event, ReplyEdited):
+            return ReplyEdited(
+                event.place, event.thread_id, event.message_id, member, event.text, event.at
+            )
+        return ThreadReply(
+            event.place, event.thread_id, event.message_id, member, event.text, event.at
+        )
+
+    async def display_name(self, user_id: str) -> str:
+        """Return a member's display name (cached; their id if Slack cannot say)."""
+        if user_id not in self._names:
+            await self._user(user_id)
+        return self._names.get(user_id, user_id)
+
+    async def _user(self, user_id: str) -> None:
+        try:
+            user = (await self.client.users_info(user=user_id))["user"]
+        except SlackApiError as error:
+            log.warning("users.info %s failed: %s", user_id, error.response.get("error"))
+            return
+        profile = user.get("profile") or {}
+        self._names[user_id] = (
+            profile.get("display_name") or profile.get("real_name") or user.get("name") or user_id
+        )
+        self._admins[user_id] = bool(user.get("is_admin") or user.get("is_owner"))
+
+    async def is_admin(self, user_id: str) -> bool:
+        """Say whether a member is a workspace admin/owner or listed in the settings."""
+        if user_id in self.settings.admin_ids:
+            return True
+        if user_id not in self._admins:
+            await self._user(user_id)
+        return self._admins.get(user_id, False)
+
+    async def catch_up_replies(self) -> int:
+        """Record replies posted to open rounds while the bot was away; return how many."""
+        async with self.services.ctx.db.transaction() as session:
+            rounds = (
+                await session.execute(
+                    select(Subscription.channel_id, Round.question_message_id)
+                    .join(Round, Round.subscription_id == Subscription.id)
+                    .join(Community, Community.id == Subscription.community_id)
+                    .where(
+                        Community.platform == PLATFORM,
+                        Community.external_id == self.team_id,
+                        Round.status == RoundStatus.POSTED,
+                    )
+                )
+            ).all()
+        recorded = 0
+        for channel, thread_ts in rounds:
+            if thread_ts is None:
+                continue
+            cursor: str | None = None
+            while True:
+                try:
+                    page = await self.client.conversations_replies(
+                        channel=channel, ts=thread_ts, cursor=cursor, limit=200
+                    )
+                except SlackApiError as error:
+                    log.warning("cannot read thread %s in %s: %s", thread_ts, channel, error)
+                    break
+                messages: list[dict[str, Any]] = page.get("messages", [])
+                for message in messages:
+                    event = dict(message, type="message", channel=channel)
+                    neutral = thread_event(event, self.team_id, self.bot_user_id)
+                    if isinstance(neutral, ThreadReply):
+                        outcome = await self.services.answers.record(await self._with_name(neutral))
+                        recorded += outcome.status.value in {"recorded", "late"}
+                cursor = (page.get("response_metadata") or {}).get("next_cursor") or None
+                if not cursor:
+                    break
+        if recorded:
+            log.info("picked up %s replies posted while the bot was away", recorded)
+        return recorded
+
+    # /prep
+
+    async def _ack_prep(self, ack: Callable[..., Awaitable[None]]) -> None:
+        """Acknowledge at once; the answer follows from the lazy listener."""
+        await ack()
+
+    async def _run_prep(self, body: dict[str, Any], respond: Callable[..., Awaitable[Any]]) -> None:
+        """Run a /prep command and answer it, privately where the result is personal."""
+        user_id = str(body.get("user_id", ""))
+        text = str(body.get("text", ""))
+        try:
+            admin_needed = is_admin_command(parse_prep(text))
+        except CommandError:
+            admin_needed = False
+        place = Place(
+            PLATFORM,
+            str(body.get("team_id") or self.team_id),
+            str(body.get("channel_id", "")),
+            str(body.get("team_domain", "")),
+            str(body.get("channel_name", "")),
+        )
+        member = MemberRef(user_id, await self.display_name(user_id))
+        admin = await self.is_admin(user_id) if admin_needed else False
+        response = await self.services.commands.handle(Invocation(place, member, admin, text))
+        await self._respond(respond, response)
+
+    @staticmethod
+    async def _respond(respond: Callable[..., Awaitable[Any]], response: Response) -> None:
+        """Answer a command; a public answer names members without pinging them."""
+        for view in response.views:
+            message = (
+                render(view)
+                if response.private
+                else render(view, mention=lambda member: f"*{escape(member.name)}*")
+            )
+            await respond(
+                text=message.text,
+                blocks=message.blocks,
+                response_type="ephemeral" if response.private else "in_channel",
+            )

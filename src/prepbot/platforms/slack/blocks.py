@@ -1,0 +1,377 @@
+"""Block Kit rendering: how each neutral view looks in a Slack message.
+
+Owns the translation of ``prepbot.core.views`` into Block Kit dicts that Slack accepts: mrkdwn
+escaping, mentions, Slack date tokens, and staying within Slack's limits (3000 characters a
+section, 150 a header, 10 elements a context block, 50 blocks a message). Pure: it only builds
+dicts and sends nothing. Must not import slack_bolt, slack_sdk, the database or the services.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from prepbot.core.text import local_time, render_text
+from prepbot.core.views import (
+    ErrorView,
+    HelpView,
+    LeaderboardView,
+    MemberRef,
+    Notice,
+    QuestionCard,
+    RevealCard,
+    ScenarioDetail,
+    SearchResults,
+    StreakView,
+    TopicsView,
+    View,
+)
+
+MAX_BLOCKS = 50
+MAX_SECTION_TEXT = 3000
+MAX_HEADER_TEXT = 150
+MAX_CONTEXT_ELEMENTS = 10
+MAX_CONTEXT_TEXT = 3000
+MAX_MESSAGE_TEXT = 40_000
+MAX_TAIL_BLOCKS = 10
+ELLIPSIS = "…"
+
+Block = dict[str, Any]
+Mention = Callable[[MemberRef], str]
+
+
+@dataclass(frozen=True)
+class SlackMessage:
+    """A message as chat.postMessage takes it: fallback text and Block Kit blocks."""
+
+    text: str
+    blocks: list[dict[str, Any]]
+
+
+def default_mention(member: MemberRef) -> str:
+    """Return a member as a Slack user mention, which Slack shows as their current name."""
+    return f"<@{member.id}>"
+
+
+def escape(text: str) -> str:
+    """Escape the three characters Slack parses as control characters in mrkdwn text."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def slack_length(text: str) -> int:
+    """Measure text in UTF-16 code units: never less than Slack counts, whichever it counts."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+def link(url: str, label: str) -> str:
+    """Return a mrkdwn link whose label is escaped and whose URL cannot break out of it."""
+    safe_url = escape(url).replace("|", "%7C").replace(" ", "%20")
+    return f"<{safe_url}|{escape(label)}>"
+
+
+def slack_date(moment: datetime, timezone: str | None) -> str:
+    """Return a Slack date token for a moment; its fallback names the time in ``timezone``."""
+    fallback = escape(local_time(moment, timezone))
+    return f"<!date^{int(moment.timestamp())}^{{date_short_pretty}} at {{time}}|{fallback}>"
+
+
+def render(view: View, *, mention: Mention = default_mention) -> SlackMessage:
+    """Render any view as a Slack message: plain-text fallback plus Block Kit blocks."""
+    match view:
+        case QuestionCard():
+            blocks = question_blocks(view)
+        case RevealCard():
+            blocks = reveal_blocks(view, mention)
+        case ScenarioDetail():
+            blocks = scenario_blocks(view, mention)
+        case LeaderboardView():
+            blocks = leaderboard_blocks(view, mention)
+        case StreakView():
+            blocks = streak_blocks(view, mention)
+        case SearchResults():
+            blocks = search_blocks(view)
+        case TopicsView():
+            blocks = topics_blocks(view)
+        case HelpView():
+            blocks = help_blocks(view)
+        case Notice():
+            blocks = notice_blocks(view)
+        case ErrorView():
+            blocks = error_blocks(view)
+    text = _clip(escape(render_text(view)), MAX_MESSAGE_TEXT) or ELLIPSIS
+    return SlackMessage(text=text, blocks=blocks)
+
+
+# -- one function per view ------------------------------------------------------------------
+
+
+def question_blocks(card: QuestionCard) -> list[Block]:
+    """Render a question of the day, practice question or looked-up question."""
+    body, tail = _question_parts(card)
+    return _fit(body, tail, _more_hint(card.scenario_id))
+
+
+def reveal_blocks(card: RevealCard, mention: Mention = default_mention) -> list[Block]:
+    """Render a reveal: key insights, the trap, follow-ups, credit and, for rounds, who answered."""
+    body, tail = _reveal_parts(card, mention)
+    return _fit(body, tail, _more_hint(card.scenario_id))
+
+
+def scenario_blocks(view: ScenarioDetail, mention: Mention = default_mention) -> list[Block]:
+    """Render a scenario in full: its question, a divider, then its reveal."""
+    question_body, question_tail = _question_parts(view.question)
+    reveal_body, reveal_tail = _reveal_parts(view.reveal, mention)
+    body = [*question_body, *question_tail, _divider(), *reveal_body]
+    return _fit(body, reveal_tail, "…and more than fits in one Slack message.")
+
+
+def leaderboard_blocks(view: LeaderboardView, mention: Mention = default_mention) -> list[Block]:
+    """Render a leaderboard as one line a member, or how to get on an empty one."""
+    since = f" since {view.since:%a} {view.since.day} {view.since:%b}" if view.since else ""
+    header = _header(f"🏆 Leaderboard — {view.scope}, {view.period}{since}")
+    if not view.rows:
+        return [
+            header,
+            _section("No answers yet. Reply in a question's thread to get on the board."),
+        ]
+    lines = [
+        f"{row.rank}. {mention(row.member)} — {row.on_time} on time · streak {row.streak} · "
+        f"{row.late} late"
+        for row in view.rows
+    ]
+    return _fit([header, *_sections(lines)], [], "…and more members than fit in one message.")
+
+
+def streak_blocks(view: StreakView, mention: Mention = default_mention) -> list[Block]:
+    """Render one member's streak and totals."""
+    flame = "🔥 " if view.current else ""
+    return [
+        _section(
+            f"{flame}{mention(view.member)}: streak *{view.current}* (best {view.best}) · "
+            f"{view.on_time} on time · {view.late} late"
+        )
+    ]
+
+
+def search_blocks(view: SearchResults) -> list[Block]:
+    """Render search results, each with the command that shows it in full."""
+    query = escape(view.query)
+    if not view.results:
+        return [_section(f"No scenario matches “{query}”. Try fewer or other words.")]
+    lines = [f"🔎 Scenarios matching “{query}”:"]
+    for number, hit in enumerate(view.results, start=1):
+        company = f" ({escape(hit.company)})" if hit.company else ""
+        lines.append(
+            f"{number}. *{_inline(hit.title)}*{company} — `/prep show {escape(hit.scenario_id)}`"
+        )
+    return _fit(_sections(lines), [], "…and more results than fit in one message.")
+
+
+def topics_blocks(view: TopicsView) -> list[Block]:
+    """Render the topic vocabulary with how many scenarios each topic has."""
+    lines = ["*Topics* (scenarios):"]
+    lines += [f"• `{escape(t.id)}` — {escape(t.name)} ({t.scenarios})" for t in view.topics]
+    return _fit(_sections(lines), [], "…and more topics than fit in one message.")
+
+
+def help_blocks(view: HelpView) -> list[Block]:
+    """Render how to use /prep: the commands, the admin commands, and this channel's state."""
+    blocks = [_section("*prepbot* — a daily interview-prep question; answer in its thread.")]
+    if view.subscription:
+        blocks.append(_context(f"This channel: {escape(view.subscription)}"))
+    blocks += _sections(f"{escape(usage)} — {escape(what)}" for usage, what in view.commands)
+    if view.admin_commands:
+        admin = [f"{escape(usage)} — {escape(what)}" for usage, what in view.admin_commands]
+        blocks += _sections(["*Admins:*", *admin])
+    return _fit(blocks, [], "…and more commands than fit in one message.")
+
+
+def notice_blocks(view: Notice) -> list[Block]:
+    """Render a short confirmation or status line."""
+    return [_section(escape(view.text) or ELLIPSIS)]
+
+
+def error_blocks(view: ErrorView) -> list[Block]:
+    """Render what cannot be done, and what to do instead."""
+    return [_section(f":warning: {escape(view.text)}")]
+
+
+# -- the parts of question and reveal cards -------------------------------------------------
+
+
+def _question_parts(card: QuestionCard) -> tuple[list[Block], list[Block]]:
+    """Return the blocks of a question: the body, then the tail that must survive a cut."""
+    body = [_header(card.title)]
+    labels: list[str] = []
+    if card.practice:
+        labels.append("🧠 Practice question — only you can see this, not scored")
+    elif card.round_date is not None:
+        day = card.round_date
+        labels.append(f"📅 Question of the day — {day:%a} {day.day} {day:%b %Y}")
+    who = " · ".join(escape(part) for part in (card.company, card.role) if part)
+    if who:
+        labels.append(who)
+    if labels:
+        body.append(_context(*labels))
+    body += _sections([escape(card.situation)])
+    if len(card.prompts) == 1:
+        prompts = [f"❓ *{_inline(card.prompts[0])}*"]
+    else:
+        prompts = [f"❓ *{n}. {_inline(p)}*" for n, p in enumerate(card.prompts, start=1)]
+    body += _sections(prompts)
+    meta = " · ".join(
+        [
+            escape(card.kind),
+            escape(card.difficulty),
+            escape(", ".join(card.topics)),
+            f"`{escape(card.scenario_id)}`",
+        ]
+    )
+    tail = [_context(meta)]
+    if card.reveal_at is not None:
+        reveal = slack_date(card.reveal_at, card.timezone)
+        tail.append(_section(f"💬 Reply in this thread to answer. Key insights revealed {reveal}."))
+    return body, tail
+
+
+def _reveal_parts(card: RevealCard, mention: Mention) -> tuple[list[Block], list[Block]]:
+    """Return the blocks of a reveal: the body, then credit and answers that survive a cut."""
+    title = f"💡 Key insights — {card.title}" if card.is_round else "💡 Key insights"
+    body = [_header(title)]
+    body += _sections(f"• {escape(insight)}" for insight in card.insights)
+    if card.trap_answer:
+        trap = [f"*🪤 The trap:*{_quote(card.trap_answer)}"]
+        if card.trap_why:
+            trap.append(f"_Why it falls short:_ {escape(card.trap_why)}")
+        body += _sections(trap)
+    if card.follow_ups:
+        body += _sections(["*Follow-ups*", *(f"• {escape(q)}" for q in card.follow_ups)])
+    handle = f" (@{escape(card.source_handle)})" if card.source_handle else ""
+    tail = [_context(f"Source: {link(card.source_url, card.source_author)}{handle}")]
+    if card.is_round:
+        tail += _sections(_credit_lines(card, mention))
+    return body, tail
+
+
+def _credit_lines(card: RevealCard, mention: Mention) -> list[str]:
+    """Return who answered on time, who answered late and whose streak reached a milestone."""
+    if card.on_time:
+        lines = _listing(
+            "✅ Answered on time: ", [mention(m) for m in card.on_time], " — thank you!"
+        )
+    else:
+        lines = ["Nobody answered this one on time."]
+    if card.late:
+        lines += _listing("⏰ Late answers: ", [mention(m) for m in card.late])
+    lines += [
+        f"🔥 {mention(milestone.member)} reached a {milestone.streak}-round streak!"
+        for milestone in card.milestones
+    ]
+    return lines
+
+
+def _more_hint(scenario_id: str) -> str:
+    return f"…and more: `/prep show {escape(scenario_id)}`"
+
+
+# -- text helpers ---------------------------------------------------------------------------
+
+
+def _inline(text: str) -> str:
+    """Escape text for a single bold line: Slack's *bold* does not span line breaks."""
+    return escape(" ".join(text.split()))
+
+
+def _quote(text: str) -> str:
+    """Return escaped text as a mrkdwn block quote, on a line of its own."""
+    return "".join(f"\n>{line}" for line in escape(text).splitlines())
+
+
+def _listing(prefix: str, items: Sequence[str], suffix: str = "") -> list[str]:
+    """Return 'prefix a, b, c suffix' as one line, or several if it would overflow a section."""
+    lines: list[str] = []
+    current = prefix
+    size = slack_length(prefix) + slack_length(suffix)
+    for index, item in enumerate(items):
+        piece = item if index == 0 else ", " + item
+        if index and size + slack_length(piece) + 1 > MAX_SECTION_TEXT:
+            lines.append(current + ",")
+            current, size = item, slack_length(item) + slack_length(suffix)
+        else:
+            current += piece
+            size += slack_length(piece)
+    lines.append(current + suffix)
+    return lines
+
+
+def _clip(text: str, limit: int, *, mrkdwn: bool = True) -> str:
+    """Shorten text to ``limit`` with an ellipsis, never cutting an entity, mention or link."""
+    if slack_length(text) <= limit:
+        return text
+    budget = limit - slack_length(ELLIPSIS)
+    cut = min(len(text), budget)
+    while cut > 0 and (over := slack_length(text[:cut]) - budget) > 0:
+        cut -= over
+    head = text[:cut]
+    if mrkdwn:
+        amp = head.rfind("&")
+        if amp > head.rfind(";"):
+            head = head[:amp]
+        angle = head.rfind("<")
+        if angle > head.rfind(">"):
+            head = head[:angle]
+    return head.rstrip() + ELLIPSIS
+
+
+def _sections(lines: Iterable[str], limit: int = MAX_SECTION_TEXT) -> list[Block]:
+    """Pack mrkdwn lines into as few sections as fit the limit; clip a line too long alone."""
+    chunks: list[str] = []
+    current = ""
+    for raw in lines:
+        line = _clip(raw, limit)
+        if current and slack_length(current) + 1 + slack_length(line) > limit:
+            chunks.append(current)
+            current = line
+        else:
+            current = f"{current}\n{line}" if current else line
+    if current.strip():
+        chunks.append(current)
+    return [_section(chunk) for chunk in chunks]
+
+
+# -- blocks ---------------------------------------------------------------------------------
+
+
+def _header(text: str) -> Block:
+    plain = " ".join(text.split()) or ELLIPSIS
+    clipped = _clip(plain, MAX_HEADER_TEXT, mrkdwn=False)
+    return {"type": "header", "text": {"type": "plain_text", "text": clipped, "emoji": True}}
+
+
+def _section(text: str) -> Block:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": _clip(text, MAX_SECTION_TEXT)}}
+
+
+def _context(*texts: str) -> Block:
+    elements = [
+        {"type": "mrkdwn", "text": _clip(text, MAX_CONTEXT_TEXT)}
+        for text in texts[:MAX_CONTEXT_ELEMENTS]
+    ]
+    return {"type": "context", "elements": elements}
+
+
+def _divider() -> Block:
+    return {"type": "divider"}
+
+
+def _fit(body: list[Block], tail: list[Block], more: str) -> list[Block]:
+    """Return body + tail within Slack's 50 blocks, cutting the body and saying so."""
+    if len(body) + len(tail) <= MAX_BLOCKS:
+        return body + tail
+    tail = tail[-MAX_TAIL_BLOCKS:]
+    kept = body[: MAX_BLOCKS - 1 - len(tail)]
+    while kept and kept[-1]["type"] == "divider":
+        kept.pop()
+    return [*kept, _context(more), *tail]

@@ -1,0 +1,905 @@
+"""A loopback fake of Slack's Web API and Socket Mode, speaking Slack's own wire format.
+
+The real ``slack_sdk``/``slack_bolt`` clients are pointed at it (``base_url=fake.api_url``) and talk
+HTTP and WebSocket to 127.0.0.1 exactly as they would to slack.com: form-encoded, query-string or
+JSON request bodies, ``Authorization: Bearer`` tokens, ``{"ok": ...}`` JSON answers, HTTP 429 with
+``Retry-After``, ``apps.connections.open`` handing out a WebSocket URL, a ``hello`` on connect and
+envelopes acknowledged by ``envelope_id``.
+
+Module-level builders produce Events API payloads, slash-command form fields and request signatures
+shaped like the ones Slack sends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import hashlib
+import hmac
+import itertools
+import json
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+from aiohttp import WSCloseCode, WSMsgType, web
+
+__all__ = [
+    "Call",
+    "FakeSlack",
+    "bot_message_event",
+    "event_callback",
+    "message_changed_event",
+    "message_deleted_event",
+    "message_event",
+    "next_ts",
+    "sign",
+    "slash_command",
+]
+
+_EPOCH = 1_767_225_600  # 2026-01-01T00:00:00Z
+_TS_STEP = 100  # Slack's fractions look like .000100, .000200, ...
+_ts_counter = itertools.count(1)
+
+
+def next_ts() -> str:
+    """Return a fresh Slack message timestamp, unique and increasing within the test run.
+
+    The fake's own messages use the same sequence, so timestamps from both never collide and
+    sort in the order they were handed out.
+    """
+    micros = next(_ts_counter) * _TS_STEP
+    return f"{_EPOCH + micros // 1_000_000}.{micros % 1_000_000:06d}"
+
+
+def _ts_key(ts: str) -> tuple[int, int]:
+    seconds, _, fraction = ts.partition(".")
+    return int(seconds), int(fraction or 0)
+
+
+def _event_id() -> str:
+    return "Ev" + uuid.uuid4().hex[:10].upper()
+
+
+@dataclass
+class Call:
+    """One Web API request the fake received, faults and auth failures included."""
+
+    method: str
+    params: dict[str, Any]
+    token: str | None
+
+
+@dataclass
+class _Fault:
+    status: int
+    retry_after: int
+    error: str | None
+    times: int
+
+
+class FakeSlack:
+    """Slack's Web API and Socket Mode on 127.0.0.1, with recorded calls and injectable faults.
+
+    Use ``await fake.start()`` / ``await fake.stop()`` or ``async with FakeSlack() as fake``.
+    """
+
+    def __init__(
+        self,
+        *,
+        bot_token: str = "xoxb-test",
+        app_token: str = "xapp-test",
+        team_id: str = "T0001",
+        bot_user_id: str = "UBOT",
+        bot_id: str = "BBOT",
+        app_id: str = "A0001",
+        team_name: str = "Prepbot Test",
+        team_domain: str = "prepbot-test",
+    ) -> None:
+        self.bot_token = bot_token
+        self.app_token = app_token
+        self.team_id = team_id
+        self.bot_user_id = bot_user_id
+        self.bot_id = bot_id
+        self.app_id = app_id
+        self.team_name = team_name
+        self.team_domain = team_domain
+
+        self.calls: list[Call] = []
+        self.users: dict[str, dict[str, Any]] = {}
+        self.channel_errors: dict[str, str] = {}
+        self.messages: dict[str, list[dict[str, Any]]] = {}
+        self.ephemerals: list[dict[str, Any]] = []
+        self.responses: list[tuple[str, dict[str, Any]]] = []
+        self.socket_messages: list[dict[str, Any]] = []
+        self.acks: dict[str, dict[str, Any]] = {}
+        self.socket_connections = 0
+
+        self._faults: dict[str, list[_Fault]] = {}
+        self._runner: web.AppRunner | None = None
+        self._port = 0
+        self._sockets: list[web.WebSocketResponse] = []
+        self._socket_ready: asyncio.Event | None = None
+        self._ack_waiters: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._response_ids = itertools.count(1)
+        self._tickets = itertools.count(1)
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the HTTP/WebSocket server on 127.0.0.1 at a port the OS picks."""
+        if self._runner is not None:
+            raise RuntimeError("FakeSlack is already started")
+        self._socket_ready = asyncio.Event()
+        app = web.Application()
+        app.router.add_route("*", "/api/{method}", self._handle_api)
+        app.router.add_get("/link/", self._handle_socket)
+        app.router.add_post("/respond/{rid}", self._handle_respond)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        self._runner = runner
+        self._port = int(runner.addresses[0][1])
+
+    async def stop(self) -> None:
+        """Close every WebSocket, then the server; safe to call twice."""
+        for ws in list(self._sockets):
+            await ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
+        self._sockets.clear()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        for waiter in self._ack_waiters.values():
+            waiter.cancel()
+        self._ack_waiters.clear()
+
+    async def __aenter__(self) -> FakeSlack:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    @property
+    def base_url(self) -> str:
+        """The server's root, ``http://127.0.0.1:<port>``."""
+        if self._runner is None:
+            raise RuntimeError("FakeSlack is not started")
+        return f"http://127.0.0.1:{self._port}"
+
+    @property
+    def api_url(self) -> str:
+        """The Web API base URL to give ``AsyncWebClient(base_url=...)``; ends with a slash."""
+        return f"{self.base_url}/api/"
+
+    # -- inspection and set-up -------------------------------------------------------------
+
+    def calls_to(self, method: str) -> list[Call]:
+        """Return the recorded calls of one Web API method, oldest first."""
+        return [call for call in self.calls if call.method == method]
+
+    def add_user(
+        self, user_id: str, name: str, *, admin: bool = False, owner: bool = False
+    ) -> None:
+        """Make ``users.info`` know a human user."""
+        self.users[user_id] = {
+            "name": name,
+            "real_name": name,
+            "is_admin": admin,
+            "is_owner": owner,
+        }
+
+    def fail_next(
+        self,
+        method: str,
+        *,
+        status: int = 429,
+        retry_after: int = 1,
+        error: str | None = None,
+        times: int = 1,
+    ) -> None:
+        """Make the next ``times`` calls of ``method`` fail before any other check.
+
+        429 answers ``{"ok": false, "error": "ratelimited"}`` with a ``Retry-After`` header; any
+        other status answers that status with ``{"ok": false, "error": error}`` (``error``
+        defaulting to ``internal_error`` for 5xx); status 200 needs ``error``.
+        """
+        if status == 200 and error is None:
+            raise ValueError("a 200 fault needs an error code")
+        self._faults.setdefault(method, []).append(_Fault(status, retry_after, error, times))
+
+    def add_message(
+        self, channel: str, *, user: str, text: str, thread_ts: str | None = None
+    ) -> dict[str, Any]:
+        """Put a human message into the channel's history and return it with a fresh ``ts``."""
+        ts = next_ts()
+        message: dict[str, Any] = {
+            "type": "message",
+            "ts": ts,
+            "user": user,
+            "text": text,
+            "team": self.team_id,
+            "client_msg_id": str(uuid.uuid4()),
+            "blocks": [_rich_text_block(text)],
+        }
+        self._store(channel, message, thread_ts)
+        return message
+
+    def thread(self, channel: str, thread_ts: str) -> list[dict[str, Any]]:
+        """Return a thread's parent and replies, oldest first (empty if there is no such thread)."""
+        found = [
+            m
+            for m in self.messages.get(channel, [])
+            if m["ts"] == thread_ts or m.get("thread_ts") == thread_ts
+        ]
+        return sorted(found, key=lambda m: _ts_key(m["ts"]))
+
+    def response_url(self) -> str:
+        """Return a fresh response URL; JSON POSTed to it lands in ``responses``."""
+        return f"{self.base_url}/respond/{next(self._response_ids)}"
+
+    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 10) -> None:
+        """Poll until ``predicate()`` holds; raise ``TimeoutError`` after ``timeout`` seconds."""
+        async with asyncio.timeout(timeout):
+            while not predicate():
+                await asyncio.sleep(0.01)
+
+    # -- socket mode -----------------------------------------------------------------------
+
+    async def wait_for_socket(self, timeout: float = 10) -> None:
+        """Wait until a Socket Mode client has connected and been sent ``hello``."""
+        if self._socket_ready is None:
+            raise RuntimeError("FakeSlack is not started")
+        await asyncio.wait_for(self._socket_ready.wait(), timeout)
+
+    async def send_envelope(
+        self,
+        type: str,
+        payload: dict[str, Any],
+        *,
+        retry_attempt: int = 0,
+        accepts_response_payload: bool | None = None,
+    ) -> str:
+        """Send an envelope (``events_api``, ``slash_commands``, ``interactive``) to the client.
+
+        Returns the envelope id the client must acknowledge.
+        """
+        ws = self._live_socket()
+        envelope_id = str(uuid.uuid4())
+        envelope: dict[str, Any] = {"envelope_id": envelope_id, "payload": payload, "type": type}
+        if type == "events_api":
+            envelope["retry_attempt"] = retry_attempt
+            envelope["retry_reason"] = "timeout" if retry_attempt else ""
+        if accepts_response_payload is None:
+            accepts_response_payload = type == "slash_commands"
+        envelope["accepts_response_payload"] = accepts_response_payload
+        self._ack_future(envelope_id)
+        await ws.send_str(json.dumps(envelope))
+        return envelope_id
+
+    async def wait_ack(self, envelope_id: str, timeout: float = 10) -> dict[str, Any]:
+        """Wait for and return the client's acknowledgement of an envelope."""
+        if envelope_id in self.acks:
+            return self.acks[envelope_id]
+        return await asyncio.wait_for(asyncio.shield(self._ack_future(envelope_id)), timeout)
+
+    async def send_disconnect(self, reason: str = "refresh_requested") -> None:
+        """Ask the client to reconnect, as Slack does before it recycles a connection."""
+        ws = self._live_socket()
+        message = {"type": "disconnect", "reason": reason, "debug_info": {"host": "fake-applink"}}
+        await ws.send_str(json.dumps(message))
+
+    def _live_socket(self) -> web.WebSocketResponse:
+        live = [ws for ws in self._sockets if not ws.closed]
+        if not live:
+            raise RuntimeError("no Socket Mode client is connected")
+        return live[-1]
+
+    def _ack_future(self, envelope_id: str) -> asyncio.Future[dict[str, Any]]:
+        waiter = self._ack_waiters.get(envelope_id)
+        if waiter is None:
+            waiter = asyncio.get_running_loop().create_future()
+            self._ack_waiters[envelope_id] = waiter
+        return waiter
+
+    async def _handle_socket(self, request: web.Request) -> web.StreamResponse:
+        ws = web.WebSocketResponse(autoping=True, timeout=2.0)  # bounds stop() on a mute client
+        await ws.prepare(request)
+        self._sockets.append(ws)
+        self.socket_connections += 1
+        hello = {
+            "type": "hello",
+            "num_connections": len([s for s in self._sockets if not s.closed]),
+            "debug_info": {
+                "host": "fake-applink-1",
+                "build_number": 1,
+                "approximate_connection_time": 18060,
+            },
+            "connection_info": {"app_id": self.app_id},
+        }
+        await ws.send_str(json.dumps(hello))
+        if self._socket_ready is not None:
+            self._socket_ready.set()
+        try:
+            async for msg in ws:
+                if msg.type != WSMsgType.TEXT:
+                    continue
+                try:
+                    data = json.loads(msg.data)
+                except ValueError:
+                    continue
+                if not isinstance(data, dict):
+                    continue
+                self.socket_messages.append(data)
+                envelope_id = data.get("envelope_id")
+                if isinstance(envelope_id, str):
+                    self.acks[envelope_id] = data
+                    waiter = self._ack_future(envelope_id)
+                    if not waiter.done():
+                        waiter.set_result(data)
+        finally:
+            if ws in self._sockets:
+                self._sockets.remove(ws)
+        return ws
+
+    # -- response URLs ---------------------------------------------------------------------
+
+    async def _handle_respond(self, request: web.Request) -> web.StreamResponse:
+        text = await request.text()
+        try:
+            body = json.loads(text)
+        except ValueError:
+            body = {"raw": text}
+        if not isinstance(body, dict):
+            body = {"raw": text}
+        self.responses.append((request.match_info["rid"], body))
+        return web.Response(text="ok", content_type="text/html")
+
+    # -- Web API ---------------------------------------------------------------------------
+
+    async def _handle_api(self, request: web.Request) -> web.StreamResponse:
+        method = request.match_info["method"]
+        try:
+            params = await _read_params(request)
+        except ValueError:
+            self.calls.append(Call(method=method, params={}, token=None))
+            return _ok_false("invalid_json")
+        token = _bearer(request.headers.get("Authorization"))
+        body_token = params.pop("token", None)
+        if token is None and isinstance(body_token, str):
+            token = body_token
+        self.calls.append(Call(method=method, params=params, token=token))
+
+        fault = self._take_fault(method)
+        if fault is not None:
+            return fault
+
+        handler = self._methods().get(method)
+        if handler is None:
+            return _ok_false("unknown_method", req_method=method)
+        expected = self.app_token if method == "apps.connections.open" else self.bot_token
+        if token is None:
+            return _ok_false("not_authed")
+        if token != expected:
+            known = token in (self.app_token, self.bot_token)
+            return _ok_false("not_allowed_token_type" if known else "invalid_auth")
+        return _json(handler(params))
+
+    def _take_fault(self, method: str) -> web.Response | None:
+        queue = self._faults.get(method)
+        if not queue:
+            return None
+        fault = queue[0]
+        fault.times -= 1
+        if fault.times <= 0:
+            queue.pop(0)
+        if fault.status == 429:
+            return _json(
+                {"ok": False, "error": fault.error or "ratelimited"},
+                status=429,
+                headers={"Retry-After": str(fault.retry_after)},
+            )
+        error = fault.error or ("internal_error" if fault.status >= 500 else "fatal_error")
+        return _json({"ok": False, "error": error}, status=fault.status)
+
+    def _methods(self) -> dict[str, Callable[[dict[str, Any]], dict[str, Any]]]:
+        return {
+            "auth.test": self._auth_test,
+            "apps.connections.open": self._apps_connections_open,
+            "chat.postMessage": self._chat_post_message,
+            "chat.postEphemeral": self._chat_post_ephemeral,
+            "chat.update": self._chat_update,
+            "conversations.replies": self._conversations_replies,
+            "conversations.info": self._conversations_info,
+            "users.info": self._users_info,
+        }
+
+    def _auth_test(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "ok": True,
+            "url": f"https://{self.team_domain}.slack.com/",
+            "team": self.team_name,
+            "user": "prepbot",
+            "team_id": self.team_id,
+            "user_id": self.bot_user_id,
+            "bot_id": self.bot_id,
+            "is_enterprise_install": False,
+        }
+
+    def _apps_connections_open(self, params: dict[str, Any]) -> dict[str, Any]:
+        ticket = f"{next(self._tickets):08d}-fake"
+        url = f"ws://127.0.0.1:{self._port}/link/?ticket={ticket}&app_id={self.app_id}"
+        return {"ok": True, "url": url}
+
+    def _chat_post_message(self, params: dict[str, Any]) -> dict[str, Any]:
+        channel = params.get("channel")
+        if not channel:
+            return {"ok": False, "error": "channel_not_found"}
+        if channel in self.channel_errors:
+            return {"ok": False, "error": self.channel_errors[channel]}
+        text, blocks = params.get("text"), params.get("blocks")
+        if not text and not blocks:
+            return {"ok": False, "error": "no_text"}
+        message: dict[str, Any] = {
+            "type": "message",
+            "ts": next_ts(),
+            "user": self.bot_user_id,
+            "bot_id": self.bot_id,
+            "app_id": self.app_id,
+            "text": text or "",
+            "team": self.team_id,
+        }
+        if blocks:
+            message["blocks"] = blocks
+        thread_ts = params.get("thread_ts") or None
+        if thread_ts and _truthy(params.get("reply_broadcast")):
+            message["subtype"] = "thread_broadcast"
+        self._store(channel, message, thread_ts)
+        return {"ok": True, "channel": channel, "ts": message["ts"], "message": dict(message)}
+
+    def _chat_post_ephemeral(self, params: dict[str, Any]) -> dict[str, Any]:
+        channel, user = params.get("channel"), params.get("user")
+        if not channel:
+            return {"ok": False, "error": "channel_not_found"}
+        if channel in self.channel_errors:
+            return {"ok": False, "error": self.channel_errors[channel]}
+        if not user:
+            return {"ok": False, "error": "user_not_found"}
+        if not params.get("text") and not params.get("blocks"):
+            return {"ok": False, "error": "no_text"}
+        ts = next_ts()
+        self.ephemerals.append(
+            {
+                "channel": channel,
+                "user": user,
+                "ts": ts,
+                "text": params.get("text") or "",
+                "blocks": params.get("blocks"),
+                "thread_ts": params.get("thread_ts"),
+            }
+        )
+        return {"ok": True, "message_ts": ts}
+
+    def _chat_update(self, params: dict[str, Any]) -> dict[str, Any]:
+        channel, ts = params.get("channel"), params.get("ts")
+        if not channel:
+            return {"ok": False, "error": "channel_not_found"}
+        if channel in self.channel_errors:
+            return {"ok": False, "error": self.channel_errors[channel]}
+        message = self._find(channel, ts)
+        if message is None:
+            return {"ok": False, "error": "message_not_found"}
+        if message.get("bot_id") != self.bot_id:
+            return {"ok": False, "error": "cant_update_message"}
+        if "text" in params:
+            message["text"] = params["text"]
+        if "blocks" in params:
+            message["blocks"] = params["blocks"]
+        message["edited"] = {"user": self.bot_user_id, "ts": next_ts()}
+        return {
+            "ok": True,
+            "channel": channel,
+            "ts": message["ts"],
+            "text": message["text"],
+            "message": dict(message),
+        }
+
+    def _conversations_replies(self, params: dict[str, Any]) -> dict[str, Any]:
+        channel, ts = params.get("channel"), params.get("ts")
+        if not channel:
+            return {"ok": False, "error": "channel_not_found"}
+        if channel in self.channel_errors:
+            return {"ok": False, "error": self.channel_errors[channel]}
+        anchor = self._find(channel, ts)
+        if anchor is None:
+            return {"ok": False, "error": "thread_not_found"}
+        thread = self.thread(channel, anchor.get("thread_ts") or anchor["ts"])
+        try:
+            limit = int(params.get("limit") or 1000)
+        except (TypeError, ValueError):
+            return {"ok": False, "error": "invalid_limit"}
+        limit = max(1, min(limit, 1000))
+        start = 0
+        cursor = params.get("cursor")
+        if cursor:
+            start_ts = _decode_cursor(str(cursor))
+            positions = [i for i, m in enumerate(thread) if m["ts"] == start_ts]
+            if not positions:
+                return {"ok": False, "error": "invalid_cursor"}
+            start = positions[0]
+        page = thread[start : start + limit]
+        more = start + limit < len(thread)
+        body: dict[str, Any] = {"ok": True, "messages": [dict(m) for m in page], "has_more": more}
+        if more:
+            body["response_metadata"] = {"next_cursor": _encode_cursor(thread[start + limit]["ts"])}
+        return body
+
+    def _conversations_info(self, params: dict[str, Any]) -> dict[str, Any]:
+        channel = params.get("channel")
+        if not channel:
+            return {"ok": False, "error": "channel_not_found"}
+        error = self.channel_errors.get(channel)
+        if error not in (None, "is_archived", "not_in_channel"):
+            return {"ok": False, "error": error}
+        return {
+            "ok": True,
+            "channel": {
+                "id": channel,
+                "name": channel.lower(),
+                "is_channel": True,
+                "is_group": False,
+                "is_im": False,
+                "is_private": False,
+                "is_archived": error == "is_archived",
+                "is_member": error != "not_in_channel",
+                "context_team_id": self.team_id,
+            },
+        }
+
+    def _users_info(self, params: dict[str, Any]) -> dict[str, Any]:
+        user_id = params.get("user")
+        if user_id == self.bot_user_id:
+            user = {"name": "prepbot", "real_name": "prepbot", "is_admin": False, "is_owner": False}
+            is_bot = True
+        elif user_id in self.users:
+            user, is_bot = self.users[user_id], False
+        else:
+            return {"ok": False, "error": "user_not_found"}
+        return {
+            "ok": True,
+            "user": {
+                "id": user_id,
+                "team_id": self.team_id,
+                "name": user["name"],
+                "real_name": user["real_name"],
+                "deleted": False,
+                "is_admin": bool(user["is_admin"]),
+                "is_owner": bool(user["is_owner"]),
+                "is_bot": is_bot,
+                "profile": {
+                    "display_name": user["name"],
+                    "real_name": user["real_name"],
+                    "team": self.team_id,
+                },
+            },
+        }
+
+    # -- history ---------------------------------------------------------------------------
+
+    def _find(self, channel: str, ts: Any) -> dict[str, Any] | None:
+        for message in self.messages.get(channel, []):
+            if message["ts"] == ts:
+                return message
+        return None
+
+    def _store(self, channel: str, message: dict[str, Any], thread_ts: str | None) -> None:
+        if thread_ts:
+            message["thread_ts"] = thread_ts
+            parent = self._find(channel, thread_ts)
+            if parent is not None:
+                if "user" in parent:
+                    message["parent_user_id"] = parent["user"]
+                parent["thread_ts"] = thread_ts
+                parent["reply_count"] = parent.get("reply_count", 0) + 1
+                replier = message.get("user")
+                users = parent.setdefault("reply_users", [])
+                if replier and replier not in users:
+                    users.append(replier)
+                parent["reply_users_count"] = len(users)
+                parent["latest_reply"] = message["ts"]
+        self.messages.setdefault(channel, []).append(message)
+
+
+# -- request/response plumbing ------------------------------------------------------------------
+
+
+async def _read_params(request: web.Request) -> dict[str, Any]:
+    params: dict[str, Any] = dict(request.query)
+    if request.can_read_body:
+        if request.content_type == "application/json":
+            body = await request.json()
+            if isinstance(body, dict):
+                params.update(body)
+        else:
+            form = await request.post()
+            params.update({k: v for k, v in form.items() if isinstance(v, str)})
+    blocks = params.get("blocks")
+    if isinstance(blocks, str):
+        with contextlib.suppress(ValueError):
+            params["blocks"] = json.loads(blocks)
+    return params
+
+
+def _bearer(header: str | None) -> str | None:
+    if header and header.startswith("Bearer "):
+        return header.removeprefix("Bearer ").strip() or None
+    return None
+
+
+def _truthy(value: Any) -> bool:
+    if isinstance(value, str):
+        return value.lower() in ("1", "true")
+    return bool(value)
+
+
+def _json(
+    body: dict[str, Any], *, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    return web.json_response(body, status=status, headers=headers)
+
+
+def _ok_false(error: str, **extra: Any) -> web.Response:
+    return _json({"ok": False, "error": error, **extra})
+
+
+def _encode_cursor(ts: str) -> str:
+    return base64.b64encode(f"next_ts:{ts}".encode()).decode()
+
+
+def _decode_cursor(cursor: str) -> str | None:
+    try:
+        decoded = base64.b64decode(cursor.encode(), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    kind, _, ts = decoded.partition(":")
+    return ts if kind == "next_ts" else None
+
+
+def _rich_text_block(text: str) -> dict[str, Any]:
+    return {
+        "type": "rich_text",
+        "block_id": uuid.uuid4().hex[:5],
+        "elements": [
+            {"type": "rich_text_section", "elements": [{"type": "text", "text": text}]},
+        ],
+    }
+
+
+# -- payload builders ---------------------------------------------------------------------------
+
+
+def event_callback(
+    event: dict[str, Any],
+    *,
+    team_id: str = "T0001",
+    event_id: str | None = None,
+    api_app_id: str = "A0001",
+    bot_user_id: str = "UBOT",
+) -> dict[str, Any]:
+    """Wrap an event in the Events API's outer ``event_callback`` payload."""
+    event_ts = event.get("event_ts") or event.get("ts")
+    event_time = int(float(event_ts)) if isinstance(event_ts, str) else int(time.time())
+    return {
+        "token": "fake-verification-token",
+        "team_id": team_id,
+        "context_team_id": team_id,
+        "context_enterprise_id": None,
+        "api_app_id": api_app_id,
+        "event": event,
+        "type": "event_callback",
+        "event_id": event_id or _event_id(),
+        "event_time": event_time,
+        "authorizations": [
+            {
+                "enterprise_id": None,
+                "team_id": team_id,
+                "user_id": bot_user_id,
+                "is_bot": True,
+                "is_enterprise_install": False,
+            }
+        ],
+        "is_ext_shared_channel": False,
+        "event_context": "4-" + base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="),
+    }
+
+
+def message_event(
+    channel: str,
+    user: str,
+    text: str,
+    ts: str,
+    *,
+    thread_ts: str | None = None,
+    subtype: str | None = None,
+    team: str = "T0001",
+    parent_user_id: str | None = None,
+) -> dict[str, Any]:
+    """Return a human ``message`` event; ``subtype="thread_broadcast"`` is also-send-to-channel."""
+    event: dict[str, Any] = {
+        "type": "message",
+        "user": user,
+        "text": text,
+        "ts": ts,
+        "team": team,
+        "client_msg_id": str(uuid.uuid4()),
+        "blocks": [_rich_text_block(text)],
+        "channel": channel,
+        "event_ts": ts,
+        "channel_type": "channel",
+    }
+    if subtype is not None:
+        event["subtype"] = subtype
+    if thread_ts is not None:
+        event["thread_ts"] = thread_ts
+        if parent_user_id is not None:
+            event["parent_user_id"] = parent_user_id
+    return event
+
+
+def message_changed_event(
+    channel: str,
+    user: str,
+    new_text: str,
+    ts: str,
+    *,
+    thread_ts: str | None,
+    edited_ts: str,
+    previous_text: str = "",
+    team: str = "T0001",
+) -> dict[str, Any]:
+    """Return the ``message_changed`` event for an edit of message ``ts`` made at ``edited_ts``.
+
+    As on Slack, the event's own ``ts``/``event_ts`` are the edit's; the edited message keeps its
+    ``ts`` inside ``message`` and ``previous_message``.
+    """
+    new: dict[str, Any] = {
+        "type": "message",
+        "user": user,
+        "text": new_text,
+        "ts": ts,
+        "team": team,
+        "edited": {"user": user, "ts": edited_ts},
+        "blocks": [_rich_text_block(new_text)],
+    }
+    previous: dict[str, Any] = {
+        "type": "message",
+        "user": user,
+        "text": previous_text,
+        "ts": ts,
+        "team": team,
+        "blocks": [_rich_text_block(previous_text)],
+    }
+    if thread_ts is not None:
+        new["thread_ts"] = previous["thread_ts"] = thread_ts
+    return {
+        "type": "message",
+        "subtype": "message_changed",
+        "message": new,
+        "previous_message": previous,
+        "channel": channel,
+        "hidden": True,
+        "ts": edited_ts,
+        "event_ts": edited_ts,
+        "channel_type": "channel",
+    }
+
+
+def message_deleted_event(
+    channel: str,
+    ts: str,
+    *,
+    thread_ts: str | None,
+    user: str,
+    previous_text: str = "",
+    deleted_at: str | None = None,
+) -> dict[str, Any]:
+    """Return the ``message_deleted`` event for message ``ts`` (``deleted_ts``)."""
+    event_ts = deleted_at or next_ts()
+    previous: dict[str, Any] = {"type": "message", "user": user, "text": previous_text, "ts": ts}
+    if thread_ts is not None:
+        previous["thread_ts"] = thread_ts
+    return {
+        "type": "message",
+        "subtype": "message_deleted",
+        "previous_message": previous,
+        "channel": channel,
+        "hidden": True,
+        "deleted_ts": ts,
+        "event_ts": event_ts,
+        "ts": event_ts,
+        "channel_type": "channel",
+    }
+
+
+def bot_message_event(
+    channel: str,
+    text: str,
+    ts: str,
+    *,
+    thread_ts: str | None,
+    bot_id: str = "BOTHER",
+    user: str | None = None,
+    subtype: str | None = None,
+) -> dict[str, Any]:
+    """Return a ``message`` event posted by an app (modern shape: ``bot_id``, no subtype).
+
+    Pass ``subtype="bot_message"`` for the legacy integration/webhook shape.
+    """
+    event: dict[str, Any] = {
+        "type": "message",
+        "bot_id": bot_id,
+        "app_id": "A" + bot_id.removeprefix("B"),
+        "text": text,
+        "ts": ts,
+        "bot_profile": {"id": bot_id, "name": "other bot", "deleted": False},
+        "channel": channel,
+        "event_ts": ts,
+        "channel_type": "channel",
+    }
+    if user is not None:
+        event["user"] = user
+    if subtype is not None:
+        event["subtype"] = subtype
+    if thread_ts is not None:
+        event["thread_ts"] = thread_ts
+    return event
+
+
+def slash_command(
+    text: str,
+    *,
+    user_id: str,
+    user_name: str,
+    channel_id: str,
+    team_id: str = "T0001",
+    response_url: str,
+    trigger_id: str = "t1",
+    command: str = "/prep",
+    channel_name: str = "prep",
+    api_app_id: str = "A0001",
+) -> dict[str, str]:
+    """Return the form fields Slack POSTs for a slash command (also the Socket Mode payload)."""
+    return {
+        "token": "fake-verification-token",
+        "team_id": team_id,
+        "team_domain": "prepbot-test",
+        "channel_id": channel_id,
+        "channel_name": channel_name,
+        "user_id": user_id,
+        "user_name": user_name,
+        "command": command,
+        "text": text,
+        "api_app_id": api_app_id,
+        "is_enterprise_install": "false",
+        "response_url": response_url,
+        "trigger_id": trigger_id,
+    }
+
+
+def sign(body: bytes, secret: str, timestamp: int | None = None) -> dict[str, str]:
+    """Return the ``X-Slack-Request-Timestamp``/``X-Slack-Signature`` headers for a body."""
+    ts = int(time.time()) if timestamp is None else timestamp
+    base = b"v0:" + str(ts).encode() + b":" + body
+    digest = hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
+    return {"X-Slack-Request-Timestamp": str(ts), "X-Slack-Signature": f"v0={digest}"}
