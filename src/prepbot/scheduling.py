@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -48,8 +49,10 @@ class RoundScheduler:
         *,
         grace: timedelta = timedelta(hours=2),
         safety_interval: timedelta = timedelta(seconds=30),
+        concurrency: int = 16,
     ) -> None:
         self.services = services
+        self.concurrency = concurrency
         self.grace = grace
         self.safety_interval = safety_interval
         self._lock = asyncio.Lock()
@@ -104,15 +107,22 @@ class RoundScheduler:
         now = self.clock.now()
         async with self.services.ctx.db.transaction() as session:
             due = (
-                await session.scalars(
-                    select(Round.id)
+                await session.execute(
+                    select(Round.id, Round.subscription_id)
                     .where(Round.status == RoundStatus.POSTED, Round.reveal_due_at <= now)
                     .order_by(Round.subscription_id, Round.local_date)
                 )
             ).all()
-        for round_id in due:
-            if await self.services.rounds.reveal_round(round_id) is not None:
-                report.revealed.append(round_id)
+        by_group: dict[int, list[int]] = {}
+        for round_id, subscription_id in due:
+            by_group.setdefault(subscription_id, []).append(round_id)
+
+        async def reveal_group(round_ids: list[int]) -> None:
+            for round_id in round_ids:  # one group's rounds in date order: streaks go in order
+                if await self.services.rounds.reveal_round(round_id) is not None:
+                    report.revealed.append(round_id)
+
+        await self._concurrently([reveal_group(ids) for ids in by_group.values()])
 
     async def _post_due(self, report: TickReport) -> None:
         now = self.clock.now()
@@ -124,6 +134,7 @@ class RoundScheduler:
                     )
                 )
             ).all()
+        due: list[tuple[int, date]] = []
         for subscription in subscriptions:
             last = schedule_of(subscription).last_post_at_or_before(now)
             if last is None:
@@ -145,9 +156,29 @@ class RoundScheduler:
                         self.grace,
                     )
                 continue
-            outcome = await self.services.rounds.post_round(subscription.id, day)
+            due.append((subscription.id, day))
+
+        async def post(subscription_id: int, day: date) -> None:
+            outcome = await self.services.rounds.post_round(subscription_id, day)
             if outcome is not None and outcome.posted_now:
-                report.posted.append((subscription.id, day))
+                report.posted.append((subscription_id, day))
+
+        await self._concurrently([post(*item) for item in due])
+
+    async def _concurrently(self, jobs: list[Coroutine[Any, Any, None]]) -> None:
+        """Run jobs side by side, at most ``concurrency`` at once; a failure stops no other."""
+        limit = asyncio.Semaphore(self.concurrency)
+
+        async def limited(job: Coroutine[Any, Any, None]) -> None:
+            async with limit:
+                await job
+
+        results = await asyncio.gather(*(limited(job) for job in jobs), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException) and not isinstance(result, Exception):
+                raise result
+            if isinstance(result, Exception):
+                log.error("scheduled work failed: %r", result, exc_info=result)
 
     async def _has_round(self, subscription_id: int, day: date) -> bool:
         async with self.services.ctx.db.transaction() as session:

@@ -1,0 +1,45 @@
+"""The Slack app manifest asks for exactly what the adapter uses."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import yaml
+
+from tests.conftest import REPO
+
+MANIFEST = REPO / "config" / "slack-manifest.yml"
+ADAPTER = REPO / "src" / "prepbot" / "platforms" / "slack" / "adapter.py"
+SCOPES_FOR_METHOD = {
+    "chat_postMessage": {"chat:write"},
+    "conversations_replies": {"channels:history", "groups:history"},
+    "users_info": {"users:read"},
+    "auth_test": set(),
+}
+
+
+def called_methods(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    return {
+        node.attr
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute)
+        and isinstance(node.value, ast.Attribute)
+        and node.value.attr == "client"
+    }
+
+
+def test_the_manifest_has_the_command_events_and_exactly_the_scopes_used():
+    manifest = yaml.safe_load(MANIFEST.read_text(encoding="utf-8"))
+    (command,) = manifest["features"]["slash_commands"]
+    assert command["command"] == "/prep"
+    assert manifest["settings"]["socket_mode_enabled"] is True
+    assert set(manifest["settings"]["event_subscriptions"]["bot_events"]) == {
+        "message.channels",
+        "message.groups",
+    }
+    methods = called_methods(ADAPTER)
+    assert methods <= set(SCOPES_FOR_METHOD), f"a new Web API call needs a scope: {methods}"
+    needed = {"commands"}.union(*(SCOPES_FOR_METHOD[m] for m in methods))
+    assert set(manifest["oauth_config"]["scopes"]["bot"]) == needed
