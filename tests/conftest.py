@@ -6,7 +6,7 @@ import asyncio
 import copy
 import os
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -153,3 +153,24 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     url: str = request.getfixturevalue("postgres_url")
     _truncate(url)
     return url
+
+
+@pytest.fixture
+async def app(database_url: str, clock: Any) -> AsyncIterator[Any]:
+    """Return prepbot's services on an empty database; the module's ``clock`` fixture sets time."""
+    from prepbot.app import build_app
+    from prepbot.settings import Settings
+
+    built = await build_app(Settings.model_validate({"database": {"url": database_url}}), clock)
+    yield built
+    await built.close()
+
+
+@pytest.fixture
+def platform(app: Any) -> Any:
+    """Register a recording fake as the 'fake' chat platform and return it."""
+    from tests.fakes import RecordingPlatform
+
+    fake = RecordingPlatform()
+    app.services.ctx.platforms[fake.name] = fake
+    return fake

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
-from prepbot.app import App, build_app
+from prepbot.app import App
 from prepbot.core.clock import ManualClock
 from prepbot.core.commands import ScheduleChange
 from prepbot.core.events import Place
@@ -19,7 +18,6 @@ from prepbot.core.schedule import Schedule, parse_weekdays
 from prepbot.core.views import QuestionCard, RevealCard
 from prepbot.leadership import AlreadyRunning, PostgresLeadership, SqliteSingleProcess
 from prepbot.scheduling import RoundScheduler
-from prepbot.settings import Settings
 from prepbot.store.models import Round, RoundStatus, Subscription
 from tests.fakes import RecordingPlatform
 
@@ -30,20 +28,6 @@ STEP = timedelta(minutes=55)  # not a divisor of an hour, so ticks land at many 
 @pytest.fixture
 def clock() -> ManualClock:
     return ManualClock(START)
-
-
-@pytest.fixture
-async def app(database_url: str, clock: ManualClock) -> AsyncIterator[App]:
-    built = await build_app(Settings.model_validate({"database": {"url": database_url}}), clock)
-    yield built
-    await built.close()
-
-
-@pytest.fixture
-def platform(app: App) -> RecordingPlatform:
-    fake = RecordingPlatform()
-    app.services.ctx.platforms[fake.name] = fake
-    return fake
 
 
 async def subscribe(app: App, channel: str, spec: str) -> Subscription:

@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
 
-from prepbot.app import App, build_app
+from prepbot.app import App
 from prepbot.core.clock import ManualClock
 from prepbot.core.commands import Period, ScheduleChange
 from prepbot.core.events import Invocation, Place, ReplyDeleted, ReplyEdited, ThreadReply
 from prepbot.core.schedule import parse_weekdays
 from prepbot.core.views import LeaderboardView, MemberRef, StreakView
 from prepbot.services.answers import AnswerStatus
-from prepbot.settings import Settings
 from prepbot.store.models import Answer, Round, Subscription
 from tests.fakes import RecordingPlatform
 
@@ -26,20 +24,6 @@ MONDAY = date(2026, 11, 30)
 @pytest.fixture
 def clock() -> ManualClock:
     return ManualClock(datetime(2026, 11, 30, 9, 1, tzinfo=UTC))
-
-
-@pytest.fixture
-async def app(database_url: str, clock: ManualClock) -> AsyncIterator[App]:
-    built = await build_app(Settings.model_validate({"database": {"url": database_url}}), clock)
-    yield built
-    await built.close()
-
-
-@pytest.fixture
-def platform(app: App) -> RecordingPlatform:
-    fake = RecordingPlatform()
-    app.services.ctx.platforms[fake.name] = fake
-    return fake
 
 
 def place(channel: str = "C1", community: str = "T1") -> Place:

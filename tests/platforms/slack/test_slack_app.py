@@ -74,6 +74,18 @@ async def running(url: str, fake: FakeSlack, mode: str) -> AsyncIterator[tuple[A
         await app.close()
 
 
+def prep_form(fake: FakeSlack, text: str, user: str) -> dict[str, str]:
+    """Return the fields Slack sends when ``user`` types ``/prep text`` in the study channel."""
+    return slash_command(
+        text,
+        user_id=user,
+        user_name=USERS[user],
+        channel_id=CHANNEL,
+        response_url=fake.response_url(),
+        channel_name="study",
+    )
+
+
 class HttpSlack:
     """Sends what Slack sends to the HTTP endpoint, signed like Slack signs it."""
 
@@ -97,15 +109,7 @@ class HttpSlack:
         return await self.post(body, "application/json", headers)
 
     async def command(self, text: str, user: str) -> int:
-        form = slash_command(
-            text,
-            user_id=user,
-            user_name=USERS[user],
-            channel_id=CHANNEL,
-            response_url=self.fake.response_url(),
-            channel_name="study",
-        )
-        body = urlencode(form).encode()
+        body = urlencode(prep_form(self.fake, text, user)).encode()
         return await self.post(body, "application/x-www-form-urlencoded", sign(body, SECRET))
 
 
@@ -125,14 +129,7 @@ class SocketSlack:
         return 200
 
     async def command(self, text: str, user: str) -> int:
-        form = slash_command(
-            text,
-            user_id=user,
-            user_name=USERS[user],
-            channel_id=CHANNEL,
-            response_url=self.fake.response_url(),
-            channel_name="study",
-        )
+        form = prep_form(self.fake, text, user)
         await self.fake.wait_ack(await self.fake.send_envelope("slash_commands", form))
         return 200
 
