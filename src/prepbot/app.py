@@ -118,8 +118,8 @@ async def run_scheduler(app: App, settings: Settings, stop: asyncio.Event) -> No
 
 
 def chat_configured(settings: Settings) -> bool:
-    """Say whether any chat platform (Slack for now) has credentials."""
-    return settings.slack.configured
+    """Say whether any chat platform has credentials."""
+    return settings.slack.configured or settings.discord.configured
 
 
 async def run_bot(settings: Settings, stop: asyncio.Event) -> None:
@@ -135,6 +135,12 @@ async def run_bot(settings: Settings, stop: asyncio.Event) -> None:
             slack = SlackRuntime(settings.slack, app.services)
             await slack.start()
             runtimes.append(slack)
+        if settings.discord.configured:
+            from prepbot.platforms.discord.adapter import DiscordRuntime
+
+            discord_runtime = DiscordRuntime(settings.discord, app.services)
+            await discord_runtime.start()
+            runtimes.append(discord_runtime)
         await run_scheduler(app, settings, stop)
     finally:
         for runtime in reversed(runtimes):

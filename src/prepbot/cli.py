@@ -32,6 +32,8 @@ content_app = typer.Typer(
 app.add_typer(content_app, name="content")
 db_app = typer.Typer(help="Manage the database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+discord_app = typer.Typer(help="Discord helpers.", no_args_is_help=True)
+app.add_typer(discord_app, name="discord")
 
 
 def main() -> None:
@@ -334,3 +336,22 @@ def db_upgrade() -> None:
     except OSError as error:
         _fail(f"cannot reach the database {settings.database.url}: {error}")
     _say(f"database {settings.database.url} is at revision {revision}")
+
+
+@discord_app.command("invite-url")
+def discord_invite_url(
+    application_id: Annotated[
+        int | None,
+        typer.Option(help="The application id (default: PREPBOT_DISCORD__APPLICATION_ID)."),
+    ] = None,
+) -> None:
+    """Print the URL that adds the bot to a server with exactly the permissions it needs."""
+    from prepbot.platforms.discord.adapter import invite_url
+
+    chosen = application_id or _settings().discord.application_id
+    if chosen is None:
+        _fail(
+            "give the application id: --application-id, or PREPBOT_DISCORD__APPLICATION_ID "
+            "(Developer Portal → your application → General Information)"
+        )
+    _say(invite_url(chosen))

@@ -205,6 +205,41 @@ class SlackSettings(BaseModel):
         return self
 
 
+class DiscordSettings(BaseModel):
+    """How prepbot connects to Discord (see `prepbot discord invite-url`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    token: SecretStr | None = Field(
+        default=None, description="Bot token, from the Developer Portal."
+    )
+    application_id: int | None = Field(
+        default=None, description="Application id, for `prepbot discord invite-url`."
+    )
+    api_url: str = Field(
+        default="https://discord.com/api/v10", description="Discord REST base URL (tests)."
+    )
+    gateway_url: str = Field(
+        default="wss://gateway.discord.gg/", description="Discord gateway URL (tests)."
+    )
+    guild_ids: list[int] = Field(
+        default_factory=list,
+        description="Sync /prep to these servers at once; empty = globally (may take a while).",
+    )
+    thread_archive_minutes: Literal[60, 1440, 4320, 10080] = Field(
+        default=1440, description="How long a question's thread stays open without messages."
+    )
+    admin_ids: list[int] = Field(
+        default_factory=list,
+        description="Member ids that may run admin commands besides Manage Server.",
+    )
+
+    @property
+    def configured(self) -> bool:
+        """Say whether a Discord token was given."""
+        return self.token is not None
+
+
 class ConsoleSettings(BaseModel):
     """The terminal study group."""
 
@@ -228,6 +263,7 @@ class Settings(BaseSettings):
     schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     slack: SlackSettings = Field(default_factory=SlackSettings)
+    discord: DiscordSettings = Field(default_factory=DiscordSettings)
     console: ConsoleSettings = Field(default_factory=ConsoleSettings)
 
     @classmethod

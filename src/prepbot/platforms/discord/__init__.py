@@ -1,0 +1,4 @@
+"""The Discord platform: discord.py client, /prep application commands, embeds, invite URL.
+
+Nothing outside ``platforms/discord`` may import ``discord``.
+"""

@@ -1,0 +1,514 @@
+"""The Discord adapter: a discord.py client with a ``/prep`` command group, translating only.
+
+The question is an embed with a public thread started from it (or a forum post); answers
+are the thread's messages (message-content intent): new, edited and deleted messages map to
+the answer, bots never count, and a resumed session that replays events changes nothing
+(answers are keyed by message id). At start-up and after a reconnect, replies made while the
+bot was away are read from the threads' history. Every interaction is deferred at once and
+answered from the services. Admin = *Manage Server* or a configured member id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime
+from typing import Any, Literal
+
+import discord
+import yarl
+from discord import app_commands
+from sqlalchemy import select
+
+from prepbot.core.commands import Period
+from prepbot.core.events import Invocation, Place, ReplyDeleted, ReplyEdited, ThreadReply
+from prepbot.core.views import MemberRef, QuestionCard, Response, RevealCard
+from prepbot.platforms.base import ChannelUnavailable
+from prepbot.platforms.discord.embeds import DiscordMessage, clip, render
+from prepbot.services import Services
+from prepbot.settings import DiscordSettings
+from prepbot.store.models import Community, Round, RoundStatus, Subscription
+
+log = logging.getLogger(__name__)
+
+PLATFORM = "discord"
+ArchiveMinutes = Literal[60, 1440, 4320, 10080]
+PUBLIC_SUBCOMMANDS = {"leaderboard"}
+ADMIN_SUBCOMMANDS = {
+    "subscribe",
+    "schedule",
+    "pause",
+    "resume",
+    "unsubscribe",
+    "post-now",
+    "reveal-now",
+}
+BOT_PERMISSIONS = discord.Permissions(
+    view_channel=True,
+    send_messages=True,
+    send_messages_in_threads=True,
+    create_public_threads=True,
+    embed_links=True,
+    read_message_history=True,
+)
+
+
+def invite_url(application_id: int) -> str:
+    """Return the OAuth2 URL that installs the bot with exactly the permissions it needs."""
+    return discord.utils.oauth_url(
+        application_id, permissions=BOT_PERMISSIONS, scopes=("bot", "applications.commands")
+    )
+
+
+def point_at(settings: DiscordSettings) -> None:
+    """Send discord.py's REST and gateway traffic to the configured base URLs."""
+    discord.http.Route.BASE = settings.api_url.rstrip("/")
+    discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(settings.gateway_url)
+
+
+class DiscordPlatform:
+    """Post rounds to Discord channels: an embed with a thread, or a forum post."""
+
+    name = PLATFORM
+
+    def __init__(self, client: discord.Client, archive_minutes: ArchiveMinutes) -> None:
+        self.client = client
+        self.archive_minutes = archive_minutes
+
+    async def post_question(self, channel_id: str, card: QuestionCard) -> str:
+        """Post the question and open its thread; return the thread id answers arrive in."""
+        message = render(card)
+        try:
+            channel = await self._channel(int(channel_id))
+            name = clip(f"{card.round_date or ''} {card.title}".strip(), 100)
+            if isinstance(channel, discord.ForumChannel):
+                created = await channel.create_thread(
+                    name=name,
+                    embeds=message.embeds,
+                    auto_archive_duration=self.archive_minutes,
+                )
+                return str(created.thread.id)
+            if not isinstance(channel, discord.TextChannel):
+                raise ChannelUnavailable(
+                    f"Discord: channel {channel_id} is not a text or forum channel"
+                )
+            posted = await channel.send(embeds=message.embeds)
+            thread = await posted.create_thread(
+                name=name,
+                auto_archive_duration=self.archive_minutes,
+            )
+            return str(thread.id)
+        except (discord.NotFound, discord.Forbidden) as error:
+            raise ChannelUnavailable(f"Discord: {error.status} {error.text or error}") from None
+
+    async def post_reveal(self, channel_id: str, thread_id: str, card: RevealCard) -> str:
+        """Post the reveal in the round's thread, mentioning who answered."""
+        message = render(card)
+        try:
+            thread = await self._channel(int(thread_id))
+            if not isinstance(thread, discord.Thread):
+                raise ChannelUnavailable(f"Discord: thread {thread_id} is gone")
+            if thread.archived:
+                await thread.edit(archived=False)
+            sent = await thread.send(
+                content=message.content or None,
+                embeds=message.embeds,
+                allowed_mentions=discord.AllowedMentions(
+                    users=[discord.Object(i) for i in message.mentions], everyone=False, roles=False
+                ),
+            )
+            return str(sent.id)
+        except (discord.NotFound, discord.Forbidden) as error:
+            raise ChannelUnavailable(f"Discord: {error.status} {error.text or error}") from None
+
+    async def _channel(self, channel_id: int) -> Any:
+        return self.client.get_channel(channel_id) or await self.client.fetch_channel(channel_id)
+
+
+class PrepClient(discord.Client):
+    """The discord.py client, its /prep command tree and its event handlers."""
+
+    def __init__(self, runtime: DiscordRuntime) -> None:
+        intents = discord.Intents.none()
+        intents.guilds = True
+        intents.guild_messages = True
+        intents.message_content = True
+        super().__init__(intents=intents, chunk_guilds_at_startup=False)
+        self.runtime = runtime
+        self.tree = app_commands.CommandTree(self)
+        self.tree.add_command(build_prep_group(runtime))
+        self.ready_once = asyncio.Event()
+
+    async def setup_hook(self) -> None:
+        """Sync /prep to the configured guilds, or globally."""
+        guilds = self.runtime.settings.guild_ids
+        if guilds:
+            for guild_id in guilds:
+                guild = discord.Object(guild_id)
+                self.tree.copy_global_to(guild=guild)
+                await self.tree.sync(guild=guild)
+        else:
+            await self.tree.sync()
+
+    async def on_ready(self) -> None:
+        """Pick up replies made while away, then say we are ready."""
+        await self.runtime.catch_up_replies()
+        self.ready_once.set()
+
+    async def on_resumed(self) -> None:
+        """After a resumed session, pick up anything the replay did not bring."""
+        await self.runtime.catch_up_replies()
+
+    async def on_message(self, message: discord.Message) -> None:
+        """Record a member's message in a round's thread."""
+        await self.runtime.on_message(message)
+
+    async def on_raw_message_edit(self, payload: discord.RawMessageUpdateEvent) -> None:
+        """Record an edited reply."""
+        await self.runtime.on_edit(payload)
+
+    async def on_raw_message_delete(self, payload: discord.RawMessageDeleteEvent) -> None:
+        """Withdraw a deleted reply."""
+        await self.runtime.on_delete(payload)
+
+
+class DiscordRuntime:
+    """One Discord bot connection: client, commands, events and the ChatPlatform."""
+
+    def __init__(self, settings: DiscordSettings, services: Services) -> None:
+        self.settings = settings
+        self.services = services
+        point_at(settings)
+        self.client = PrepClient(self)
+        self.platform = DiscordPlatform(self.client, settings.thread_archive_minutes)
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self, timeout: float = 60) -> None:
+        """Log in, connect the gateway in the background and wait until ready."""
+        assert self.settings.token is not None
+        self.services.ctx.platforms[PLATFORM] = self.platform
+        await self.client.login(self.settings.token.get_secret_value())
+        self._task = asyncio.create_task(self.client.connect(reconnect=True), name="discord")
+        ready = asyncio.create_task(self.client.ready_once.wait())
+        done, _ = await asyncio.wait(
+            {ready, self._task}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+        )
+        if ready not in done:
+            ready.cancel()
+            if self._task in done and self._task.exception() is not None:
+                raise RuntimeError(f"Discord connection failed: {self._task.exception()!r}")
+            raise TimeoutError("Discord did not become ready in time")
+        log.info("connected to Discord as %s", self.client.user)
+
+    async def stop(self) -> None:
+        """Close the gateway and the HTTP session."""
+        await self.client.close()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(self._task, timeout=10)
+            except (TimeoutError, asyncio.CancelledError, Exception) as error:
+                log.debug("the Discord connection ended with %r", error)
+            self._task = None
+
+    # Answers.
+
+    def _place(self, guild_id: int | None, parent_id: int | None) -> Place | None:
+        if guild_id is None or parent_id is None:
+            return None
+        return Place(PLATFORM, str(guild_id), str(parent_id))
+
+    async def on_message(self, message: discord.Message) -> None:
+        """Store a thread message as (part of) an answer."""
+        channel = message.channel
+        if message.author.bot or not isinstance(channel, discord.Thread):
+            return
+        place = self._place(message.guild.id if message.guild else None, channel.parent_id)
+        if place is None:
+            return
+        await self.services.answers.record(
+            ThreadReply(
+                place,
+                str(channel.id),
+                str(message.id),
+                MemberRef(str(message.author.id), message.author.display_name),
+                message.content,
+                message.created_at,
+            )
+        )
+
+    async def on_edit(self, payload: discord.RawMessageUpdateEvent) -> None:
+        """Store an edited thread message."""
+        data: dict[str, Any] = dict(payload.data)
+        author = data.get("author") or {}
+        if author.get("bot") or "content" not in data:
+            return
+        parent = await self._parent_of(payload.channel_id)
+        place = self._place(payload.guild_id, parent)
+        if place is None or not author.get("id"):
+            return
+        edited = data.get("edited_timestamp") or data.get("timestamp")
+        at = datetime.fromisoformat(edited) if isinstance(edited, str) else discord.utils.utcnow()
+        name = (
+            (data.get("member") or {}).get("nick")
+            or author.get("global_name")
+            or author.get("username")
+            or str(author["id"])
+        )
+        await self.services.answers.edit(
+            ReplyEdited(
+                place,
+                str(payload.channel_id),
+                str(payload.message_id),
+                MemberRef(str(author["id"]), str(name)),
+                str(data.get("content") or ""),
+                at,
+            )
+        )
+
+    async def on_delete(self, payload: discord.RawMessageDeleteEvent) -> None:
+        """Withdraw a deleted thread message."""
+        parent = await self._parent_of(payload.channel_id)
+        place = self._place(payload.guild_id, parent)
+        if place is None:
+            return
+        await self.services.answers.withdraw(
+            ReplyDeleted(
+                place, str(payload.channel_id), str(payload.message_id), discord.utils.utcnow()
+            )
+        )
+
+    async def _parent_of(self, channel_id: int) -> int | None:
+        channel = self.client.get_channel(channel_id)
+        if channel is None:
+            try:
+                channel = await self.client.fetch_channel(channel_id)
+            except discord.HTTPException:
+                return None
+        return channel.parent_id if isinstance(channel, discord.Thread) else None
+
+    async def catch_up_replies(self) -> int:
+        """Record thread messages of open rounds posted while the bot was away."""
+        async with self.services.ctx.db.transaction() as session:
+            rounds = (
+                await session.execute(
+                    select(
+                        Community.external_id, Subscription.channel_id, Round.question_message_id
+                    )
+                    .join(Subscription, Subscription.community_id == Community.id)
+                    .join(Round, Round.subscription_id == Subscription.id)
+                    .where(Community.platform == PLATFORM, Round.status == RoundStatus.POSTED)
+                )
+            ).all()
+        recorded = 0
+        for guild_id, channel_id, thread_id in rounds:
+            if thread_id is None:
+                continue
+            try:
+                thread = await self.platform._channel(int(thread_id))
+                if not isinstance(thread, discord.Thread):
+                    continue
+                async for message in thread.history(limit=None, oldest_first=True):
+                    if message.author.bot or message.type not in (
+                        discord.MessageType.default,
+                        discord.MessageType.reply,
+                    ):
+                        continue
+                    outcome = await self.services.answers.record(
+                        ThreadReply(
+                            Place(PLATFORM, guild_id, channel_id),
+                            thread_id,
+                            str(message.id),
+                            MemberRef(str(message.author.id), message.author.display_name),
+                            message.content,
+                            message.created_at,
+                        )
+                    )
+                    recorded += outcome.status.value in {"recorded", "late"}
+            except discord.HTTPException as error:
+                log.warning("cannot read thread %s: %s", thread_id, error)
+        if recorded:
+            log.info("picked up %s replies posted while the bot was away", recorded)
+        return recorded
+
+    # /prep
+
+    def is_admin(self, interaction: discord.Interaction) -> bool:
+        """Say whether the member may run admin commands (Manage Server, or listed)."""
+        if interaction.user.id in self.settings.admin_ids:
+            return True
+        permissions = getattr(interaction.user, "guild_permissions", None)
+        return bool(permissions and permissions.manage_guild)
+
+    async def run(
+        self, interaction: discord.Interaction, subcommand: str, *words: str | None
+    ) -> None:
+        """Defer within Discord's 3 seconds, run the command, answer with its views."""
+        private = subcommand not in PUBLIC_SUBCOMMANDS | ADMIN_SUBCOMMANDS
+        await interaction.response.defer(ephemeral=private, thinking=True)
+        text = " ".join([subcommand, *(w for w in words if w)])
+        place = Place(
+            PLATFORM,
+            str(interaction.guild_id or "dm"),
+            str(getattr(interaction.channel, "parent_id", None) or interaction.channel_id or ""),
+            interaction.guild.name if interaction.guild else "",
+            getattr(interaction.channel, "name", "") or "",
+        )
+        member = MemberRef(str(interaction.user.id), interaction.user.display_name)
+        admin = self.is_admin(interaction) if subcommand in ADMIN_SUBCOMMANDS else False
+        response = await self.services.commands.handle(Invocation(place, member, admin, text))
+        await self._answer(interaction, response, private)
+
+    @staticmethod
+    async def _answer(interaction: discord.Interaction, response: Response, private: bool) -> None:
+        messages: list[DiscordMessage] = [render(view) for view in response.views]
+        for message in messages:
+            await interaction.followup.send(
+                content=message.content or discord.utils.MISSING,
+                embeds=message.embeds,
+                ephemeral=private or response.private,
+                allowed_mentions=discord.AllowedMentions.none(),
+            )
+
+    async def topic_choices(self, current: str) -> list[app_commands.Choice[str]]:
+        """Return up to 25 topics matching what the member has typed."""
+        topics = self.services.ctx.catalog.topics
+        typed = current.lower()
+        found = [
+            t
+            for t in sorted(topics.values(), key=lambda t: t.id)
+            if typed in t.id or typed in t.name.lower()
+        ]
+        return [
+            app_commands.Choice(name=clip(f"{t.name} ({t.id})", 100), value=t.id)
+            for t in found[:25]
+        ]
+
+    async def scenario_choices(self, current: str) -> list[app_commands.Choice[str]]:
+        """Return up to 25 scenario ids matching what the member has typed."""
+        catalog = self.services.ctx.catalog
+        if current.strip():
+            scenarios = [hit.scenario for hit in catalog.search(current, limit=25)]
+        else:
+            scenarios = catalog.scenarios[:25]
+        return [app_commands.Choice(name=clip(s.title, 100), value=s.id) for s in scenarios]
+
+
+def build_prep_group(runtime: DiscordRuntime) -> app_commands.Group:
+    """Return the /prep command group: every subcommand of the shared grammar, typed."""
+    prep = app_commands.Group(name="prep", description="Interview-prep study group")
+
+    async def topics_auto(_: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+        return await runtime.topic_choices(current)
+
+    async def ids_auto(_: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+        return await runtime.scenario_choices(current)
+
+    @prep.command(name="help", description="How to use /prep")
+    async def help_(interaction: discord.Interaction) -> None:
+        await runtime.run(interaction, "help")
+
+    @prep.command(name="today", description="This channel's open question")
+    async def today(interaction: discord.Interaction) -> None:
+        await runtime.run(interaction, "today")
+
+    @prep.command(name="ask", description="A private practice question (not scored)")
+    @app_commands.autocomplete(topic=topics_auto)
+    async def ask(interaction: discord.Interaction, topic: str | None = None) -> None:
+        await runtime.run(interaction, "ask", topic)
+
+    @prep.command(name="search", description="Find scenarios")
+    async def search(interaction: discord.Interaction, words: str) -> None:
+        await runtime.run(interaction, "search", words)
+
+    @prep.command(name="show", description="One scenario in full, with its insights")
+    @app_commands.autocomplete(scenario=ids_auto)
+    async def show(interaction: discord.Interaction, scenario: str) -> None:
+        await runtime.run(interaction, "show", scenario)
+
+    @prep.command(name="topics", description="The topics")
+    async def topics(interaction: discord.Interaction) -> None:
+        await runtime.run(interaction, "topics")
+
+    @prep.command(name="streak", description="Your streak, or a member's")
+    async def streak(
+        interaction: discord.Interaction, member: discord.Member | None = None
+    ) -> None:
+        await runtime.run(interaction, "streak", f"<@{member.id}>" if member else None)
+
+    @prep.command(name="leaderboard", description="Who answered most, on time")
+    async def leaderboard(
+        interaction: discord.Interaction,
+        period: Period = Period.WEEK,
+        community: bool = False,
+    ) -> None:
+        await runtime.run(
+            interaction, "leaderboard", period.value, "community" if community else None
+        )
+
+    schedule_help = {
+        "time": "Local time of the question, HH:MM",
+        "timezone": "IANA time zone, e.g. Europe/London",
+        "days": "mon-fri, daily, or mon,wed,fri",
+        "reveal": "Reveal at HH:MM, or after a delay like +6h",
+        "topics": "Topic ids separated by spaces",
+        "difficulty": "easy, medium or hard",
+    }
+
+    async def schedule_words(
+        time: str | None,
+        timezone: str | None,
+        days: str | None,
+        reveal: str | None,
+        topics: str | None,
+        difficulty: str | None,
+    ) -> list[str | None]:
+        return [time, timezone, days, f"reveal={reveal}" if reveal else None, difficulty, topics]
+
+    @prep.command(name="subscribe", description="Make this channel a study group (admins)")
+    @app_commands.describe(**schedule_help)
+    @app_commands.autocomplete(topics=topics_auto)
+    async def subscribe(
+        interaction: discord.Interaction,
+        time: str | None = None,
+        timezone: str | None = None,
+        days: str | None = None,
+        reveal: str | None = None,
+        topics: str | None = None,
+        difficulty: str | None = None,
+    ) -> None:
+        words = await schedule_words(time, timezone, days, reveal, topics, difficulty)
+        await runtime.run(interaction, "subscribe", *words)
+
+    @prep.command(name="schedule", description="Change this study group's schedule (admins)")
+    @app_commands.describe(**schedule_help)
+    @app_commands.autocomplete(topics=topics_auto)
+    async def schedule(
+        interaction: discord.Interaction,
+        time: str | None = None,
+        timezone: str | None = None,
+        days: str | None = None,
+        reveal: str | None = None,
+        topics: str | None = None,
+        difficulty: str | None = None,
+    ) -> None:
+        words = await schedule_words(time, timezone, days, reveal, topics, difficulty)
+        await runtime.run(interaction, "schedule", *words)
+
+    for name, description in (
+        ("pause", "Stop posting for now (admins)"),
+        ("resume", "Start posting again (admins)"),
+        ("unsubscribe", "End this study group (admins)"),
+        ("post-now", "Post today's question now (admins)"),
+        ("reveal-now", "Reveal the open question now (admins)"),
+    ):
+        prep.add_command(_simple(runtime, name, description))
+    return prep
+
+
+def _simple(
+    runtime: DiscordRuntime, name: str, description: str
+) -> app_commands.Command[Any, Any, None]:
+    async def callback(interaction: discord.Interaction) -> None:
+        await runtime.run(interaction, name)
+
+    return app_commands.Command(name=name, description=description, callback=callback)

@@ -1,0 +1,136 @@
+"""Neutral views → Discord embeds (and the plain content that carries mentions).
+
+Discord's limits are kept: title 256, description 4096, 25 fields of 1,024, 6,000 in all,
+10 embeds per message. Member mentions go in the message content (embeds never ping). Builds
+discord.py ``Embed`` objects only; no network, no database.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import discord
+
+from prepbot.core.text import local_time, render_text
+from prepbot.core.views import (
+    ErrorView,
+    MemberRef,
+    QuestionCard,
+    RevealCard,
+    ScenarioDetail,
+    View,
+)
+
+TITLE, DESCRIPTION, FIELD_VALUE, FIELDS, TOTAL = 256, 4096, 1024, 25, 6000
+QUESTION_COLOUR, REVEAL_COLOUR, ERROR_COLOUR = 0x3B82F6, 0x22C55E, 0xEF4444
+
+
+@dataclass
+class DiscordMessage:
+    """What one Discord message says: content (mentions live here) and embeds."""
+
+    content: str = ""
+    embeds: list[discord.Embed] = field(default_factory=list)
+    mentions: list[int] = field(default_factory=list)
+
+
+def clip(text: str, limit: int) -> str:
+    """Shorten text to ``limit`` characters, ending with an ellipsis when cut."""
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def mention(member: MemberRef) -> str:
+    """Return a Discord user mention (ids are numeric snowflakes)."""
+    return f"<@{member.id}>" if member.id.isdigit() else f"@{member.name}"
+
+
+def render(view: View) -> DiscordMessage:
+    """Render a view as a Discord message."""
+    match view:
+        case QuestionCard():
+            return DiscordMessage(embeds=[question_embed(view)])
+        case RevealCard():
+            return reveal_message(view)
+        case ScenarioDetail():
+            reveal = reveal_message(view.reveal)
+            return DiscordMessage(embeds=[question_embed(view.question), *reveal.embeds])
+        case ErrorView():
+            embed = discord.Embed(
+                description=clip(f"⚠️ {view.text}", DESCRIPTION), colour=ERROR_COLOUR
+            )
+            return DiscordMessage(embeds=[embed])
+        case _:
+            text = render_text(view)
+            embed = discord.Embed(description=clip(text, DESCRIPTION))
+            return DiscordMessage(embeds=[embed])
+
+
+def question_embed(card: QuestionCard) -> discord.Embed:
+    """Return the question of the day as an embed."""
+    who = " · ".join(p for p in (card.company, card.role) if p)
+    lines = [f"*{who}*" if who else "", card.situation, ""]
+    if len(card.prompts) == 1:
+        lines.append(f"❓ **{card.prompts[0]}**")
+    else:
+        lines += [f"❓ **{n}. {p}**" for n, p in enumerate(card.prompts, start=1)]
+    if card.reveal_at is not None:
+        unix = int(card.reveal_at.timestamp())
+        lines += ["", f"Reply in this thread to answer. Key insights revealed <t:{unix}:F>."]
+    elif card.practice:
+        lines += ["", "Practice question — only you can see this; it is not scored."]
+    embed = discord.Embed(
+        title=clip(card.title, TITLE),
+        description=clip("\n".join(lines).strip(), DESCRIPTION),
+        colour=QUESTION_COLOUR,
+    )
+    footer = f"{card.kind} · {card.difficulty} · {', '.join(card.topics)} · id {card.scenario_id}"
+    if card.reveal_at is not None and card.timezone:
+        footer += f" · reveal {local_time(card.reveal_at, card.timezone)}"
+    embed.set_footer(text=clip(footer, 2048))
+    return embed
+
+
+def reveal_message(card: RevealCard) -> DiscordMessage:
+    """Return the reveal: an embed with insights, trap, follow-ups and credit; mentions outside."""
+    insights = "\n".join(f"• {i}" for i in card.insights)
+    embed = discord.Embed(
+        title=clip(f"💡 Key insights — {card.title}", TITLE),
+        description=clip(insights, DESCRIPTION),
+        colour=REVEAL_COLOUR,
+    )
+    if card.trap_answer:
+        trap = f"“{card.trap_answer}”\n{card.trap_why or ''}"
+        embed.add_field(name="The trap", value=clip(trap, FIELD_VALUE), inline=False)
+    if card.follow_ups:
+        follow = "\n".join(f"• {q}" for q in card.follow_ups)
+        embed.add_field(name="Follow-ups", value=clip(follow, FIELD_VALUE), inline=False)
+    handle = f" (@{card.source_handle})" if card.source_handle else ""
+    credit = (
+        f"[{card.source_author}]({card.source_url}){handle}"
+        if card.source_url
+        else card.source_author
+    )
+    embed.add_field(name="Source", value=clip(credit, FIELD_VALUE), inline=False)
+    _fit(embed)
+    content, ids = "", []
+    if card.is_round:
+        if card.on_time:
+            content = (
+                f"Answered on time: {', '.join(mention(m) for m in card.on_time)} — thank you!"
+            )
+        else:
+            content = "Nobody answered this one on time."
+        if card.late:
+            content += f"\nLate answers: {', '.join(mention(m) for m in card.late)}"
+        for milestone in card.milestones:
+            content += (
+                f"\n🔥 {mention(milestone.member)} reached a {milestone.streak}-round streak!"
+            )
+        ids = [int(m.id) for m in (*card.on_time, *card.late) if m.id.isdigit()]
+    return DiscordMessage(content=clip(content, 2000), embeds=[embed], mentions=ids)
+
+
+def _fit(embed: discord.Embed) -> None:
+    """Trim the description until the whole embed is within Discord's 6,000 characters."""
+    while len(embed) > TOTAL and embed.description:
+        embed.description = clip(embed.description, max(len(embed.description) - 200, 1))
