@@ -159,17 +159,24 @@ class PrepClient(discord.Client):
         """After a resumed session, pick up anything the replay did not bring."""
         await self.runtime.catch_up_replies()
 
+    # discord.py runs each event handler as its own task, so a message and its deletion can be
+    # handled out of order. Taking the channel's lock before the first await keeps the order
+    # in which the gateway delivered them (asyncio locks are first come, first served).
+
     async def on_message(self, message: discord.Message) -> None:
         """Record a member's message in a round's thread."""
-        await self.runtime.on_message(message)
+        async with self.runtime.lock_for(message.channel.id):
+            await self.runtime.on_message(message)
 
     async def on_raw_message_edit(self, payload: discord.RawMessageUpdateEvent) -> None:
         """Record an edited reply."""
-        await self.runtime.on_edit(payload)
+        async with self.runtime.lock_for(payload.channel_id):
+            await self.runtime.on_edit(payload)
 
     async def on_raw_message_delete(self, payload: discord.RawMessageDeleteEvent) -> None:
         """Withdraw a deleted reply."""
-        await self.runtime.on_delete(payload)
+        async with self.runtime.lock_for(payload.channel_id):
+            await self.runtime.on_delete(payload)
 
 
 class DiscordRuntime:
@@ -182,6 +189,13 @@ class DiscordRuntime:
         self.client = PrepClient(self)
         self.platform = DiscordPlatform(self.client, settings.thread_archive_minutes)
         self._task: asyncio.Task[None] | None = None
+        self._locks: dict[int, asyncio.Lock] = {}
+
+    def lock_for(self, channel_id: int) -> asyncio.Lock:
+        """Return the lock that keeps one channel's events in delivery order."""
+        if len(self._locks) > 10_000:
+            self._locks = {k: v for k, v in self._locks.items() if v.locked()}
+        return self._locks.setdefault(channel_id, asyncio.Lock())
 
     async def start(self, timeout: float = 60) -> None:
         """Log in, connect the gateway in the background and wait until ready."""
@@ -343,7 +357,11 @@ class DiscordRuntime:
         self, interaction: discord.Interaction, subcommand: str, *words: str | None
     ) -> None:
         """Defer within Discord's 3 seconds, run the command, answer with its views."""
-        private = subcommand not in PUBLIC_SUBCOMMANDS | ADMIN_SUBCOMMANDS
+        admin = self.is_admin(interaction) if subcommand in ADMIN_SUBCOMMANDS else False
+        # The first follow-up keeps the deferral's visibility, so decide it now: personal
+        # results and refusals stay private; leaderboards and admins' changes are public.
+        public = subcommand in PUBLIC_SUBCOMMANDS or admin
+        private = not public
         await interaction.response.defer(ephemeral=private, thinking=True)
         text = " ".join([subcommand, *(w for w in words if w)])
         place = Place(
@@ -354,7 +372,6 @@ class DiscordRuntime:
             getattr(interaction.channel, "name", "") or "",
         )
         member = MemberRef(str(interaction.user.id), interaction.user.display_name)
-        admin = self.is_admin(interaction) if subcommand in ADMIN_SUBCOMMANDS else False
         response = await self.services.commands.handle(Invocation(place, member, admin, text))
         await self._answer(interaction, response, private)
 
