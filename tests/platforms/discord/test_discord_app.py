@@ -233,3 +233,43 @@ async def test_replies_made_while_away_are_picked_up_and_a_resume_replays_nothin
                 ).all()
             )
         assert members == {str(ALICE), str(BOB), str(CAROL)}
+
+
+async def test_autocomplete_offers_topics_and_scenario_ids(database_url: str, fake: FakeDiscord):
+    async with running(database_url, fake):
+        topic = await fake.autocomplete(
+            GUILD, TEXT, ALICE, "prep ask", [{"name": "topic", "value": "calib"}], focused="topic"
+        )
+        scenario = await fake.autocomplete(
+            GUILD,
+            TEXT,
+            ALICE,
+            "prep show",
+            [{"name": "scenario", "value": "gpus"}],
+            focused="scenario",
+        )
+        await fake.wait_for(lambda: all(fake.interaction_responses(i) for i in (topic, scenario)))
+        (topics,) = fake.interaction_responses(topic)
+        assert topics["json"]["type"] == 8
+        assert [c["value"] for c in topics["json"]["data"]["choices"]] == ["calibration"]
+        (scenarios,) = fake.interaction_responses(scenario)
+        values = [c["value"] for c in scenarios["json"]["data"]["choices"]]
+        assert values[0] == "google-gradient-sync-1000-gpus"
+
+
+async def test_a_forum_channel_gets_a_post_per_question(database_url: str, fake: FakeDiscord):
+    fake.add_forum_channel(GUILD, 3000, "prep-forum")
+    async with running(database_url, fake) as (app, _):
+        await command(fake, ADMIN, "subscribe", channel=3000)
+        await command(fake, ADMIN, "post-now", channel=3000)
+        (thread_id,) = [t for t, thread in fake.threads.items() if thread["parent_id"] == "3000"]
+        await fake.member_message(thread_id, ALICE, "forum answer", guild_id=GUILD)
+
+        async def count() -> int:
+            async with app.db.transaction() as db:
+                return int(await db.scalar(select(func.count()).select_from(Answer)) or 0)
+
+        deadline = time.monotonic() + 10
+        while await count() < 1 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert await count() == 1
