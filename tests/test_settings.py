@@ -9,7 +9,20 @@ import pytest
 from prepbot.content.loader import builtin_pack_path
 from prepbot.settings import SettingsError, load_settings
 
-pytestmark = pytest.mark.usefixtures("isolated_settings")
+pytestmark = pytest.mark.usefixtures("isolated_settings", "pack_folders")
+
+
+@pytest.fixture
+def pack_folders(isolated_settings: None, tmp_path: Path) -> None:
+    """Create the team pack folders the tests name (settings refuse folders that are missing)."""
+    for name in ("team/questions", "more", "a", "b", "from-env"):
+        (tmp_path / name).mkdir(parents=True)
+
+
+def test_a_missing_team_pack_folder_is_named(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("PREPBOT_CONTENT__PACKS", "nowhere")
+    with pytest.raises(SettingsError, match=r"content\.packs .*no such content folder: nowhere"):
+        load_settings()
 
 
 def test_the_default_is_the_builtin_pack_alone():

@@ -53,10 +53,34 @@ class App:
         await self.db.close()
 
 
+class StartupError(Exception):
+    """Start-up failed because of one setting; ``str()`` names it and what is wrong."""
+
+    def __init__(self, setting: str, problem: str) -> None:
+        env = "PREPBOT_" + setting.upper().replace(".", "__")
+        super().__init__(f"setting {setting} ({env}): {problem}")
+
+
+def safe_url(url: str) -> str:
+    """Return a database URL with its password hidden."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
 async def build_app(settings: Settings, clock: Clock, catalog: Catalog | None = None) -> App:
     """Open and upgrade the database and wire the services to it."""
     db = Database(settings.database.url)
-    await db.upgrade()
+    try:
+        await db.upgrade()
+    except Exception as error:
+        await db.close()
+        reason = str(getattr(error, "orig", None) or error).splitlines()[0]
+        for secret in settings.secrets():
+            reason = reason.replace(secret, "***")
+        raise StartupError(
+            "database.url", f"cannot use {safe_url(settings.database.url)}: {reason}"
+        ) from None
     ctx = ServiceContext(
         db=db,
         catalog=catalog or load_catalog(settings),
@@ -101,51 +125,124 @@ async def run_console(
             await lock.release()
 
 
-async def run_scheduler(app: App, settings: Settings, stop: asyncio.Event) -> None:
-    """Schedule rounds until ``stop`` is set: lead when possible, stand by otherwise."""
+def chat_configured(settings: Settings) -> bool:
+    """Say whether any chat platform has credentials."""
+    return settings.slack.configured or settings.discord.configured
+
+
+async def apply_declared_subscriptions(app: App, settings: Settings) -> None:
+    """Create or update the study groups declared in the config file."""
+    from prepbot.core.commands import Subscribe, parse_prep
+    from prepbot.core.events import Place
+
+    admin = app.services.admin
+    for declared in settings.subscriptions:
+        command = parse_prep(f"subscribe {declared.schedule}")
+        assert isinstance(command, Subscribe)
+        place = Place(declared.platform, declared.community, declared.channel)
+        existing = await admin.subscription(place)
+        if existing is None or not existing.active:
+            await admin.subscribe(place, command.change)
+        else:
+            await admin.reschedule(existing, command.change)
+
+
+async def run_bot(settings: Settings, stop: asyncio.Event) -> None:
+    """Connect every configured platform, serve health and metrics, schedule until stopped."""
     from datetime import timedelta
 
+    from prepbot.core.clock import SystemClock
     from prepbot.leadership import leadership_for
+    from prepbot.observability import HealthServer
     from prepbot.scheduling import RoundScheduler, run_scheduling
 
+    app = await build_app(settings, SystemClock())
+    runtimes: dict[str, Any] = {}
+    health: HealthServer | None = None
     takeover = timedelta(seconds=settings.scheduler.takeover_seconds)
     scheduler = RoundScheduler(
         app.services,
         grace=timedelta(minutes=settings.scheduler.catch_up_minutes),
         safety_interval=min(takeover, timedelta(seconds=30)),
     )
-    await run_scheduling(scheduler, leadership_for(settings.database.url), stop, poll=takeover / 3)
-
-
-def chat_configured(settings: Settings) -> bool:
-    """Say whether any chat platform has credentials."""
-    return settings.slack.configured or settings.discord.configured
-
-
-async def run_bot(settings: Settings, stop: asyncio.Event) -> None:
-    """Connect every configured platform and schedule rounds until ``stop`` is set."""
-    from prepbot.core.clock import SystemClock
-
-    app = await build_app(settings, SystemClock())
-    runtimes: list[Any] = []
     try:
+        await apply_declared_subscriptions(app, settings)
         if settings.slack.configured:
-            from prepbot.platforms.slack.adapter import SlackRuntime
-
-            slack = SlackRuntime(settings.slack, app.services)
-            await slack.start()
-            runtimes.append(slack)
+            runtimes["slack"] = await _start_slack(settings, app)
         if settings.discord.configured:
-            from prepbot.platforms.discord.adapter import DiscordRuntime
-
-            discord_runtime = DiscordRuntime(settings.discord, app.services)
-            await discord_runtime.start()
-            runtimes.append(discord_runtime)
-        await run_scheduler(app, settings, stop)
+            runtimes["discord"] = await _start_discord(settings, app)
+        if settings.http.enabled:
+            health = HealthServer(
+                app.services.ctx.metrics, _health_checks(app, scheduler, runtimes)
+            )
+            await health.start(settings.http.host, settings.http.port)
+        await run_scheduling(
+            scheduler, leadership_for(settings.database.url), stop, poll=takeover / 3
+        )
     finally:
-        for runtime in reversed(runtimes):
+        if health is not None:
+            await health.stop()
+        for runtime in reversed(list(runtimes.values())):
             await runtime.stop()
         await app.close()
+
+
+async def _start_slack(settings: Settings, app: App) -> Any:
+    from slack_sdk.errors import SlackApiError
+
+    from prepbot.platforms.slack.adapter import SlackRuntime
+
+    runtime = SlackRuntime(settings.slack, app.services)
+    try:
+        await runtime.start()
+    except SlackApiError as error:
+        await runtime.stop()
+        code = error.response.get("error", "error")
+        setting = "slack.app_token" if "connections" in str(error) else "slack.bot_token"
+        raise StartupError(setting, f"Slack refused it ({code})") from None
+    return runtime
+
+
+async def _start_discord(settings: Settings, app: App) -> Any:
+    import discord
+
+    from prepbot.platforms.discord.adapter import DiscordRuntime
+
+    runtime = DiscordRuntime(settings.discord, app.services)
+    try:
+        await runtime.start()
+    except discord.LoginFailure:
+        await runtime.stop()
+        raise StartupError("discord.token", "Discord refused it (401 Unauthorized)") from None
+    except discord.PrivilegedIntentsRequired:
+        await runtime.stop()
+        raise StartupError(
+            "discord.token",
+            "the bot needs the Message Content Intent: Developer Portal → Bot → turn it on",
+        ) from None
+    return runtime
+
+
+def _health_checks(app: App, scheduler: Any, runtimes: dict[str, Any]) -> dict[str, Any]:
+    from sqlalchemy import text
+
+    async def database() -> tuple[bool, str]:
+        async with app.db.engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+        return True, app.db.dialect
+
+    async def scheduling() -> tuple[bool, str]:
+        return True, "leading" if scheduler.leading else "standing by"
+
+    checks: dict[str, Any] = {"database": database, "scheduler": scheduling}
+    for name, runtime in runtimes.items():
+
+        async def connected(runtime: Any = runtime) -> tuple[bool, str]:
+            ok = bool(await runtime.connected())
+            return ok, "connected" if ok else "disconnected"
+
+        checks[name] = connected
+    return checks
 
 
 async def stdin_lines(prompt: Callable[[], str] = lambda: "> ") -> AsyncIterator[str]:

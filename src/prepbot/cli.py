@@ -63,7 +63,9 @@ def _settings() -> Settings:
     try:
         return load_settings()
     except SettingsError as error:
-        _fail("invalid settings:\n  " + "\n  ".join(error.problems))
+        for problem in error.problems[:-1]:
+            _say(f"error: invalid {problem}", err=True)
+        _fail(f"invalid {error.problems[-1]}")
 
 
 def _load(paths: list[Path] | None = None) -> PackReport:
@@ -254,7 +256,7 @@ def run() -> None:
     import asyncio
     import sys
 
-    from prepbot.app import ContentError, run_console, stdin_lines
+    from prepbot.app import ContentError, StartupError, run_console, stdin_lines
     from prepbot.leadership import AlreadyRunning
 
     settings = _settings()
@@ -263,6 +265,12 @@ def run() -> None:
     if chat_configured(settings):
         _run_bot(settings)
         return
+    if settings.require_platform:
+        _fail(
+            "no chat platform configured and require_platform is set: give "
+            "PREPBOT_SLACK__BOT_TOKEN (with PREPBOT_SLACK__APP_TOKEN or _SIGNING_SECRET) or "
+            "PREPBOT_DISCORD__TOKEN"
+        )
     if sys.stdin.isatty():
         _say(
             "prepbot: no Slack or Discord credentials configured, so this terminal is the chat "
@@ -281,7 +289,7 @@ def run() -> None:
         for problem in error.problems:
             _say(problem, err=True)
         _fail(f"{error}; run 'prepbot content check' for details")
-    except AlreadyRunning as error:
+    except (AlreadyRunning, StartupError) as error:
         _fail(str(error))
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
@@ -294,8 +302,11 @@ def _run_bot(settings: Settings) -> None:
     import asyncio
     import signal
 
-    from prepbot.app import ContentError, run_bot
+    from prepbot.app import ContentError, StartupError, run_bot
     from prepbot.leadership import AlreadyRunning
+    from prepbot.observability import configure_logging
+
+    configure_logging(settings.log.format, settings.log.level, settings.secrets())
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -310,7 +321,7 @@ def _run_bot(settings: Settings) -> None:
         for problem in error.problems:
             _say(problem, err=True)
         _fail(f"{error}; run 'prepbot content check' for details")
-    except AlreadyRunning as error:
+    except (AlreadyRunning, StartupError) as error:
         _fail(str(error))
 
 
@@ -355,3 +366,17 @@ def discord_invite_url(
             "(Developer Portal → your application → General Information)"
         )
     _say(invite_url(chosen))
+
+
+@app.command("doctor")
+def doctor() -> None:
+    """Check settings, database, content and platform credentials; say how to fix problems."""
+    import asyncio
+
+    from prepbot.doctor import diagnose
+
+    findings = asyncio.run(diagnose(_settings()))
+    for finding in findings:
+        _say(finding.line())
+    if not all(f.ok for f in findings):
+        raise typer.Exit(1)

@@ -58,6 +58,7 @@ class RoundScheduler:
         self._lock = asyncio.Lock()
         self._skipped: set[tuple[int, date]] = set()
         self._jobs: Any = None  # an AsyncIOScheduler while leading
+        self.leading = False
         services.admin.listeners.append(self.on_subscription_changed)
 
     @property
@@ -178,6 +179,9 @@ class RoundScheduler:
             if isinstance(result, BaseException) and not isinstance(result, Exception):
                 raise result
             if isinstance(result, Exception):
+                self.services.ctx.metrics.platform_errors.labels(
+                    "scheduler", type(result).__name__
+                ).inc()
                 log.error("scheduled work failed: %r", result, exc_info=result)
 
     async def _has_round(self, subscription_id: int, day: date) -> bool:
@@ -282,11 +286,11 @@ async def run_scheduling(
         while not stop.is_set():
             if not leading:
                 if await leadership.acquire():
-                    leading = True
+                    leading = scheduler.leading = True
                     log.info("this process now schedules rounds (%s)", leadership.describe())
                     await scheduler.start_jobs()
             elif not await leadership.still_leading():
-                leading = False
+                leading = scheduler.leading = False
                 scheduler.stop_jobs()
                 log.warning("lost the scheduling lead; standing by")
             if leading:
@@ -294,5 +298,6 @@ async def run_scheduling(
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=poll.total_seconds())
     finally:
+        scheduler.leading = False
         scheduler.stop_jobs()
         await leadership.release()

@@ -60,6 +60,14 @@ class ContentSettings(BaseModel):
             return [part.strip() for part in text.split(",") if part.strip()]
         return value
 
+    @field_validator("packs")
+    @classmethod
+    def _packs_exist(cls, packs: list[Path]) -> list[Path]:
+        missing = [str(p) for p in packs if not p.is_dir()]
+        if missing:
+            raise ValueError(f"no such content folder: {', '.join(missing)}")
+        return packs
+
     def pack_paths(self) -> list[Path]:
         """Return the pack folders to load, built-in first."""
         from prepbot.content.loader import builtin_pack_path
@@ -240,6 +248,53 @@ class DiscordSettings(BaseModel):
         return self.token is not None
 
 
+class HttpSettings(BaseModel):
+    """The health and metrics endpoint."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(default=True, description="Serve /healthz and /metrics while running.")
+    host: str = Field(
+        default="127.0.0.1", description="Address to listen on (0.0.0.0 in a container)."
+    )
+    port: int = Field(default=8080, ge=0, le=65535, description="Port (0 picks a free one).")
+
+
+class LogSettings(BaseModel):
+    """How prepbot logs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    format: Literal["text", "json"] = Field(default="text", description="text or json lines.")
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(default="INFO")
+
+
+class DeclaredSubscription(BaseModel):
+    """A study group kept in the config file (for teams that keep configuration in git)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    platform: Literal["slack", "discord"]
+    community: str = Field(description="Slack team id (T…) or Discord server id.")
+    channel: str = Field(description="Channel id (C… on Slack, a number on Discord).")
+    schedule: str = Field(
+        default="",
+        description="What follows /prep subscribe, e.g. '09:00 Europe/London mon-fri llm rag'.",
+    )
+
+    @field_validator("schedule")
+    @classmethod
+    def _grammar(cls, schedule: str) -> str:
+        from prepbot.core.commands import CommandError, Subscribe, parse_prep
+
+        try:
+            command = parse_prep(f"subscribe {schedule}")
+        except CommandError as error:
+            raise ValueError(str(error).split(" Usage:")[0]) from None
+        assert isinstance(command, Subscribe)
+        return schedule
+
+
 class ConsoleSettings(BaseModel):
     """The terminal study group."""
 
@@ -255,6 +310,7 @@ class Settings(BaseSettings):
         env_prefix=ENV_PREFIX,
         env_nested_delimiter="__",
         extra="forbid",
+        env_ignore_empty=True,
         nested_model_default_partial_update=True,
     )
 
@@ -265,6 +321,26 @@ class Settings(BaseSettings):
     slack: SlackSettings = Field(default_factory=SlackSettings)
     discord: DiscordSettings = Field(default_factory=DiscordSettings)
     console: ConsoleSettings = Field(default_factory=ConsoleSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
+    subscriptions: list[DeclaredSubscription] = Field(default_factory=list)
+    require_platform: bool = Field(
+        default=False,
+        description="Refuse to start without Slack or Discord (no terminal fallback).",
+    )
+
+    def secrets(self) -> list[str]:
+        """Return every secret value configured, to keep them out of logs."""
+        values = [self.slack.bot_token, self.slack.app_token, self.slack.signing_secret]
+        values.append(self.discord.token)
+        found = [v.get_secret_value() for v in values if v is not None]
+        from sqlalchemy.engine import make_url
+
+        try:
+            password = make_url(self.database.url).password
+        except Exception:  # an unparsable URL has no password to hide
+            password = None
+        return [*found, *([str(password)] if password else [])]
 
     @classmethod
     def settings_customise_sources(
@@ -291,6 +367,21 @@ def config_file() -> Path | None:
     return DEFAULT_CONFIG if DEFAULT_CONFIG.is_file() else None
 
 
+def _read_secret_files() -> None:
+    """Load ``PREPBOT_X_FILE=/run/secrets/x`` into ``PREPBOT_X`` (Docker/Kubernetes secrets)."""
+    for name, path in list(os.environ.items()):
+        if not (name.startswith(ENV_PREFIX) and name.endswith("_FILE")) or name == CONFIG_ENV:
+            continue
+        target = name.removesuffix("_FILE")
+        try:
+            os.environ[target] = Path(path).read_text(encoding="utf-8").strip()
+        except OSError as error:
+            raise SettingsError(
+                [f"setting {target} from {name}: cannot read {path}: {error.strerror}"]
+            ) from None
+        del os.environ[name]
+
+
 class SettingsError(Exception):
     """Settings that cannot be used, described setting by setting."""
 
@@ -301,6 +392,7 @@ class SettingsError(Exception):
 
 def load_settings() -> Settings:
     """Read the settings, or raise SettingsError naming each bad setting and what is wrong."""
+    _read_secret_files()
     path = config_file()
     if path is not None and not path.is_file():
         raise SettingsError([f"config file {path} (from ${CONFIG_ENV}) does not exist"])

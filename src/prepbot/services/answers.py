@@ -50,6 +50,24 @@ class AnswerService:
 
     async def record(self, reply: ThreadReply | ReplyEdited) -> AnswerOutcome:
         """Store a reply as (part of) the member's answer; replays change nothing."""
+        return self._counted(await self._record(reply))
+
+    async def edit(self, edit: ReplyEdited) -> AnswerOutcome:
+        """Update the answer a reply belongs to; an edit of an unseen reply records it."""
+        return self._counted(await self._edit(edit))
+
+    async def withdraw(self, deleted: ReplyDeleted) -> AnswerOutcome:
+        """Remove a deleted reply; with none left the answer is withdrawn (or a late one removed).
+
+        An on-time answer of a round already revealed stays: its streak credit is history.
+        """
+        return self._counted(await self._withdraw(deleted))
+
+    def _counted(self, outcome: AnswerOutcome) -> AnswerOutcome:
+        self.ctx.metrics.answers.labels(outcome.status.value).inc()
+        return outcome
+
+    async def _record(self, reply: ThreadReply | ReplyEdited) -> AnswerOutcome:
         if reply.is_bot or not reply.text.strip():
             return IGNORED
         async with self.ctx.db.transaction() as session:
@@ -93,8 +111,7 @@ class AnswerService:
             status = AnswerStatus.RECORDED if answer.on_time else AnswerStatus.LATE
             return AnswerOutcome(status, round_.id)
 
-    async def edit(self, edit: ReplyEdited) -> AnswerOutcome:
-        """Update the answer a reply belongs to; an edit of an unseen reply records it."""
+    async def _edit(self, edit: ReplyEdited) -> AnswerOutcome:
         if edit.is_bot:
             return IGNORED
         async with self.ctx.db.transaction() as session:
@@ -110,13 +127,9 @@ class AnswerService:
                 stored.text = edit.text.strip()
                 await self._join_replies(session, answer, edit)
                 return AnswerOutcome(AnswerStatus.EDITED, round_.id)
-        return await self.record(edit)
+        return await self._record(edit)
 
-    async def withdraw(self, deleted: ReplyDeleted) -> AnswerOutcome:
-        """Remove a deleted reply; with none left the answer is withdrawn (or a late one removed).
-
-        An on-time answer of a round already revealed stays: its streak credit is history.
-        """
+    async def _withdraw(self, deleted: ReplyDeleted) -> AnswerOutcome:
         async with self.ctx.db.transaction() as session:
             round_ = await self._round_of(session, deleted.place, deleted.thread_id)
             if round_ is None:

@@ -19,6 +19,7 @@ from prepbot.core.clock import Clock
 from prepbot.core.events import Place
 from prepbot.core.schedule import DAY_SETS, Schedule
 from prepbot.core.views import MemberRef
+from prepbot.observability import Metrics
 from prepbot.platforms.base import ChatPlatform
 from prepbot.store.db import Database
 from prepbot.store.models import Community, Member, Round, Subscription
@@ -33,6 +34,7 @@ class ServiceContext:
     clock: Clock
     platforms: dict[str, ChatPlatform] = field(default_factory=dict)
     default_schedule: Schedule = field(default_factory=Schedule)
+    metrics: Metrics = field(default_factory=Metrics)
 
     def platform(self, name: str) -> ChatPlatform:
         """Return the platform a community lives on."""

@@ -32,6 +32,7 @@ from prepbot.core.commands import (
 )
 from prepbot.core.events import Invocation
 from prepbot.core.views import ErrorView, HelpView, Notice, Response, View
+from prepbot.observability import Timer
 from prepbot.services.admin import AdminError, AdminService
 from prepbot.services.base import ServiceContext, schedule_of
 from prepbot.services.queries import QueryService
@@ -78,6 +79,14 @@ class CommandService:
 
     async def handle(self, invocation: Invocation) -> Response:
         """Answer one /prep invocation; errors become friendly messages."""
+        verb = (invocation.text.split() or ["help"])[0].lower()
+        label = verb if verb in DESCRIPTIONS else "invalid"
+        with Timer() as timer:
+            response = await self._handle(invocation)
+        self.ctx.metrics.command_seconds.labels(label).observe(timer.seconds)
+        return response
+
+    async def _handle(self, invocation: Invocation) -> Response:
         try:
             command = parse_prep(invocation.text)
         except CommandError as error:

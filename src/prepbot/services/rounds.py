@@ -118,6 +118,7 @@ class RoundService:
                 subscription.channel_id, card
             )
         except ChannelUnavailable as error:
+            ctx.metrics.platform_errors.labels(platform_name, "channel_unavailable").inc()
             await self._give_up(round_id, subscription.id, error.reason)
             return None
         async with ctx.db.transaction() as session:
@@ -126,6 +127,7 @@ class RoundService:
             stored.status = RoundStatus.POSTED
             stored.question_message_id = message_id
             stored.posted_at = ctx.clock.now()
+        ctx.metrics.rounds_posted.labels(platform_name).inc()
         log.info(
             "posted round %s (%s) to subscription %s", round_id, round_.scenario_id, subscription.id
         )
@@ -188,12 +190,14 @@ class RoundService:
                 subscription.channel_id, thread_id, card
             )
         except ChannelUnavailable as error:
+            ctx.metrics.platform_errors.labels(platform_name, "channel_unavailable").inc()
             await self._pause(round_.subscription_id, error.reason)
             return card
         async with ctx.db.transaction() as session:
             stored = await session.get(Round, round_id)
             assert stored is not None
             stored.reveal_message_id = message_id
+        ctx.metrics.rounds_revealed.labels(platform_name).inc()
         log.info("revealed round %s of subscription %s", round_id, round_.subscription_id)
         return card
 

@@ -27,6 +27,8 @@ def called_methods(path: Path) -> set[str]:
         if isinstance(node, ast.Attribute)
         and isinstance(node.value, ast.Attribute)
         and node.value.attr == "client"
+        and isinstance(node.value.value, ast.Name)
+        and node.value.value.id == "self"  # self.client.<Web API method>
     }
 
 

@@ -209,10 +209,15 @@ class DiscordRuntime:
         )
         if ready not in done:
             ready.cancel()
-            if self._task in done and self._task.exception() is not None:
-                raise RuntimeError(f"Discord connection failed: {self._task.exception()!r}")
+            failure = self._task.exception() if self._task in done else None
+            if failure is not None:
+                raise failure
             raise TimeoutError("Discord did not become ready in time")
         log.info("connected to Discord as %s", self.client.user)
+
+    async def connected(self) -> bool:
+        """Say whether the gateway session is up."""
+        return self.client.is_ready() and not self.client.is_closed() and self.client.ws is not None
 
     async def stop(self) -> None:
         """Close the gateway and the HTTP session."""
@@ -318,30 +323,36 @@ class DiscordRuntime:
             if thread_id is None:
                 continue
             try:
-                thread = await self.platform._channel(int(thread_id))
-                if not isinstance(thread, discord.Thread):
-                    continue
-                async for message in thread.history(limit=None, oldest_first=True):
-                    if message.author.bot or message.type not in (
-                        discord.MessageType.default,
-                        discord.MessageType.reply,
-                    ):
-                        continue
-                    outcome = await self.services.answers.record(
-                        ThreadReply(
-                            Place(PLATFORM, guild_id, channel_id),
-                            thread_id,
-                            str(message.id),
-                            MemberRef(str(message.author.id), message.author.display_name),
-                            message.content,
-                            message.created_at,
-                        )
-                    )
-                    recorded += outcome.status.value in {"recorded", "late"}
+                async with self.lock_for(int(thread_id)):  # in order with live events
+                    recorded += await self._catch_up_thread(guild_id, channel_id, thread_id)
             except discord.HTTPException as error:
                 log.warning("cannot read thread %s: %s", thread_id, error)
         if recorded:
             log.info("picked up %s replies posted while the bot was away", recorded)
+        return recorded
+
+    async def _catch_up_thread(self, guild_id: str, channel_id: str, thread_id: str) -> int:
+        """Record the messages of one round's thread; return how many were new."""
+        recorded = 0
+        thread = await self.platform._channel(int(thread_id))
+        if isinstance(thread, discord.Thread):
+            async for message in thread.history(limit=None, oldest_first=True):
+                if message.author.bot or message.type not in (
+                    discord.MessageType.default,
+                    discord.MessageType.reply,
+                ):
+                    continue
+                outcome = await self.services.answers.record(
+                    ThreadReply(
+                        Place(PLATFORM, guild_id, channel_id),
+                        thread_id,
+                        str(message.id),
+                        MemberRef(str(message.author.id), message.author.display_name),
+                        message.content,
+                        message.created_at,
+                    )
+                )
+                recorded += outcome.status.value in {"recorded", "late"}
         return recorded
 
     # /prep

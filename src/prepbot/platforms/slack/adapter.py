@@ -154,6 +154,12 @@ class SlackRuntime:
             await self._runner.cleanup()
             self._runner = None
 
+    async def connected(self) -> bool:
+        """Say whether Slack can reach us: the socket is open, or the endpoint is listening."""
+        if self._socket is not None:
+            return bool(await self._socket.client.is_connected())
+        return self._runner is not None
+
     async def _http(self, request: web.Request) -> web.Response:
         response = await self.app.async_dispatch(await to_bolt_request(request))
         return await to_aiohttp_response(response)

@@ -1,0 +1,180 @@
+"""Seeing whether prepbot is healthy: metrics, the /healthz and /metrics endpoint, and logs.
+
+Metrics are Prometheus counters and a histogram in a registry of their own (built when the
+app is built, never at import). Logs are text or JSON lines, and every configured secret is
+replaced by '***' before a line is written. Imports no chat platform library.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+log = logging.getLogger(__name__)
+
+
+class Metrics:
+    """The counters prepbot keeps, in their own registry."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.rounds_posted = Counter(
+            "prepbot_rounds_posted", "Questions posted.", ["platform"], registry=self.registry
+        )
+        self.rounds_revealed = Counter(
+            "prepbot_rounds_revealed", "Rounds revealed.", ["platform"], registry=self.registry
+        )
+        self.answers = Counter(
+            "prepbot_answer_events",
+            "Reply events handled, by outcome (recorded, late, duplicate, edited, …).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.command_seconds = Histogram(
+            "prepbot_command_seconds",
+            "Time to run a /prep command, by subcommand.",
+            ["command"],
+            registry=self.registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
+        self.platform_errors = Counter(
+            "prepbot_platform_errors",
+            "Errors from chat platforms and scheduled work, by kind.",
+            ["platform", "kind"],
+            registry=self.registry,
+        )
+
+    def exposition(self) -> bytes:
+        """Return every metric in the Prometheus text format."""
+        return generate_latest(self.registry)
+
+
+HealthCheck = Callable[[], Awaitable[tuple[bool, str]]]
+
+
+class HealthServer:
+    """``/healthz`` (JSON; 200 when every check passes, else 503) and ``/metrics``."""
+
+    def __init__(self, metrics: Metrics, checks: dict[str, HealthCheck]) -> None:
+        self.metrics = metrics
+        self.checks = checks
+        self._runner: Any = None
+        self.port: int | None = None
+
+    async def start(self, host: str, port: int) -> None:
+        """Listen on host:port (port 0 picks a free one)."""
+        from aiohttp import web
+
+        app = web.Application()
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/metrics", self._metrics)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, host, port).start()
+        self.port = int(self._runner.addresses[0][1])
+        log.info("health and metrics on http://%s:%s/healthz", host, self.port)
+
+    async def stop(self) -> None:
+        """Stop listening."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def report(self) -> tuple[bool, dict[str, Any]]:
+        """Run every check; return whether all passed and what each said."""
+        results: dict[str, Any] = {}
+        healthy = True
+        for name, check in self.checks.items():
+            try:
+                ok, detail = await check()
+            except Exception as error:  # a failing check is a finding, not a crash
+                ok, detail = False, f"{type(error).__name__}: {error}"
+            results[name] = {"ok": ok, "detail": detail}
+            healthy = healthy and ok
+        return healthy, results
+
+    async def _healthz(self, _: Any) -> Any:
+        from aiohttp import web
+
+        healthy, results = await self.report()
+        body = {"status": "ok" if healthy else "unhealthy", "checks": results}
+        return web.json_response(body, status=200 if healthy else 503)
+
+    async def _metrics(self, _: Any) -> Any:
+        from aiohttp import web
+
+        return web.Response(
+            body=self.metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
+
+
+class RedactSecrets(logging.Filter):
+    """Replace every configured secret in a log record with '***'."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        super().__init__()
+        self.secrets = sorted({s for s in secrets if len(s) >= 6}, key=len, reverse=True)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite the record's message (and exception text) without the secrets."""
+        if not self.secrets:
+            return True
+        message = record.getMessage()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        for secret in self.secrets:
+            message = message.replace(secret, "***")
+            if record.exc_text:
+                record.exc_text = record.exc_text.replace(secret, "***")
+        record.msg, record.args = message, ()
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message (and the exception)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Return the record as a JSON line."""
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info or record.exc_text:
+            entry["exception"] = record.exc_text or self.formatException(record.exc_info)  # type: ignore[arg-type]
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def configure_logging(format: str, level: str, secrets: Iterable[str]) -> None:
+    """Send logs to standard error as text or JSON, secrets redacted."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(
+        JsonFormatter()
+        if format == "json"
+        else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    )
+    handler.addFilter(RedactSecrets(secrets))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for noisy in ("discord", "slack_bolt", "slack_sdk", "apscheduler", "aiohttp.access"):
+        logging.getLogger(noisy).setLevel(max(logging.INFO, root.level))
+
+
+class Timer:
+    """Measure the time of a block, for a histogram."""
+
+    def __enter__(self) -> Timer:
+        self.started = time.perf_counter()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.seconds = time.perf_counter() - self.started
