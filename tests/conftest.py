@@ -17,7 +17,10 @@ REPO = Path(__file__).resolve().parents[1]
 BUILTIN_PACK = REPO / "content"
 SEED = REPO.parent / "shared" / "seeds" / "000_92348d59ce22f500.txt"
 POSTGRES_ENV = "TEST_POSTGRES_URL"
-TABLES = "replies, answers, member_stats, rounds, members, subscriptions, communities, bot_state"
+TABLES = (
+    "deleted_replies, replies, answers, member_stats, rounds, members, subscriptions, "
+    "communities, bot_state"
+)
 
 VALID_SCENARIO: dict[str, Any] = {
     "id": "sample-scenario",

@@ -232,3 +232,22 @@ async def test_only_admins_run_admin_commands(app: App, platform: RecordingPlatf
     assert "Only admins" in response.views[0].text  # type: ignore[union-attr]
     async with app.db.transaction() as session:
         assert await session.scalar(select(func.count()).select_from(Subscription)) == 0
+
+
+async def test_a_replayed_reply_or_edit_after_its_deletion_changes_nothing(
+    app: App, platform: RecordingPlatform
+):
+    subscription = await subscribe(app, place())
+    await app.services.rounds.post_round(subscription.id, MONDAY)
+    answers = app.services.answers
+    original = reply("q1", "m1", "carol", "first thought")
+    await answers.record(original)
+    await answers.withdraw(ReplyDeleted(place(), "q1", "m1", datetime.now(UTC)))
+    # A resumed session or a retry delivers the creation and an edit again, after the delete.
+    assert (await answers.record(original)).status is AnswerStatus.DUPLICATE
+    late_edit = ReplyEdited(
+        place(), "q1", "m1", MemberRef("carol", "Carol"), "edited", datetime.now(UTC)
+    )
+    assert (await answers.edit(late_edit)).status is AnswerStatus.DUPLICATE
+    async with app.db.transaction() as session:
+        assert await session.scalar(select(func.count()).select_from(Answer)) == 0

@@ -5,7 +5,10 @@ Imports no concrete platform library; adapters under ``platforms/`` implement it
 
 from __future__ import annotations
 
-from typing import Protocol
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any, Protocol
 
 from prepbot.core.views import QuestionCard, RevealCard
 
@@ -30,3 +33,29 @@ class ChatPlatform(Protocol):
     async def post_reveal(self, channel_id: str, thread_id: str, card: RevealCard) -> str:
         """Post the reveal in a round's thread; return the reveal's message id."""
         ...
+
+
+class InFlight:
+    """The platform events being handled right now, so a shutdown can wait for them."""
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    @contextlib.asynccontextmanager
+    async def track(self) -> AsyncIterator[None]:
+        """Count the current task as in flight while the block runs."""
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+        try:
+            yield
+        finally:
+            if task is not None:
+                self._tasks.discard(task)
+
+    async def drain(self, timeout: float = 10) -> None:
+        """Wait (at most ``timeout`` seconds) for every event in flight to finish."""
+        current = asyncio.current_task()
+        pending = {t for t in self._tasks if t is not current}
+        if pending:
+            await asyncio.wait(pending, timeout=timeout)

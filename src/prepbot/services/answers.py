@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from prepbot.core.events import Place, ReplyDeleted, ReplyEdited, ThreadReply
 from prepbot.services.base import ServiceContext, community_for, member_for, subscription_at
-from prepbot.store.models import Answer, Reply, Round, RoundStatus
+from prepbot.store.models import Answer, DeletedReply, Reply, Round, RoundStatus
 
 
 class AnswerStatus(StrEnum):
@@ -74,6 +74,8 @@ class AnswerService:
             round_ = await self._round_of(session, reply.place, reply.thread_id)
             if round_ is None:
                 return IGNORED
+            if await session.get(DeletedReply, (round_.id, reply.message_id)) is not None:
+                return AnswerOutcome(AnswerStatus.DUPLICATE, round_.id)  # replayed after deletion
             community = await community_for(self.ctx, session, reply.place)
             member = await member_for(self.ctx, session, community.id, reply.member)
             on_time = round_.status == RoundStatus.POSTED
@@ -134,6 +136,11 @@ class AnswerService:
             round_ = await self._round_of(session, deleted.place, deleted.thread_id)
             if round_ is None:
                 return IGNORED
+            await session.execute(
+                self.ctx.insert_ignore(DeletedReply)
+                .values(round_id=round_.id, message_id=deleted.message_id, deleted_at=deleted.at)
+                .on_conflict_do_nothing()
+            )
             stored = await self._reply(session, round_, deleted.message_id)
             if stored is None:
                 return AnswerOutcome(AnswerStatus.IGNORED, round_.id)

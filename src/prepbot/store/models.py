@@ -176,6 +176,18 @@ class Reply(Base):
     posted_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class DeletedReply(Base):
+    """A reply deleted on the platform: a replayed creation or edit of it must not bring it back."""
+
+    __tablename__ = "deleted_replies"
+
+    round_id: Mapped[int] = mapped_column(
+        ForeignKey("rounds.id", ondelete="CASCADE"), primary_key=True
+    )
+    message_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    deleted_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class MemberStats(Base):
     """A member's running totals in one study group, updated at each reveal."""
 

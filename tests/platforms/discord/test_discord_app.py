@@ -97,17 +97,6 @@ async def test_the_study_group_loop_on_discord(database_url: str, fake: FakeDisc
         assert question["embeds"][0]["title"]
         (thread_id,) = [t for t, thread in fake.threads.items() if thread["parent_id"] == str(TEXT)]
 
-        alice = await fake.member_message(thread_id, ALICE, "Ring all-reduce.", guild_id=GUILD)
-        bob = await fake.member_message(thread_id, BOB, "A parameter server", guild_id=GUILD)
-        carol = await fake.member_message(thread_id, CAROL, "Hmm", guild_id=GUILD)
-        await fake.member_edit(
-            thread_id, int(bob["id"]), "Ring all-reduce, 2N per GPU", guild_id=GUILD
-        )
-        await fake.member_delete(thread_id, int(carol["id"]), guild_id=GUILD)
-        await fake.member_message(
-            thread_id, 999, "bots never count", guild_id=GUILD
-        ) if False else None
-
         async def answers() -> dict[str, str]:
             async with app.db.transaction() as db:
                 rows = await db.execute(
@@ -117,12 +106,24 @@ async def test_the_study_group_loop_on_discord(database_url: str, fake: FakeDisc
                 )
                 return {str(k): v for k, v in rows.all()}
 
-        expected = {str(ALICE): "Ring all-reduce.", str(BOB): "Ring all-reduce, 2N per GPU"}
-        deadline = time.monotonic() + 10
-        while await answers() != expected and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        assert await answers() == expected
-        assert alice["id"]
+        async def settles_to(expected: dict[str, str]) -> None:
+            deadline = time.monotonic() + 10
+            while await answers() != expected and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            assert await answers() == expected
+
+        # Members reply a moment apart, as people do; each step is stored before the next.
+        await fake.member_message(thread_id, ALICE, "Ring all-reduce.", guild_id=GUILD)
+        bob = await fake.member_message(thread_id, BOB, "A parameter server", guild_id=GUILD)
+        carol = await fake.member_message(thread_id, CAROL, "Hmm", guild_id=GUILD)
+        await settles_to(
+            {str(ALICE): "Ring all-reduce.", str(BOB): "A parameter server", str(CAROL): "Hmm"}
+        )
+        await fake.member_edit(
+            thread_id, int(bob["id"]), "Ring all-reduce, 2N per GPU", guild_id=GUILD
+        )
+        await fake.member_delete(thread_id, int(carol["id"]), guild_id=GUILD)
+        await settles_to({str(ALICE): "Ring all-reduce.", str(BOB): "Ring all-reduce, 2N per GPU"})
 
         await command(fake, ADMIN, "reveal-now")
         reveal = bot_messages(fake, thread_id)[-1]

@@ -23,7 +23,7 @@ from sqlalchemy import select
 from prepbot.core.commands import Period
 from prepbot.core.events import Invocation, Place, ReplyDeleted, ReplyEdited, ThreadReply
 from prepbot.core.views import MemberRef, QuestionCard, Response, RevealCard
-from prepbot.platforms.base import ChannelUnavailable
+from prepbot.platforms.base import ChannelUnavailable, InFlight
 from prepbot.platforms.discord.embeds import DiscordMessage, clip, render
 from prepbot.services import Services
 from prepbot.settings import DiscordSettings
@@ -152,12 +152,14 @@ class PrepClient(discord.Client):
 
     async def on_ready(self) -> None:
         """Pick up replies made while away, then say we are ready."""
-        await self.runtime.catch_up_replies()
+        async with self.runtime.in_flight.track():
+            await self.runtime.catch_up_replies()
         self.ready_once.set()
 
     async def on_resumed(self) -> None:
         """After a resumed session, pick up anything the replay did not bring."""
-        await self.runtime.catch_up_replies()
+        async with self.runtime.in_flight.track():
+            await self.runtime.catch_up_replies()
 
     # discord.py runs each event handler as its own task, so a message and its deletion can be
     # handled out of order. Taking the channel's lock before the first await keeps the order
@@ -165,17 +167,17 @@ class PrepClient(discord.Client):
 
     async def on_message(self, message: discord.Message) -> None:
         """Record a member's message in a round's thread."""
-        async with self.runtime.lock_for(message.channel.id):
+        async with self.runtime.in_flight.track(), self.runtime.lock_for(message.channel.id):
             await self.runtime.on_message(message)
 
     async def on_raw_message_edit(self, payload: discord.RawMessageUpdateEvent) -> None:
         """Record an edited reply."""
-        async with self.runtime.lock_for(payload.channel_id):
+        async with self.runtime.in_flight.track(), self.runtime.lock_for(payload.channel_id):
             await self.runtime.on_edit(payload)
 
     async def on_raw_message_delete(self, payload: discord.RawMessageDeleteEvent) -> None:
         """Withdraw a deleted reply."""
-        async with self.runtime.lock_for(payload.channel_id):
+        async with self.runtime.in_flight.track(), self.runtime.lock_for(payload.channel_id):
             await self.runtime.on_delete(payload)
 
 
@@ -190,6 +192,7 @@ class DiscordRuntime:
         self.platform = DiscordPlatform(self.client, settings.thread_archive_minutes)
         self._task: asyncio.Task[None] | None = None
         self._locks: dict[int, asyncio.Lock] = {}
+        self.in_flight = InFlight()
 
     def lock_for(self, channel_id: int) -> asyncio.Lock:
         """Return the lock that keeps one channel's events in delivery order."""
@@ -220,8 +223,9 @@ class DiscordRuntime:
         return self.client.is_ready() and not self.client.is_closed() and self.client.ws is not None
 
     async def stop(self) -> None:
-        """Close the gateway and the HTTP session."""
+        """Close the gateway, let events being handled finish storing, close the session."""
         await self.client.close()
+        await self.in_flight.drain()
         if self._task is not None:
             try:
                 await asyncio.wait_for(self._task, timeout=10)

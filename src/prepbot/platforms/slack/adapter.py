@@ -30,7 +30,7 @@ from sqlalchemy import select
 from prepbot.core.commands import CommandError, is_admin_command, parse_prep
 from prepbot.core.events import Invocation, Place, ReplyDeleted, ReplyEdited, ThreadReply
 from prepbot.core.views import MemberRef, QuestionCard, Response, RevealCard
-from prepbot.platforms.base import ChannelUnavailable
+from prepbot.platforms.base import ChannelUnavailable, InFlight
 from prepbot.platforms.slack.blocks import escape, render
 from prepbot.platforms.slack.events import PLATFORM, thread_event
 from prepbot.services import Services
@@ -108,6 +108,7 @@ class SlackRuntime:
         self.platform = SlackPlatform(self.client)
         self.team_id = ""
         self.bot_user_id: str | None = None
+        self.in_flight = InFlight()
         self._names: dict[str, str] = {}
         self._admins: dict[str, bool] = {}
         self._socket: AsyncSocketModeHandler | None = None
@@ -146,13 +147,14 @@ class SlackRuntime:
         log.info("connected to Slack workspace %s (%s mode)", self.team_id, self.settings.mode)
 
     async def stop(self) -> None:
-        """Stop listening and close the connections."""
+        """Stop listening, let events being handled finish storing, close the connections."""
         if self._socket is not None:
             await self._socket.close_async()  # type: ignore[no-untyped-call]
             self._socket = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        await self.in_flight.drain()
 
     async def connected(self) -> bool:
         """Say whether Slack can reach us: the socket is open, or the endpoint is listening."""
@@ -168,6 +170,10 @@ class SlackRuntime:
 
     async def _on_message(self, event: dict[str, Any], body: dict[str, Any]) -> None:
         """Store a thread reply, edit or deletion; Slack is acknowledged after this returns."""
+        async with self.in_flight.track():
+            await self._store_message(event, body)
+
+    async def _store_message(self, event: dict[str, Any], body: dict[str, Any]) -> None:
         team_id = str(body.get("team_id") or self.team_id)
         neutral = thread_event(event, team_id, self.bot_user_id)
         if neutral is None:
@@ -269,6 +275,10 @@ class SlackRuntime:
 
     async def _run_prep(self, body: dict[str, Any], respond: Callable[..., Awaitable[Any]]) -> None:
         """Run a /prep command and answer it, privately where the result is personal."""
+        async with self.in_flight.track():
+            await self._prep(body, respond)
+
+    async def _prep(self, body: dict[str, Any], respond: Callable[..., Awaitable[Any]]) -> None:
         user_id = str(body.get("user_id", ""))
         text = str(body.get("text", ""))
         try:
