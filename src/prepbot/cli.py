@@ -256,7 +256,7 @@ def run() -> None:
     import asyncio
     import sys
 
-    from prepbot.app import ContentError, StartupError, run_console, stdin_lines
+    from prepbot.app import ContentError, StartupError, run_console, safe_url, stdin_lines
     from prepbot.leadership import AlreadyRunning
 
     settings = _settings()
@@ -273,8 +273,10 @@ def run() -> None:
         )
     if sys.stdin.isatty():
         _say(
-            "prepbot: no Slack or Discord credentials configured, so this terminal is the chat "
-            f"channel (database: {settings.database.url}). Type /help; Ctrl-D quits.",
+            "prepbot: no Slack or Discord configured, so this terminal is the chat channel "
+            f"(database: {safe_url(settings.database.url)}). To connect, set "
+            "PREPBOT_SLACK__BOT_TOKEN and PREPBOT_SLACK__APP_TOKEN, or PREPBOT_DISCORD__TOKEN. "
+            "Type /help; Ctrl-D quits.",
             err=True,
         )
     try:
