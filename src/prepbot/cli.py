@@ -7,8 +7,9 @@ platform at module level.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
@@ -253,11 +254,9 @@ def ask(
 @app.command("run")
 def run() -> None:
     """Run the bot. With no Slack or Discord configured: a study group in this terminal."""
-    import asyncio
     import sys
 
-    from prepbot.app import ContentError, StartupError, run_console, safe_url, stdin_lines
-    from prepbot.leadership import AlreadyRunning
+    from prepbot.app import run_console, safe_url, stdin_lines
 
     settings = _settings()
     from prepbot.app import chat_configured
@@ -279,14 +278,24 @@ def run() -> None:
             "Type /help; Ctrl-D quits.",
             err=True,
         )
-    try:
-        asyncio.run(
-            run_console(
-                settings,
-                lambda session: stdin_lines(lambda: f"{session.member.name}> "),
-                sys.stdout,
-            )
+    _serve(
+        lambda: run_console(
+            settings,
+            lambda session: stdin_lines(lambda: f"{session.member.name}> "),
+            sys.stdout,
         )
+    )
+
+
+def _serve(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Run prepbot's main coroutine; turn start-up failures into one-line errors."""
+    import asyncio
+
+    from prepbot.app import ContentError, StartupError
+    from prepbot.leadership import AlreadyRunning
+
+    try:
+        asyncio.run(main())
     except ContentError as error:
         for problem in error.problems:
             _say(problem, err=True)
@@ -295,8 +304,6 @@ def run() -> None:
         _fail(str(error))
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
-    except OSError as error:
-        _fail(f"cannot open the database {settings.database.url}: {error}")
 
 
 def _run_bot(settings: Settings) -> None:
@@ -304,8 +311,7 @@ def _run_bot(settings: Settings) -> None:
     import asyncio
     import signal
 
-    from prepbot.app import ContentError, StartupError, run_bot
-    from prepbot.leadership import AlreadyRunning
+    from prepbot.app import run_bot
     from prepbot.observability import configure_logging
 
     configure_logging(settings.log.format, settings.log.level, settings.secrets())
@@ -317,14 +323,7 @@ def _run_bot(settings: Settings) -> None:
             loop.add_signal_handler(signum, stop.set)
         await run_bot(settings, stop)
 
-    try:
-        asyncio.run(main())
-    except ContentError as error:
-        for problem in error.problems:
-            _say(problem, err=True)
-        _fail(f"{error}; run 'prepbot content check' for details")
-    except (AlreadyRunning, StartupError) as error:
-        _fail(str(error))
+    _serve(main)
 
 
 @db_app.command("upgrade")

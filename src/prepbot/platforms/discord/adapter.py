@@ -486,46 +486,28 @@ def build_prep_group(runtime: DiscordRuntime) -> app_commands.Group:
         "difficulty": "easy, medium or hard",
     }
 
-    async def schedule_words(
-        time: str | None,
-        timezone: str | None,
-        days: str | None,
-        reveal: str | None,
-        topics: str | None,
-        difficulty: str | None,
-    ) -> list[str | None]:
-        return [time, timezone, days, f"reveal={reveal}" if reveal else None, difficulty, topics]
+    def schedule_command(name: str, description: str) -> app_commands.Command[Any, Any, None]:
+        async def callback(
+            interaction: discord.Interaction,
+            time: str | None = None,
+            timezone: str | None = None,
+            days: str | None = None,
+            reveal: str | None = None,
+            topics: str | None = None,
+            difficulty: str | None = None,
+        ) -> None:
+            revealing = f"reveal={reveal}" if reveal else None
+            await runtime.run(
+                interaction, name, time, timezone, days, revealing, difficulty, topics
+            )
 
-    @prep.command(name="subscribe", description="Make this channel a study group (admins)")
-    @app_commands.describe(**schedule_help)
-    @app_commands.autocomplete(topics=topics_auto)
-    async def subscribe(
-        interaction: discord.Interaction,
-        time: str | None = None,
-        timezone: str | None = None,
-        days: str | None = None,
-        reveal: str | None = None,
-        topics: str | None = None,
-        difficulty: str | None = None,
-    ) -> None:
-        words = await schedule_words(time, timezone, days, reveal, topics, difficulty)
-        await runtime.run(interaction, "subscribe", *words)
+        described = app_commands.autocomplete(topics=topics_auto)(
+            app_commands.describe(**schedule_help)(callback)
+        )
+        return app_commands.Command(name=name, description=description, callback=described)
 
-    @prep.command(name="schedule", description="Change this study group's schedule (admins)")
-    @app_commands.describe(**schedule_help)
-    @app_commands.autocomplete(topics=topics_auto)
-    async def schedule(
-        interaction: discord.Interaction,
-        time: str | None = None,
-        timezone: str | None = None,
-        days: str | None = None,
-        reveal: str | None = None,
-        topics: str | None = None,
-        difficulty: str | None = None,
-    ) -> None:
-        words = await schedule_words(time, timezone, days, reveal, topics, difficulty)
-        await runtime.run(interaction, "schedule", *words)
-
+    prep.add_command(schedule_command("subscribe", "Make this channel a study group (admins)"))
+    prep.add_command(schedule_command("schedule", "Change this study group's schedule (admins)"))
     for name, description in (
         ("pause", "Stop posting for now (admins)"),
         ("resume", "Start posting again (admins)"),
