@@ -251,3 +251,45 @@ async def test_a_replayed_reply_or_edit_after_its_deletion_changes_nothing(
     assert (await answers.edit(late_edit)).status is AnswerStatus.DUPLICATE
     async with app.db.transaction() as session:
         assert await session.scalar(select(func.count()).select_from(Answer)) == 0
+
+
+async def test_a_round_with_thousands_of_answers_is_revealed_with_every_streak(
+    app: App, platform: RecordingPlatform
+):
+    from sqlalchemy import text
+
+    subscription = await subscribe(app, place())
+    outcome = await app.services.rounds.post_round(subscription.id, MONDAY)
+    assert outcome is not None
+    members = 7_000  # 5 parameters each would pass asyncpg's limit of 32,767 in one statement
+    series = (
+        f"WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < {members}) "
+        if app.db.is_sqlite
+        else ""
+    )
+    source = "c" if app.db.is_sqlite else f"generate_series(1, {members}) AS n"
+    async with app.db.transaction() as session:
+        await session.execute(
+            text(
+                series + "INSERT INTO members (community_id, external_id, display_name) "
+                f"SELECT :community, 'U' || n, 'member ' || n FROM {source}"
+            ),
+            {"community": subscription.community_id},
+        )
+        await session.execute(
+            text(
+                "INSERT INTO answers (round_id, member_id, on_time, text, first_reply_at, "
+                "updated_at) SELECT :round, id, :yes, 'answer', :at, :at FROM members"
+            ),
+            {
+                "round": outcome.round.id,
+                "yes": True,
+                "at": datetime(2026, 11, 30, 10, tzinfo=None if app.db.is_sqlite else UTC),
+            },
+        )
+    card = await app.services.rounds.reveal_round(outcome.round.id)
+    assert card is not None
+    assert len(card.on_time) == members
+    streak = await app.services.queries.streak(subscription, "U6999")
+    assert isinstance(streak, StreakView)
+    assert (streak.current, streak.on_time) == (1, 1)

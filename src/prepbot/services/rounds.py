@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass
 from datetime import date
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import case, func, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from prepbot.content.model import Scenario
@@ -245,46 +245,40 @@ class RoundService:
         )
 
     async def _update_stats(self, session: AsyncSession, round_: Round) -> tuple[Milestone, ...]:
-        """Apply one revealed round to the group's streaks and totals, in bulk."""
-        ctx = self.ctx
-        on_time_ids = list(
-            (
-                await session.scalars(
-                    select(Answer.member_id).where(
-                        Answer.round_id == round_.id, Answer.on_time.is_(True)
-                    )
-                )
-            ).all()
-        )
+        """Apply one revealed round to the group's streaks and totals in set-based SQL.
+
+        No statement carries one parameter per member, so a round with any number of answers
+        stays within the databases' parameter limits (asyncpg allows 32,767).
+        """
         subscription_id = round_.subscription_id
-        if on_time_ids:
-            await session.execute(
-                ctx.insert_ignore(MemberStats)
-                .values(
-                    [
-                        {
-                            "subscription_id": subscription_id,
-                            "member_id": member_id,
-                            "on_time": 0,
-                            "current_streak": 0,
-                            "best_streak": 0,
-                        }
-                        for member_id in on_time_ids
-                    ]
-                )
-                .on_conflict_do_nothing()
-            )
-        before = dict(
-            (
-                await session.execute(
-                    select(MemberStats.member_id, MemberStats.current_streak).where(
-                        MemberStats.subscription_id == subscription_id,
-                        MemberStats.member_id.in_(on_time_ids),
-                    )
-                )
-            ).all()
+        on_time = (
+            select(Answer.member_id)
+            .where(Answer.round_id == round_.id, Answer.on_time.is_(True))
+            .scalar_subquery()
         )
-        answered = MemberStats.member_id.in_(on_time_ids)
+        await session.execute(
+            self.ctx.insert_ignore(MemberStats)
+            .from_select(
+                ["subscription_id", "member_id", "on_time", "current_streak", "best_streak"],
+                select(
+                    literal(subscription_id),
+                    Answer.member_id,
+                    literal(0),
+                    literal(0),
+                    literal(0),
+                ).where(Answer.round_id == round_.id, Answer.on_time.is_(True)),
+            )
+            .on_conflict_do_nothing()
+        )
+        before = (
+            await session.execute(
+                select(MemberStats.member_id, MemberStats.current_streak).where(
+                    MemberStats.subscription_id == subscription_id,
+                    MemberStats.member_id.in_(on_time),
+                )
+            )
+        ).all()
+        answered = MemberStats.member_id.in_(on_time)
         await session.execute(
             update(MemberStats)
             .where(MemberStats.subscription_id == subscription_id)
@@ -303,12 +297,14 @@ class RoundService:
         )
         reached = {
             member_id: milestone
-            for member_id, streak in before.items()
+            for member_id, streak in before
             if (milestone := milestone_reached(streak, streak + 1)) is not None
         }
-        if not reached:
-            return ()
-        members = (await session.scalars(select(Member).where(Member.id.in_(list(reached))))).all()
+        members: list[Member] = []
+        ids = list(reached)
+        for start in range(0, len(ids), 1000):
+            chunk = ids[start : start + 1000]
+            members += (await session.scalars(select(Member).where(Member.id.in_(chunk)))).all()
         return tuple(
             Milestone(member=member_ref(m), streak=reached[m.id])
             for m in sorted(members, key=lambda m: m.display_name.lower())

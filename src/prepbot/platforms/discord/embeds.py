@@ -126,7 +126,8 @@ def reveal_message(card: RevealCard) -> DiscordMessage:
             content += (
                 f"\n🔥 {mention(milestone.member)} reached a {milestone.streak}-round streak!"
             )
-        ids = [int(m.id) for m in (*card.on_time, *card.late) if m.id.isdigit()]
+        # Discord accepts at most 100 users in allowed_mentions; the rest are named unpinged.
+        ids = [int(m.id) for m in (*card.on_time, *card.late) if m.id.isdigit()][:100]
     return DiscordMessage(content=clip(content, 2000), embeds=[embed], mentions=ids)
 
 

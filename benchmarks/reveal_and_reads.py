@@ -1,0 +1,263 @@
+"""Reveal and read benchmarks: a round with many answers revealed; leaderboards and streaks read.
+
+Run: python3 benchmarks/reveal_and_reads.py [--database sqlite|postgresql|both]
+       [--answers 10000] [--members 200000] [--history 2000000] [--write docs/benchmarks.md]
+Each figure is set beside a baseline measured in the same run on the same database (one
+``SELECT 1`` transaction), so a busy machine moves both. PostgreSQL comes from
+$TEST_POSTGRES_URL (a throw-away database is created and dropped).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import secrets
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import func, insert, select, text
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.fakes import RecordingPlatform
+
+from prepbot.app import App, build_app
+from prepbot.core.clock import ManualClock
+from prepbot.core.commands import Period, ScheduleChange
+from prepbot.core.events import Place
+from prepbot.core.views import MemberRef
+from prepbot.settings import Settings
+from prepbot.store.models import Answer, Round
+
+DAY = date(2026, 6, 1)
+
+
+async def baseline(app: App, runs: int = 50) -> float:
+    """Return the median time of one trivial transaction, in seconds."""
+    samples = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        async with app.db.transaction() as session:
+            await session.execute(text("SELECT 1"))
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
+
+
+async def seed(app: App, members: int, history_days: int, answers_per_day: int) -> int:
+    """Create a study group with past rounds and answers in bulk SQL; return its id."""
+    group = await app.services.admin.subscribe(Place("fake", "T1", "C1"), ScheduleChange())
+    async with app.db.transaction() as session:
+        await session.execute(text(_members_sql(app, members)), {"community": group.community_id})
+        for day in range(history_days):
+            local = DAY - timedelta(days=history_days - day)
+            moment = datetime.combine(local, datetime.min.time(), UTC)
+            round_id = await session.scalar(
+                insert(Round)
+                .values(
+                    subscription_id=group.id,
+                    local_date=local,
+                    scenario_id="apple-calibration-equal-accuracy",
+                    cycle=0,
+                    status="revealed",
+                    question_message_id=f"q{day}",
+                    claimed_at=moment,
+                    posted_at=moment,
+                    reveal_due_at=moment,
+                    revealed_at=moment,
+                    reveal_message_id=f"r{day}",
+                )
+                .returning(Round.id)
+            )
+            offset = (day * answers_per_day) % max(members - answers_per_day, 1)
+            await session.execute(
+                text(
+                    "INSERT INTO answers (round_id, member_id, on_time, text, first_reply_at, "
+                    "updated_at) SELECT :round, m.id, :yes, 'answer', :at, :at FROM members m "
+                    "WHERE m.id > :offset AND m.id <= :offset + :count"
+                ),
+                {
+                    "round": round_id,
+                    "yes": True,
+                    "at": moment.replace(tzinfo=None) if app.db.is_sqlite else moment,
+                    "offset": offset,
+                    "count": answers_per_day,
+                },
+            )
+        await session.execute(
+            text(
+                "INSERT INTO member_stats (subscription_id, member_id, on_time, current_streak, "
+                "best_streak) SELECT :group, member_id, count(*), 1, 1 FROM answers "
+                "GROUP BY member_id"
+            ),
+            {"group": group.id},
+        )
+    return group.id
+
+
+def _members_sql(app: App, count: int) -> str:
+    """Return SQL that inserts ``count`` members U1…Un in one statement."""
+    columns = "INSERT INTO members (community_id, external_id, display_name) "
+    values = "SELECT :community, 'U' || n, 'member ' || n "
+    if app.db.is_sqlite:
+        return (
+            f"WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < {count}) "
+            + columns
+            + values
+            + "FROM c"
+        )
+    return columns + values + f"FROM generate_series(1, {count}) AS n"
+
+
+async def bench_reveal(app: App, group_id: int, answers: int) -> float:
+    """Post a round, record ``answers`` answers in bulk, and time its reveal."""
+    outcome = await app.services.rounds.post_round(group_id, DAY)
+    assert outcome is not None
+    round_id = outcome.round.id
+    async with app.db.transaction() as session:
+        await session.execute(
+            text(
+                "INSERT INTO answers (round_id, member_id, on_time, text, first_reply_at, "
+                "updated_at) SELECT :round, id, :yes, 'answer', :at, :at FROM members "
+                "ORDER BY id LIMIT :count"
+            ),
+            {
+                "round": round_id,
+                "yes": True,
+                "at": datetime.now(UTC).replace(tzinfo=None)
+                if app.db.is_sqlite
+                else datetime.now(UTC),
+                "count": answers,
+            },
+        )
+    start = time.perf_counter()
+    card = await app.services.rounds.reveal_round(round_id)
+    elapsed = time.perf_counter() - start
+    assert card is not None
+    assert len(card.on_time) == answers
+    return elapsed
+
+
+async def bench_reads(app: App, group_id: int, runs: int = 40) -> tuple[float, float]:
+    """Return the p95 of /prep leaderboard month and /prep streak, in seconds."""
+    async with app.db.transaction() as session:
+        from prepbot.store.models import Subscription
+
+        group = await session.get(Subscription, group_id)
+    assert group is not None
+    boards, streaks = [], []
+    for n in range(runs):
+        start = time.perf_counter()
+        await app.services.queries.leaderboard([group], "#c1", Period.MONTH, DAY)
+        boards.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        await app.services.queries.streak(group, MemberRef(f"U{n + 1}", f"member {n + 1}"))
+        streaks.append(time.perf_counter() - start)
+    return _p95(boards), _p95(streaks)
+
+
+def _p95(samples: list[float]) -> float:
+    return sorted(samples)[max(int(len(samples) * 0.95) - 1, 0)]
+
+
+async def run_one(url: str, args: argparse.Namespace) -> list[str]:
+    clock = ManualClock(datetime.combine(DAY, datetime.min.time(), UTC) + timedelta(hours=9))
+    app = await build_app(Settings.model_validate({"database": {"url": url}}), clock)
+    app.services.ctx.platforms["fake"] = RecordingPlatform()
+    try:
+        days = max(args.history // max(args.members // 10, 1), 1)
+        per_day = min(args.history // days, args.members)
+        started = time.perf_counter()
+        group_id = await seed(app, args.members, days, per_day)
+        seeded = time.perf_counter() - started
+        async with app.db.transaction() as session:
+            stored = await session.scalar(select(func.count()).select_from(Answer))
+        base = await baseline(app)
+        reveal = await bench_reveal(app, group_id, args.answers)
+        board, streak = await bench_reads(app, group_id)
+        name = app.db.dialect
+        limit = 0.05 if name == "postgresql" else 0.1
+        return [
+            f"| {name} | baseline: one `SELECT 1` transaction | {base * 1e3:.2f} ms | — | — |",
+            f"| {name} | reveal a round with {args.answers:,} answers (streaks updated) | "
+            f"{reveal:.3f} s | {reveal / base:,.0f}x baseline | < 2 s |",
+            f"| {name} | `/prep leaderboard month`, p95 ({args.members:,} members, "
+            f"{stored:,} answers) | {board * 1e3:.1f} ms | {board / base:,.0f}x | "
+            f"< {limit * 1e3:.0f} ms |",
+            f"| {name} | `/prep streak`, p95 | {streak * 1e3:.1f} ms | {streak / base:,.0f}x | "
+            f"< {limit * 1e3:.0f} ms |",
+            f"| {name} | (seeding the data) | {seeded:.1f} s | — | — |",
+        ]
+    finally:
+        await app.close()
+
+
+async def postgres_database() -> tuple[str, str, str]:
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    admin = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+    name = f"prepbot_bench_{secrets.token_hex(4)}"
+    plain = make_url(admin).set(drivername="postgresql")
+    connection = await asyncpg.connect(plain.render_as_string(hide_password=False))
+    await connection.execute(f'CREATE DATABASE "{name}"')
+    await connection.close()
+    return plain.set(database=name).render_as_string(hide_password=False), name, admin
+
+
+async def drop(admin: str, name: str) -> None:
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    plain = make_url(admin).set(drivername="postgresql").render_as_string(hide_password=False)
+    connection = await asyncpg.connect(plain)
+    await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await connection.close()
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--database", choices=["sqlite", "postgresql", "both"], default="both")
+    parser.add_argument("--answers", type=int, default=10_000)
+    parser.add_argument("--members", type=int, default=200_000)
+    parser.add_argument("--history", type=int, default=2_000_000)
+    parser.add_argument("--write", type=Path)
+    args = parser.parse_args()
+    rows: list[str] = []
+    if args.database in ("sqlite", "both"):
+        with tempfile.TemporaryDirectory() as folder:
+            rows += await run_one(f"sqlite:///{folder}/bench.db", args)
+    if args.database in ("postgresql", "both"):
+        url, name, admin = await postgres_database()
+        try:
+            rows += await run_one(url, args)
+        finally:
+            await drop(admin, name)
+    command = " ".join(["python3", "benchmarks/reveal_and_reads.py", *sys.argv[1:]])
+    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    lines = [
+        "## Reveal and reads",
+        "",
+        f"Command: `{command}` on {machine}.",
+        "",
+        "| database | what | measured | relative | target |",
+        "| --- | --- | --- | --- | --- |",
+        *rows,
+        "",
+    ]
+    print("\n".join(lines))
+    if args.write:
+        existing = (
+            args.write.read_text(encoding="utf-8") if args.write.exists() else "# Benchmarks\n"
+        )
+        head = existing.split("## Reveal and reads")[0].rstrip() + "\n\n"
+        args.write.write_text(head + "\n".join(lines), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
