@@ -12,7 +12,6 @@ from collections import Counter
 from datetime import date, timedelta
 
 from sqlalchemy import Integer, case, func, select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from prepbot.core.commands import Period
 from prepbot.core.views import (
@@ -78,51 +77,44 @@ class QueryService:
     async def leaderboard(
         self, subscriptions: list[Subscription], scope: str, period: Period, today: date
     ) -> LeaderboardView:
-        """Rank members over the given study groups for a period ending today."""
+        """Rank members over the given study groups for a period ending today.
+
+        The database ranks and returns only the top rows, so the cost does not grow with the
+        number of members sent back to Python.
+        """
         since = period_start(period, today)
         ids = [s.id for s in subscriptions]
-        async with self.ctx.db.transaction() as session:
-            counts = await self._answer_counts(session, ids, since)
-            streaks = dict(
-                (
-                    await session.execute(
-                        select(MemberStats.member_id, func.max(MemberStats.current_streak))
-                        .where(MemberStats.subscription_id.in_(ids))
-                        .group_by(MemberStats.member_id)
-                    )
-                ).all()
-            )
-        entries = sorted(
-            (
-                (on_time, streaks.get(member_id, 0), late, ref)
-                for member_id, (ref, on_time, late) in counts.items()
-            ),
-            key=lambda e: (-e[0], -e[1], -e[2], e[3].name.lower()),
-        )
-        rows: list[LeaderboardRow] = []
-        for position, (on_time, streak, late, ref) in enumerate(entries[:LEADERBOARD_SIZE], 1):
-            tied = rows and (rows[-1].on_time, rows[-1].streak) == (on_time, streak)
-            rank = rows[-1].rank if tied else position
-            rows.append(LeaderboardRow(rank, ref, on_time, late, streak))
-        label = {Period.WEEK: "this week", Period.MONTH: "this month", Period.ALL: "all time"}
-        return LeaderboardView(scope=scope, period=label[period], since=since, rows=tuple(rows))
-
-    async def _answer_counts(
-        self, session: AsyncSession, subscription_ids: list[int], since: date | None
-    ) -> dict[int, tuple[MemberRef, int, int]]:
         on_time = func.sum(case((Answer.on_time.is_(True), 1), else_=0)).cast(Integer)
         late = func.sum(case((Answer.on_time.is_(False), 1), else_=0)).cast(Integer)
+        streak = func.coalesce(
+            select(func.max(MemberStats.current_streak))
+            .where(MemberStats.member_id == Member.id, MemberStats.subscription_id.in_(ids))
+            .correlate(Member)
+            .scalar_subquery(),
+            0,
+        )
         query = (
-            select(Member.id, Member.external_id, Member.display_name, on_time, late)
+            select(Member.external_id, Member.display_name, on_time, late, streak)
             .join(Answer, Answer.member_id == Member.id)
             .join(Round, Round.id == Answer.round_id)
-            .where(Round.subscription_id.in_(subscription_ids))
+            .where(Round.subscription_id.in_(ids))
             .group_by(Member.id, Member.external_id, Member.display_name)
+            .order_by(on_time.desc(), streak.desc(), late.desc(), func.lower(Member.display_name))
+            .limit(LEADERBOARD_SIZE)
         )
         if since is not None:
             query = query.where(Round.local_date >= since)
-        rows = (await session.execute(query)).all()
-        return {row[0]: (MemberRef(row[1], row[2]), row[3] or 0, row[4] or 0) for row in rows}
+        async with self.ctx.db.transaction() as session:
+            found = (await session.execute(query)).all()
+        rows: list[LeaderboardRow] = []
+        for position, (external_id, name, answered, missed, current) in enumerate(found, 1):
+            counts = (int(answered or 0), int(current or 0))
+            tied = rows and (rows[-1].on_time, rows[-1].streak) == counts
+            rank = rows[-1].rank if tied else position
+            ref = MemberRef(external_id, name)
+            rows.append(LeaderboardRow(rank, ref, counts[0], int(missed or 0), counts[1]))
+        label = {Period.WEEK: "this week", Period.MONTH: "this month", Period.ALL: "all time"}
+        return LeaderboardView(scope=scope, period=label[period], since=since, rows=tuple(rows))
 
     async def streak(self, subscription: Subscription, who: MemberRef | str) -> View:
         """Return a member's streak in a study group; name a member by id or display name."""
