@@ -103,6 +103,7 @@ class AnswerService:
                     message_id=reply.message_id,
                     text=reply.text.strip(),
                     posted_at=reply.at,
+                    edited_at=reply.at if isinstance(reply, ReplyEdited) else None,
                 )
                 .on_conflict_do_nothing()
                 .returning(Reply.id)
@@ -126,7 +127,11 @@ class AnswerService:
                 assert answer is not None
                 if not edit.text.strip():
                     return AnswerOutcome(AnswerStatus.IGNORED, round_.id)
+                latest = stored.edited_at or stored.posted_at
+                if edit.at <= latest and stored.edited_at is not None:
+                    return AnswerOutcome(AnswerStatus.DUPLICATE, round_.id)  # older or replayed
                 stored.text = edit.text.strip()
+                stored.edited_at = edit.at
                 await self._join_replies(session, answer, edit)
                 return AnswerOutcome(AnswerStatus.EDITED, round_.id)
         return await self._record(edit)

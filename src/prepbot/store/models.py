@@ -174,6 +174,7 @@ class Reply(Base):
     message_id: Mapped[str] = mapped_column(String(64))
     text: Mapped[str] = mapped_column(Text)
     posted_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    edited_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class DeletedReply(Base):

@@ -74,6 +74,7 @@ class ConsoleSession:
         text = line.strip()
         if not text:
             return
+        self.clock.advance(timedelta(seconds=1))  # each line is typed a moment after the last
         if text.startswith("/"):
             word, _, rest = text.partition(" ")
             match word.lower():
