@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from prepbot.core.events import ReplyDeleted, ReplyEdited, ThreadReply
 from prepbot.platforms.slack.events import thread_event
 
@@ -86,3 +91,37 @@ def test_malformed_events_are_ignored_not_raised():
         {"type": "message", "subtype": "message_deleted", "channel": "C1"},
     ):
         assert thread_event(broken, "T1") is None
+
+
+_values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=True),
+    st.text(max_size=12),
+    st.sampled_from([PARENT, REPLY, "C1", "U1", "message", "message_changed", "message_deleted"]),
+    st.lists(st.text(max_size=4), max_size=2),
+)
+_keys = st.sampled_from(
+    ["type", "subtype", "channel", "user", "text", "ts", "thread_ts", "bot_id", "deleted_ts"]
+)
+_payloads = st.recursive(
+    st.dictionaries(_keys, _values, max_size=9),
+    lambda inner: st.dictionaries(
+        st.sampled_from(["message", "previous_message", "edited"]) | _keys,
+        inner | _values,
+        max_size=4,
+    ),
+    max_leaves=20,
+)
+
+
+# 10,000 cases in CI (CI=true), fewer on a developer's machine.
+FUZZ_CASES = 10_000 if os.environ.get("CI") else 2_000
+
+
+@settings(max_examples=FUZZ_CASES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_payloads)
+def test_any_payload_is_translated_or_ignored_never_raised(payload: dict[str, object]):
+    event = thread_event(payload, "T1", "UBOT")
+    assert event is None or event.place.channel_id == payload.get("channel")

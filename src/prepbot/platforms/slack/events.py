@@ -32,6 +32,8 @@ def thread_event(
         return None
     place = Place(PLATFORM, team_id, event["channel"])
     subtype = event.get("subtype")
+    if subtype is not None and not isinstance(subtype, str):
+        return None
     if subtype == "message_changed":
         return _edited(event.get("message"), place, bot_user_id)
     if subtype == "message_deleted":
