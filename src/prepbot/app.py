@@ -75,9 +75,11 @@ async def build_app(settings: Settings, clock: Clock, catalog: Catalog | None = 
         await db.upgrade()
     except Exception as error:
         await db.close()
-        reason = str(getattr(error, "orig", None) or error).splitlines()[0]
-        for secret in settings.secrets():
-            reason = reason.replace(secret, "***")
+        from prepbot.observability import redact
+
+        reason = redact(
+            str(getattr(error, "orig", None) or error).splitlines()[0], settings.secrets()
+        )
         raise StartupError(
             "database.url", f"cannot use {safe_url(settings.database.url)}: {reason}"
         ) from None

@@ -141,7 +141,6 @@ def content_import(
         result = import_file(file, out, topics, force=force, progress=progress)  # type: ignore[arg-type]
     except UnicodeDecodeError as error:
         _fail(f"{file}: not UTF-8 text ({error.reason})")
-    _console()
     for problem in result.problems:
         _say(f"{file}:{problem.line}: skipped: {problem.message}")
     for path in result.kept:

@@ -49,12 +49,11 @@ async def diagnose(settings: Settings) -> list[Finding]:
 
 
 def _redacted(findings: list[Finding], secrets: list[str]) -> list[Finding]:
-    def clean(text: str) -> str:
-        for secret in secrets:
-            text = text.replace(secret, "***")
-        return text
+    from prepbot.observability import redact
 
-    return [Finding(f.ok, f.check, clean(f.detail), clean(f.fix)) for f in findings]
+    return [
+        Finding(f.ok, f.check, redact(f.detail, secrets), redact(f.fix, secrets)) for f in findings
+    ]
 
 
 def _content(settings: Settings) -> Finding:

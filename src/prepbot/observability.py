@@ -115,12 +115,19 @@ class HealthServer:
         )
 
 
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """Replace every secret in ``text`` with '***', longest first."""
+    for secret in sorted({s for s in secrets if len(s) >= 6}, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
+
 class RedactSecrets(logging.Filter):
     """Replace every configured secret in a log record with '***'."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
         super().__init__()
-        self.secrets = sorted({s for s in secrets if len(s) >= 6}, key=len, reverse=True)
+        self.secrets = [s for s in secrets if len(s) >= 6]
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Rewrite the record's message (and exception text) without the secrets."""
@@ -129,11 +136,9 @@ class RedactSecrets(logging.Filter):
         message = record.getMessage()
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
-        for secret in self.secrets:
-            message = message.replace(secret, "***")
-            if record.exc_text:
-                record.exc_text = record.exc_text.replace(secret, "***")
-        record.msg, record.args = message, ()
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text, self.secrets)
+        record.msg, record.args = redact(message, self.secrets), ()
         return True
 
 

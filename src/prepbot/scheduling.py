@@ -135,17 +135,17 @@ class RoundScheduler:
                     )
                 )
             ).all()
-        due: list[tuple[int, date]] = []
+        candidates: list[tuple[Subscription, date, datetime]] = []
         for subscription in subscriptions:
             last = schedule_of(subscription).last_post_at_or_before(now)
-            if last is None:
+            if last is not None and last[1] >= subscription.created_at:
+                candidates.append((subscription, *last))  # else: before the group existed
+        posted = await self._existing_rounds([(s.id, day) for s, day, _ in candidates])
+        due: list[tuple[int, date]] = []
+        for subscription, day, post_time in candidates:
+            if (subscription.id, day) in posted:
                 continue
-            day, post_time = last
-            if post_time < subscription.created_at:
-                continue  # scheduled before the group existed
             if now - post_time > self.grace:
-                if await self._has_round(subscription.id, day):
-                    continue
                 if (subscription.id, day) not in self._skipped:
                     self._skipped.add((subscription.id, day))
                     report.skipped.append((subscription.id, day))
@@ -184,14 +184,20 @@ class RoundScheduler:
                 ).inc()
                 log.error("scheduled work failed: %r", result, exc_info=result)
 
-    async def _has_round(self, subscription_id: int, day: date) -> bool:
+    async def _existing_rounds(self, wanted: list[tuple[int, date]]) -> set[tuple[int, date]]:
+        """Return which of the (subscription, date) rounds exist, in one query per 1,000."""
+        found: set[tuple[int, date]] = set()
         async with self.services.ctx.db.transaction() as session:
-            found = await session.scalar(
-                select(Round.id).where(
-                    Round.subscription_id == subscription_id, Round.local_date == day
+            for start in range(0, len(wanted), 1000):
+                chunk = wanted[start : start + 1000]
+                rows = await session.execute(
+                    select(Round.subscription_id, Round.local_date).where(
+                        Round.subscription_id.in_({s for s, _ in chunk}),
+                        Round.local_date >= min(d for _, d in chunk),
+                    )
                 )
-            )
-        return found is not None
+                found.update((s, d) for s, d in rows.all())
+        return {item for item in wanted if item in found}
 
     # APScheduler: when to look.
 

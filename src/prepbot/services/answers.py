@@ -15,7 +15,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from prepbot.core.events import Place, ReplyDeleted, ReplyEdited, ThreadReply
-from prepbot.services.base import ServiceContext, community_for, member_for, subscription_at
+from prepbot.services.base import ServiceContext, member_for, subscription_at
 from prepbot.store.models import Answer, DeletedReply, Reply, Round, RoundStatus
 
 
@@ -71,13 +71,13 @@ class AnswerService:
         if reply.is_bot or not reply.text.strip():
             return IGNORED
         async with self.ctx.db.transaction() as session:
-            round_ = await self._round_of(session, reply.place, reply.thread_id)
-            if round_ is None:
+            found = await self._round_and_community(session, reply.place, reply.thread_id)
+            if found is None:
                 return IGNORED
+            round_, community_id = found
             if await session.get(DeletedReply, (round_.id, reply.message_id)) is not None:
                 return AnswerOutcome(AnswerStatus.DUPLICATE, round_.id)  # replayed after deletion
-            community = await community_for(self.ctx, session, reply.place)
-            member = await member_for(self.ctx, session, community.id, reply.member)
+            member = await member_for(self.ctx, session, community_id, reply.member)
             on_time = round_.status == RoundStatus.POSTED
             await session.execute(
                 self.ctx.insert_ignore(Answer)
@@ -168,6 +168,13 @@ class AnswerService:
 
     async def _round_of(self, session: AsyncSession, place: Place, thread_id: str) -> Round | None:
         """Return the posted or revealed round whose question message is ``thread_id``."""
+        found = await self._round_and_community(session, place, thread_id)
+        return found[0] if found is not None else None
+
+    async def _round_and_community(
+        self, session: AsyncSession, place: Place, thread_id: str
+    ) -> tuple[Round, int] | None:
+        """Return that round and the id of its community."""
         subscription = await session.scalar(subscription_at(place))
         if subscription is None:
             return None
@@ -178,7 +185,8 @@ class AnswerService:
         )
         if self.ctx.db.dialect == "postgresql":
             query = query.with_for_update(read=True)  # a reveal waits for answers in flight
-        return await session.scalar(query)
+        round_ = await session.scalar(query)
+        return (round_, subscription.community_id) if round_ is not None else None
 
     @staticmethod
     async def _reply(session: AsyncSession, round_: Round, message_id: str) -> Reply | None:

@@ -17,12 +17,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from prepbot.content.catalog import Catalog
 from prepbot.core.clock import Clock
 from prepbot.core.events import Place
-from prepbot.core.schedule import DAY_SETS, Schedule
+from prepbot.core.schedule import Schedule
 from prepbot.core.views import MemberRef
 from prepbot.observability import Metrics
 from prepbot.platforms.base import ChatPlatform
 from prepbot.store.db import Database
-from prepbot.store.models import Community, Member, Round, Subscription
+from prepbot.store.models import Community, Member, Round, RoundStatus, Subscription
 
 
 @dataclass
@@ -140,13 +140,8 @@ def member_ref(member: Member) -> MemberRef:
 
 def open_rounds(subscription_id: int) -> Select[Round]:
     """Return a query for a subscription's posted, unrevealed rounds, oldest first."""
-    from prepbot.store.models import RoundStatus
-
     return (
         select(Round)
         .where(Round.subscription_id == subscription_id, Round.status == RoundStatus.POSTED)
         .order_by(Round.local_date)
     )
-
-
-DEFAULT_WEEKDAYS = DAY_SETS["weekdays"]

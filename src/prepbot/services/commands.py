@@ -16,6 +16,7 @@ from prepbot.core.commands import (
     Help,
     Leaderboard,
     Pause,
+    Period,
     PostNow,
     Reschedule,
     Resume,
@@ -181,11 +182,8 @@ class CommandService:
         raise AssertionError(f"unhandled command {command!r}")
 
     async def _leaderboard(
-        self, subscription: Subscription | None, period: object, community: bool
+        self, subscription: Subscription | None, period: Period, community: bool
     ) -> View:
-        from prepbot.core.commands import Period
-
-        assert isinstance(period, Period)
         if subscription is None:
             return ErrorView(NOT_SUBSCRIBED)
         today = self.queries.today_of(subscription)

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from prepbot.content.model import Scenario
 from prepbot.core.rotation import next_pick
 from prepbot.core.streaks import milestone_reached
-from prepbot.core.views import Milestone, QuestionCard, RevealCard
+from prepbot.core.views import MemberRef, Milestone, QuestionCard, RevealCard
 from prepbot.platforms.base import ChannelUnavailable
 from prepbot.services.base import ServiceContext, member_ref, open_rounds, schedule_of
 from prepbot.store.models import Answer, Member, MemberStats, Round, RoundStatus, Subscription
@@ -215,8 +215,8 @@ class RoundService:
     def _reveal_card(
         self,
         scenario_id: str,
-        on_time: tuple[object, ...],
-        late: tuple[object, ...],
+        on_time: tuple[MemberRef, ...],
+        late: tuple[MemberRef, ...],
         milestones: tuple[Milestone, ...],
     ) -> RevealCard:
         scenario = self.ctx.catalog.get(scenario_id)
@@ -231,15 +231,15 @@ class RoundService:
                 source_author="unknown",
                 source_handle=None,
                 source_url="",
-                on_time=on_time,  # type: ignore[arg-type]
-                late=late,  # type: ignore[arg-type]
+                on_time=on_time,
+                late=late,
                 milestones=milestones,
                 is_round=True,
             )
         return RevealCard.of(
             scenario,
-            on_time=on_time,  # type: ignore[arg-type]
-            late=late,  # type: ignore[arg-type]
+            on_time=on_time,
+            late=late,
             milestones=milestones,
             is_round=True,
         )

@@ -189,7 +189,8 @@ class ConsoleSession:
             return
         outcome = await self.services.rounds.post_round(subscription.id, self.today)
         if outcome is not None and not outcome.posted_now:
-            self.platform.show(f"(today's question, {self.today:%a %d %b}, is already posted)")
+            self.platform.show(f"(today's question, {self.today:%a %d %b}, is already posted:)")
+            self.platform.show_view(await self.services.queries.today(subscription))
 
     def _set_day(self, day: date) -> None:
         """Move the console's clock to a minute after the day's post time."""

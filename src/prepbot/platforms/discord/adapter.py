@@ -79,7 +79,7 @@ class DiscordPlatform:
         """Post the question and open its thread; return the thread id answers arrive in."""
         message = render(card)
         try:
-            channel = await self._channel(int(channel_id))
+            channel = await self.channel(int(channel_id))
             name = clip(f"{card.round_date or ''} {card.title}".strip(), 100)
             if isinstance(channel, discord.ForumChannel):
                 created = await channel.create_thread(
@@ -105,7 +105,7 @@ class DiscordPlatform:
         """Post the reveal in the round's thread, mentioning who answered."""
         message = render(card)
         try:
-            thread = await self._channel(int(thread_id))
+            thread = await self.channel(int(thread_id))
             if not isinstance(thread, discord.Thread):
                 raise ChannelUnavailable(f"Discord: thread {thread_id} is gone")
             if thread.archived:
@@ -121,7 +121,8 @@ class DiscordPlatform:
         except (discord.NotFound, discord.Forbidden) as error:
             raise ChannelUnavailable(f"Discord: {error.status} {error.text or error}") from None
 
-    async def _channel(self, channel_id: int) -> Any:
+    async def channel(self, channel_id: int) -> Any:
+        """Return a channel or thread from the cache, else from Discord."""
         return self.client.get_channel(channel_id) or await self.client.fetch_channel(channel_id)
 
 
@@ -338,7 +339,7 @@ class DiscordRuntime:
     async def _catch_up_thread(self, guild_id: str, channel_id: str, thread_id: str) -> int:
         """Record the messages of one round's thread; return how many were new."""
         recorded = 0
-        thread = await self.platform._channel(int(thread_id))
+        thread = await self.platform.channel(int(thread_id))
         if isinstance(thread, discord.Thread):
             async for message in thread.history(limit=None, oldest_first=True):
                 if message.author.bot or message.type not in (

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 from aiohttp import web
@@ -190,14 +191,7 @@ class SlackRuntime:
 
     async def _with_name(self, event: ThreadReply | ReplyEdited) -> ThreadReply | ReplyEdited:
         name = await self.display_name(event.member.id)
-        member = MemberRef(event.member.id, name)
-        if isinstance(event, ReplyEdited):
-            return ReplyEdited(
-                event.place, event.thread_id, event.message_id, member, event.text, event.at
-            )
-        return ThreadReply(
-            event.place, event.thread_id, event.message_id, member, event.text, event.at
-        )
+        return replace(event, member=MemberRef(event.member.id, name))
 
     async def display_name(self, user_id: str) -> str:
         """Return a member's display name (cached; their id if Slack cannot say)."""
