@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import platform
 import secrets
 import statistics
 import sys
@@ -27,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.fakes import RecordingPlatform
 
+from benchmarks.report import machine, write_section
 from prepbot.app import App, build_app
 from prepbot.core.clock import ManualClock
 from prepbot.core.commands import Period, ScheduleChange
@@ -239,11 +239,10 @@ async def main() -> None:
         finally:
             await drop(admin, name)
     command = " ".join(["python3", "benchmarks/reveal_and_reads.py", *sys.argv[1:]])
-    machine = f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     lines = [
         "## Reveal and reads",
         "",
-        f"Command: `{command}` on {machine}.",
+        f"Command: `{command}` on {machine()}.",
         "",
         "| database | what | measured | relative | target |",
         "| --- | --- | --- | --- | --- |",
@@ -252,11 +251,7 @@ async def main() -> None:
     ]
     print("\n".join(lines))
     if args.write:
-        existing = (
-            args.write.read_text(encoding="utf-8") if args.write.exists() else "# Benchmarks\n"
-        )
-        head = existing.split("## Reveal and reads")[0].rstrip() + "\n\n"
-        args.write.write_text(head + "\n".join(lines), encoding="utf-8")
+        write_section(args.write, "Reveal and reads", lines)
 
 
 if __name__ == "__main__":
