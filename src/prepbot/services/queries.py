@@ -84,26 +84,40 @@ class QueryService:
         """
         since = period_start(period, today)
         ids = [s.id for s in subscriptions]
-        on_time = func.sum(case((Answer.on_time.is_(True), 1), else_=0)).cast(Integer)
-        late = func.sum(case((Answer.on_time.is_(False), 1), else_=0)).cast(Integer)
-        streak = func.coalesce(
-            select(func.max(MemberStats.current_streak))
-            .where(MemberStats.member_id == Member.id, MemberStats.subscription_id.in_(ids))
-            .correlate(Member)
-            .scalar_subquery(),
-            0,
-        )
-        query = (
-            select(Member.external_id, Member.display_name, on_time, late, streak)
-            .join(Answer, Answer.member_id == Member.id)
+        tallies = (
+            select(
+                Answer.member_id,
+                func.sum(case((Answer.on_time.is_(True), 1), else_=0)).label("on_time"),
+                func.sum(case((Answer.on_time.is_(False), 1), else_=0)).label("late"),
+            )
             .join(Round, Round.id == Answer.round_id)
             .where(Round.subscription_id.in_(ids))
-            .group_by(Member.id, Member.external_id, Member.display_name)
+            .group_by(Answer.member_id)
+        )
+        if since is not None:
+            tallies = tallies.where(Round.local_date >= since)
+        counted = tallies.subquery()
+        if len(ids) == 1:  # one group: its streak row, looked up by primary key
+            streaks = select(MemberStats).where(MemberStats.subscription_id == ids[0]).subquery()
+            best = streaks.c.current_streak
+        else:  # a community: each member's best current streak over its groups
+            streaks = (
+                select(MemberStats.member_id, func.max(MemberStats.current_streak).label("best"))
+                .where(MemberStats.subscription_id.in_(ids))
+                .group_by(MemberStats.member_id)
+                .subquery()
+            )
+            best = streaks.c.best
+        on_time = counted.c.on_time.cast(Integer)
+        late = counted.c.late.cast(Integer)
+        streak = func.coalesce(best, 0)
+        query = (
+            select(Member.external_id, Member.display_name, on_time, late, streak)
+            .join(counted, counted.c.member_id == Member.id)
+            .outerjoin(streaks, streaks.c.member_id == Member.id)
             .order_by(on_time.desc(), streak.desc(), late.desc(), func.lower(Member.display_name))
             .limit(LEADERBOARD_SIZE)
         )
-        if since is not None:
-            query = query.where(Round.local_date >= since)
         async with self.ctx.db.transaction() as session:
             found = (await session.execute(query)).all()
         rows: list[LeaderboardRow] = []
