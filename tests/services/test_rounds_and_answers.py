@@ -293,3 +293,79 @@ async def test_a_round_with_thousands_of_answers_is_revealed_with_every_streak(
     streak = await app.services.queries.streak(subscription, "U6999")
     assert isinstance(streak, StreakView)
     assert (streak.current, streak.on_time) == (1, 1)
+
+
+async def test_the_leaderboard_cut_breaks_ties_by_streak_then_late_then_name(app: App):
+    """40 members, many tied at the 20th place: the top 20 are exactly the ranking rule's."""
+    import random
+
+    from sqlalchemy import insert
+
+    from prepbot.store.models import Member, MemberStats
+
+    subscription = await subscribe(app, place())
+    chance = random.Random(8)
+    now = datetime.now(UTC)
+    people = {  # id -> (display name, on-time answers, late answers, current streak)
+        f"U{n:02d}": (
+            chance.choice("bcdefg") + f"name{n:02d}",
+            chance.randint(0, 2),
+            n % 2,
+            chance.randint(0, 1),
+        )
+        for n in range(40)
+    }
+    async with app.db.transaction() as session:
+        round_ids = [
+            await session.scalar(
+                insert(Round)
+                .values(
+                    subscription_id=subscription.id,
+                    local_date=MONDAY - timedelta(days=n),
+                    scenario_id="x",
+                    cycle=0,
+                    status="revealed",
+                    question_message_id=f"q{n}",
+                    claimed_at=now,
+                    reveal_due_at=now,
+                )
+                .returning(Round.id)
+            )
+            for n in range(1, 5)
+        ]
+        for external, (name, on_time, late, streak) in people.items():
+            member = await session.scalar(
+                insert(Member)
+                .values(
+                    community_id=subscription.community_id, external_id=external, display_name=name
+                )
+                .returning(Member.id)
+            )
+            for index, round_id in enumerate(round_ids[: on_time + late]):
+                session.add(
+                    Answer(
+                        round_id=round_id,
+                        member_id=member,
+                        on_time=index < on_time,
+                        text="a",
+                        first_reply_at=now,
+                        updated_at=now,
+                    )
+                )
+            session.add(
+                MemberStats(
+                    subscription_id=subscription.id,
+                    member_id=member,
+                    on_time=on_time,
+                    current_streak=streak,
+                    best_streak=streak,
+                )
+            )
+    board = await app.services.queries.leaderboard([subscription], "#c1", Period.ALL, MONDAY)
+    expected = sorted(
+        (-on_time, -streak, -late, name.lower(), name)
+        for name, on_time, late, streak in people.values()
+        if on_time + late > 0
+    )[:20]
+    assert [row.member.name for row in board.rows] == [key[-1] for key in expected]
+    assert [(row.on_time, row.streak) for row in board.rows] == [(-k[0], -k[1]) for k in expected]

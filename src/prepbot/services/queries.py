@@ -108,14 +108,30 @@ class QueryService:
                 .subquery()
             )
             best = streaks.c.best
-        on_time = counted.c.on_time.cast(Integer)
-        late = counted.c.late.cast(Integer)
-        streak = func.coalesce(best, 0)
+        ranked = (
+            select(
+                counted.c.member_id,
+                counted.c.on_time.cast(Integer).label("on_time"),
+                counted.c.late.cast(Integer).label("late"),
+                func.coalesce(best, 0).label("streak"),
+            )
+            .outerjoin(streaks, streaks.c.member_id == counted.c.member_id)
+            .order_by(
+                counted.c.on_time.desc(), func.coalesce(best, 0).desc(), counted.c.late.desc()
+            )
+        )
+        if not self.ctx.db.is_sqlite:  # rank before looking up names: only the top rows need one
+            ranked = ranked.fetch(LEADERBOARD_SIZE, with_ties=True)
+        top = ranked.subquery()
         query = (
-            select(Member.external_id, Member.display_name, on_time, late, streak)
-            .join(counted, counted.c.member_id == Member.id)
-            .outerjoin(streaks, streaks.c.member_id == Member.id)
-            .order_by(on_time.desc(), streak.desc(), late.desc(), func.lower(Member.display_name))
+            select(Member.external_id, Member.display_name, top.c.on_time, top.c.late, top.c.streak)
+            .join(top, top.c.member_id == Member.id)
+            .order_by(
+                top.c.on_time.desc(),
+                top.c.streak.desc(),
+                top.c.late.desc(),
+                func.lower(Member.display_name),
+            )
             .limit(LEADERBOARD_SIZE)
         )
         async with self.ctx.db.transaction() as session:
