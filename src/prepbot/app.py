@@ -49,7 +49,8 @@ class App:
     services: Services
 
     async def close(self) -> None:
-        """Release the database."""
+        """Store the answers still queued, then release the database."""
+        await self.services.answers.close()
         await self.db.close()
 
 

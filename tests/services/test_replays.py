@@ -67,3 +67,77 @@ async def test_replayed_and_reordered_events_keep_each_answer_once_with_its_late
         replies = await session.scalar(select(func.count()).select_from(Reply))
     assert stored == expected
     assert replies == len(expected)
+
+
+async def test_replies_arriving_together_are_stored_as_if_one_after_another(
+    app: App, platform: RecordingPlatform, monkeypatch: pytest.MonkeyPatch
+):
+    """Hundreds of replies at once (stored in batches): same answers, texts and outcomes."""
+    import asyncio
+
+    from prepbot.core.events import ReplyDeleted
+    from prepbot.services.answers import AnswerService, AnswerStatus
+
+    batches: list[int] = []
+    record_many = AnswerService._record_many
+
+    async def counted(self: AnswerService, replies: list[ThreadReply]) -> object:
+        batches.append(len(replies))
+        return await record_many(self, replies)
+
+    monkeypatch.setattr(AnswerService, "_record_many", counted)
+    place = Place("fake", "T1", "C1")
+    group = await app.services.admin.subscribe(place, ScheduleChange())
+    outcome = await app.services.rounds.post_round(group.id, T0.date())
+    assert outcome is not None
+    thread = outcome.round.question_message_id
+    assert thread is not None
+    answers = app.services.answers
+    rng = random.Random(7)
+    messages: dict[str, list[tuple[str, str]]] = {}  # member -> [(message id, text)] in order
+    replies: list[ThreadReply] = []
+    for case in range(60):
+        member = MemberRef(f"U{case}", f"member {case}")
+        for part in range(rng.randint(1, 3)):
+            message, text = f"m{case}-{part}", f"answer {case} part {part}"
+            at = T0 + timedelta(seconds=case * 10 + part)
+            messages.setdefault(member.id, []).append((message, text))
+            replies += [ThreadReply(place, thread, message, member, text, at)] * rng.randint(1, 3)
+    gone = ThreadReply(place, thread, "m-gone", MemberRef("U99", "member 99"), "oops", T0)
+    await answers.withdraw(ReplyDeleted(place, thread, "m-gone", T0))  # deleted before it came
+    replies.append(gone)
+    rng.shuffle(replies)
+    outcomes = await asyncio.gather(*(answers.record(r) for r in replies))
+
+    assert max(batches) > 1, "the replies were stored in batches"
+    recorded = [o for o in outcomes if o.status == AnswerStatus.RECORDED]
+    distinct = sum(len(parts) for parts in messages.values())
+    assert len(recorded) == distinct  # each message once; every other copy a duplicate
+    assert {o.status for o in outcomes} == {AnswerStatus.RECORDED, AnswerStatus.DUPLICATE}
+
+    await app.services.rounds.reveal_open(group.id)
+    late = [
+        ThreadReply(place, thread, f"late-{n}", MemberRef(f"L{n}", f"late {n}"), "late", T0)
+        for n in range(20)
+    ]
+    late_outcomes = await asyncio.gather(*(answers.record(r) for r in late + late))
+    assert sorted(o.status for o in late_outcomes) == sorted(
+        [AnswerStatus.LATE] * 20 + [AnswerStatus.DUPLICATE] * 20
+    )
+    async with app.db.transaction() as session:
+        stored = {
+            external: (text, on_time)
+            for external, text, on_time in (
+                await session.execute(
+                    select(Member.external_id, Answer.text, Answer.on_time).join(
+                        Answer, Answer.member_id == Member.id
+                    )
+                )
+            ).all()
+        }
+        reply_count = await session.scalar(select(func.count()).select_from(Reply))
+    expected = {
+        member: ("\n\n".join(text for _, text in parts), True) for member, parts in messages.items()
+    } | {f"L{n}": ("late", False) for n in range(20)}
+    assert stored == expected
+    assert reply_count == distinct + 20

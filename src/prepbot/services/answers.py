@@ -2,21 +2,38 @@
 
 Every write is keyed by the platform's message id, so a replayed event changes nothing, and it
 is committed before the call returns, so a platform may acknowledge the event only after the
-answer is stored. A reply before the reveal is on time; after it, late. Imports no chat
-platform library.
+answer is stored. A reply before the reveal is on time; after it, late. Events go through one
+queue in arrival order; new replies waiting together are stored in one transaction with a few
+multi-row statements (group commit), which is what lets a busy thread's answers keep up with
+the platform. Imports no chat platform library.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, exists, false, func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from prepbot.core.events import Place, ReplyDeleted, ReplyEdited, ThreadReply
-from prepbot.services.base import ServiceContext, member_for, subscription_at
-from prepbot.store.models import Answer, DeletedReply, Reply, Round, RoundStatus
+from prepbot.services.base import ServiceContext, member_for
+from prepbot.store.models import (
+    Answer,
+    Community,
+    DeletedReply,
+    Member,
+    Reply,
+    Round,
+    RoundStatus,
+    Subscription,
+)
 
 
 class AnswerStatus(StrEnum):
@@ -40,6 +57,24 @@ class AnswerOutcome:
 
 
 IGNORED = AnswerOutcome(AnswerStatus.IGNORED)
+BATCH_LIMIT = 256  # new replies stored in one transaction, at most
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Pending:
+    """One event waiting in the queue, and the caller waiting for its outcome."""
+
+    event: ThreadReply | ReplyEdited | ReplyDeleted
+    handle: Callable[[], Awaitable[AnswerOutcome]]
+    done: asyncio.Future[AnswerOutcome] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+    @property
+    def batchable(self) -> bool:
+        """Say whether this is a new reply, which can be stored with others."""
+        return type(self.event) is ThreadReply
 
 
 class AnswerService:
@@ -47,21 +82,100 @@ class AnswerService:
 
     def __init__(self, ctx: ServiceContext) -> None:
         self.ctx = ctx
+        self._queue: asyncio.Queue[_Pending] | None = None
+        self._writer: asyncio.Task[None] | None = None
 
     async def record(self, reply: ThreadReply | ReplyEdited) -> AnswerOutcome:
         """Store a reply as (part of) the member's answer; replays change nothing."""
-        return self._counted(await self._record(reply))
+        return await self._queued(reply, lambda: self._record(reply))
 
     async def edit(self, edit: ReplyEdited) -> AnswerOutcome:
         """Update the answer a reply belongs to; an edit of an unseen reply records it."""
-        return self._counted(await self._edit(edit))
+        return await self._queued(edit, lambda: self._edit(edit))
 
     async def withdraw(self, deleted: ReplyDeleted) -> AnswerOutcome:
         """Remove a deleted reply; with none left the answer is withdrawn (or a late one removed).
 
         An on-time answer of a round already revealed stays: its streak credit is history.
         """
-        return self._counted(await self._withdraw(deleted))
+        return await self._queued(deleted, lambda: self._withdraw(deleted))
+
+    async def close(self) -> None:
+        """Finish the events already queued, then stop the writer."""
+        writer, self._writer = self._writer, None
+        if writer is None or writer.done():
+            return
+        assert self._queue is not None
+        with contextlib.suppress(RuntimeError):  # the writer's loop is gone: nothing to finish
+            await self._queue.join()
+        writer.cancel()
+        with contextlib.suppress(asyncio.CancelledError, RuntimeError):
+            await writer
+
+    async def _queued(
+        self,
+        event: ThreadReply | ReplyEdited | ReplyDeleted,
+        handle: Callable[[], Awaitable[AnswerOutcome]],
+    ) -> AnswerOutcome:
+        """Queue an event behind those that came before it; return once it is committed.
+
+        One writer drains the queue: more (tried on PostgreSQL) only split the batches and
+        spent more time per answer.
+        """
+        loop = asyncio.get_running_loop()
+        if self._writer is None or self._writer.done() or self._writer.get_loop() is not loop:
+            self._queue = asyncio.Queue()
+            self._writer = loop.create_task(self._write(self._queue), name="answer-writer")
+        assert self._queue is not None
+        pending = _Pending(event, handle)
+        self._queue.put_nowait(pending)
+        return self._counted(await asyncio.shield(pending.done))
+
+    async def _write(self, queue: asyncio.Queue[_Pending]) -> None:
+        """Handle queued events in arrival order; new replies waiting together in one batch."""
+        carried: _Pending | None = None
+        while True:
+            first, carried = carried or await queue.get(), None
+            batch = [first]
+            while first.batchable and len(batch) < BATCH_LIMIT and not queue.empty():
+                following = queue.get_nowait()
+                if not following.batchable:
+                    carried = following  # an edit or deletion waits for the replies before it
+                    break
+                batch.append(following)
+            try:
+                if len(batch) == 1:
+                    await self._settle(batch[0])
+                else:
+                    await self._settle_batch(batch)
+            finally:
+                for _ in batch:
+                    queue.task_done()
+
+    async def _settle(self, pending: _Pending) -> None:
+        """Handle one event and hand its outcome (or error) to the caller."""
+        try:
+            outcome = await pending.handle()
+        except Exception as error:
+            if not pending.done.done():
+                pending.done.set_exception(error)
+        else:
+            if not pending.done.done():
+                pending.done.set_result(outcome)
+
+    async def _settle_batch(self, batch: list[_Pending]) -> None:
+        """Store new replies together; if that fails, store each alone (one bad one fails alone)."""
+        replies = [p.event for p in batch if isinstance(p.event, ThreadReply)]
+        try:
+            outcomes = await self._record_many(replies)
+        except Exception:
+            log.warning("storing %d replies together failed; storing each alone", len(batch))
+            for pending in batch:
+                await self._settle(pending)
+            return
+        for pending, outcome in zip(batch, outcomes, strict=True):
+            if not pending.done.done():
+                pending.done.set_result(outcome)
 
     def _counted(self, outcome: AnswerOutcome) -> AnswerOutcome:
         self.ctx.metrics.answers.labels(outcome.status.value).inc()
@@ -70,30 +184,40 @@ class AnswerService:
     async def _record(self, reply: ThreadReply | ReplyEdited) -> AnswerOutcome:
         if reply.is_bot or not reply.text.strip():
             return IGNORED
+        text = reply.text.strip()
         async with self.ctx.db.transaction() as session:
-            found = await self._round_and_community(session, reply.place, reply.thread_id)
+            found = await self._round_and_community(
+                session, reply.place, reply.thread_id, reply.message_id
+            )
             if found is None:
                 return IGNORED
-            round_, community_id = found
-            if await session.get(DeletedReply, (round_.id, reply.message_id)) is not None:
+            round_, community_id, deleted = found
+            if deleted:
                 return AnswerOutcome(AnswerStatus.DUPLICATE, round_.id)  # replayed after deletion
             member = await member_for(self.ctx, session, community_id, reply.member)
-            on_time = round_.status == RoundStatus.POSTED
-            await session.execute(
+            # A member's first reply is their whole answer: insert it with its text. Only a
+            # later reply has others to join (a concurrent first reply of the same member
+            # waits on the unique key until this transaction ends).
+            answer = await session.scalar(
                 self.ctx.insert_ignore(Answer)
                 .values(
                     round_id=round_.id,
                     member_id=member.id,
-                    on_time=on_time,
-                    text="",
+                    on_time=round_.status == RoundStatus.POSTED,
+                    text=text,
                     first_reply_at=reply.at,
                     updated_at=reply.at,
                 )
                 .on_conflict_do_nothing()
+                .returning(Answer)
             )
-            answer = await session.scalar(
-                select(Answer).where(Answer.round_id == round_.id, Answer.member_id == member.id)
-            )
+            first = answer is not None
+            if answer is None:
+                answer = await session.scalar(
+                    select(Answer).where(
+                        Answer.round_id == round_.id, Answer.member_id == member.id
+                    )
+                )
             assert answer is not None
             inserted = await session.scalar(
                 self.ctx.insert_ignore(Reply)
@@ -101,7 +225,7 @@ class AnswerService:
                     round_id=round_.id,
                     answer_id=answer.id,
                     message_id=reply.message_id,
-                    text=reply.text.strip(),
+                    text=text,
                     posted_at=reply.at,
                     edited_at=reply.at if isinstance(reply, ReplyEdited) else None,
                 )
@@ -109,10 +233,213 @@ class AnswerService:
                 .returning(Reply.id)
             )
             if inserted is None:
+                if first:
+                    answer.text = ""  # as stored before this reply turned out to be a replay
                 return AnswerOutcome(AnswerStatus.DUPLICATE, round_.id)
-            await self._join_replies(session, answer, reply)
+            if not first:
+                await self._join_replies(session, answer, reply)
             status = AnswerStatus.RECORDED if answer.on_time else AnswerStatus.LATE
             return AnswerOutcome(status, round_.id)
+
+    async def _record_many(self, replies: Sequence[ThreadReply]) -> list[AnswerOutcome]:
+        """Store new replies in one transaction with a few statements; outcomes in order.
+
+        Does for many replies what ``_record`` does for one: the same rows, texts, on-time
+        flags and outcomes as storing them one after another in this order.
+        """
+        outcomes: list[AnswerOutcome] = [IGNORED] * len(replies)
+        wanted = [(i, r) for i, r in enumerate(replies) if not r.is_bot and r.text.strip()]
+        if not wanted:
+            return outcomes
+        async with self.ctx.db.transaction() as session:
+            rounds = await self._rounds_of(session, [r for _, r in wanted])
+            found = [(i, r, rounds[_thread_key(r)]) for i, r in wanted if _thread_key(r) in rounds]
+            if not found:
+                return outcomes
+            deleted = set(
+                (
+                    await session.execute(
+                        select(DeletedReply.round_id, DeletedReply.message_id).where(
+                            tuple_(DeletedReply.round_id, DeletedReply.message_id).in_(
+                                {(round_.id, r.message_id) for _, r, (round_, _) in found}
+                            )
+                        )
+                    )
+                ).all()
+            )
+            for i, r, (round_, _) in found:
+                if (round_.id, r.message_id) in deleted:
+                    outcomes[i] = AnswerOutcome(AnswerStatus.DUPLICATE, round_.id)
+            found = [f for f in found if (f[2][0].id, f[1].message_id) not in deleted]
+            members = await self._members_of(
+                session, {(community, r.member.id): r.member.name for _, r, (_, community) in found}
+            )
+            answers = await self._answers_of(
+                session,
+                {
+                    (round_.id, members[(community, r.member.id)]): (
+                        round_.status == RoundStatus.POSTED,
+                        r.at,
+                    )
+                    for _, r, (round_, community) in reversed(found)  # the first reply's time
+                },
+            )
+            rows: dict[tuple[int, str], dict[str, Any]] = {}
+            for _, r, (round_, community) in found:
+                answer_id = answers[(round_.id, members[(community, r.member.id)])][0]
+                rows.setdefault(
+                    (round_.id, r.message_id),
+                    {
+                        "round_id": round_.id,
+                        "answer_id": answer_id,
+                        "message_id": r.message_id,
+                        "text": r.text.strip(),
+                        "posted_at": r.at,
+                        "edited_at": None,
+                    },
+                )
+            stored = set(
+                (
+                    await session.execute(
+                        self.ctx.insert_ignore(Reply.__table__)
+                        .on_conflict_do_nothing()
+                        .returning(Reply.round_id, Reply.message_id),
+                        sorted(rows.values(), key=lambda row: row["message_id"]),
+                    )
+                ).all()
+            )
+            latest: dict[int, datetime] = {}
+            for i, r, (round_, community) in found:
+                answer_id, on_time = answers[(round_.id, members[(community, r.member.id)])]
+                key = (round_.id, r.message_id)
+                if key in stored:
+                    stored.discard(key)  # a second copy of it in this batch is a replay
+                    latest[answer_id] = max(latest.get(answer_id, r.at), r.at)
+                    status = AnswerStatus.RECORDED if on_time else AnswerStatus.LATE
+                    outcomes[i] = AnswerOutcome(status, round_.id)
+                else:
+                    outcomes[i] = AnswerOutcome(AnswerStatus.DUPLICATE, round_.id)
+            await self._join_many(session, latest)
+        return outcomes
+
+    async def _rounds_of(
+        self, session: AsyncSession, replies: Sequence[ThreadReply]
+    ) -> dict[tuple[str, str, str, str], tuple[Round, int]]:
+        """Return the open or revealed round (and its community) of each reply's thread."""
+        keys = {_thread_key(r) for r in replies}
+        query = (
+            select(
+                Round,
+                Subscription.community_id,
+                Community.platform,
+                Community.external_id,
+                Subscription.channel_id,
+            )
+            .join(Subscription, Subscription.id == Round.subscription_id)
+            .join(Community, Community.id == Subscription.community_id)
+            .where(
+                tuple_(
+                    Community.platform,
+                    Community.external_id,
+                    Subscription.channel_id,
+                    Round.question_message_id,
+                ).in_(keys),
+                Round.status.in_([RoundStatus.POSTED, RoundStatus.REVEALED]),
+            )
+            .order_by(Round.id)
+        )
+        if self.ctx.db.dialect == "postgresql":
+            query = query.with_for_update(read=True, of=Round)  # a reveal waits for answers
+        found: dict[tuple[str, str, str, str], tuple[Round, int]] = {}
+        for round_, community, platform, external, channel in (await session.execute(query)).all():
+            key = (platform, external, channel, round_.question_message_id or "")
+            found.setdefault(key, (round_, community))
+        return found
+
+    async def _members_of(
+        self, session: AsyncSession, names: dict[tuple[int, str], str]
+    ) -> dict[tuple[int, str], int]:
+        """Create members on first sight, keep display names current; return their ids."""
+        columns = select(Member.id, Member.community_id, Member.external_id, Member.display_name)
+        known = columns.where(tuple_(Member.community_id, Member.external_id).in_(names))
+        rows = list((await session.execute(known)).all())
+        missing = sorted(names.keys() - {(c, e) for _, c, e, _ in rows})
+        if missing:  # one cached statement, sent as multi-row VALUES
+            await session.execute(
+                self.ctx.insert_ignore(Member.__table__).on_conflict_do_nothing(),
+                [
+                    {"community_id": c, "external_id": e, "display_name": names[(c, e)]}
+                    for c, e in missing
+                ],
+            )
+            created = columns.where(tuple_(Member.community_id, Member.external_id).in_(missing))
+            rows += (await session.execute(created)).all()
+        renamed = [
+            {"id": id_, "display_name": names[(c, e)]}
+            for id_, c, e, shown in rows
+            if names[(c, e)] and names[(c, e)] != shown
+        ]
+        if renamed:
+            await session.execute(update(Member), renamed)
+        return {(c, e): id_ for id_, c, e, _ in rows}
+
+    async def _answers_of(
+        self, session: AsyncSession, wanted: dict[tuple[int, int], tuple[bool, datetime]]
+    ) -> dict[tuple[int, int], tuple[int, bool]]:
+        """Create each (round, member) answer not there yet; return ids and on-time flags."""
+        columns = select(Answer.id, Answer.round_id, Answer.member_id, Answer.on_time)
+        if self.ctx.db.dialect == "postgresql":  # another process joining texts waits for us
+            columns = columns.order_by(Answer.id).with_for_update(of=Answer)
+        known = columns.where(tuple_(Answer.round_id, Answer.member_id).in_(wanted))
+        rows = list((await session.execute(known)).all())
+        missing = sorted(wanted.keys() - {(r, m) for _, r, m, _ in rows})
+        if missing:
+            await session.execute(
+                self.ctx.insert_ignore(Answer.__table__).on_conflict_do_nothing(),
+                [
+                    {
+                        "round_id": round_id,
+                        "member_id": member_id,
+                        "on_time": wanted[(round_id, member_id)][0],
+                        "text": "",
+                        "first_reply_at": wanted[(round_id, member_id)][1],
+                        "updated_at": wanted[(round_id, member_id)][1],
+                    }
+                    for round_id, member_id in missing
+                ],
+            )
+            created = columns.where(tuple_(Answer.round_id, Answer.member_id).in_(missing))
+            rows += (await session.execute(created)).all()
+        return {(r, m): (id_, bool(on_time)) for id_, r, m, on_time in rows}
+
+    @staticmethod
+    async def _join_many(session: AsyncSession, latest: dict[int, datetime]) -> None:
+        """Make each answer's text its replies in posted order; move its updated time on."""
+        if not latest:
+            return
+        texts: dict[int, list[str]] = {}
+        updated: dict[int, datetime] = {}
+        for answer_id, text, updated_at in (
+            await session.execute(
+                select(Reply.answer_id, Reply.text, Answer.updated_at)
+                .join(Answer, Answer.id == Reply.answer_id)
+                .where(Reply.answer_id.in_(latest))
+                .order_by(Reply.answer_id, Reply.posted_at, Reply.id)
+            )
+        ).all():
+            texts.setdefault(answer_id, []).append(text)
+            updated[answer_id] = updated_at
+        await session.execute(
+            update(Answer),
+            [
+                {
+                    "id": answer_id,
+                    "text": "\n\n".join(texts[answer_id]),
+                    "updated_at": max(updated[answer_id], at),
+                }
+                for answer_id, at in sorted(latest.items())
+            ],
+        )
 
     async def _edit(self, edit: ReplyEdited) -> AnswerOutcome:
         if edit.is_bot:
@@ -172,21 +499,34 @@ class AnswerService:
         return found[0] if found is not None else None
 
     async def _round_and_community(
-        self, session: AsyncSession, place: Place, thread_id: str
-    ) -> tuple[Round, int] | None:
-        """Return that round and the id of its community."""
-        subscription = await session.scalar(subscription_at(place))
-        if subscription is None:
-            return None
-        query = select(Round).where(
-            Round.subscription_id == subscription.id,
-            Round.question_message_id == thread_id,
-            Round.status.in_([RoundStatus.POSTED, RoundStatus.REVEALED]),
+        self, session: AsyncSession, place: Place, thread_id: str, message_id: str | None = None
+    ) -> tuple[Round, int, bool] | None:
+        """Return that round, the id of its community and whether ``message_id`` was deleted.
+
+        One query: this runs for every event in a thread.
+        """
+        deleted = (
+            exists().where(DeletedReply.round_id == Round.id, DeletedReply.message_id == message_id)
+            if message_id is not None
+            else false()
+        )
+        query = (
+            select(Round, Subscription.community_id, deleted)
+            .join(Subscription, Subscription.id == Round.subscription_id)
+            .join(Community, Community.id == Subscription.community_id)
+            .where(
+                Community.platform == place.platform,
+                Community.external_id == place.community_id,
+                Subscription.channel_id == place.channel_id,
+                Round.question_message_id == thread_id,
+                Round.status.in_([RoundStatus.POSTED, RoundStatus.REVEALED]),
+            )
+            .limit(1)
         )
         if self.ctx.db.dialect == "postgresql":
-            query = query.with_for_update(read=True)  # a reveal waits for answers in flight
-        round_ = await session.scalar(query)
-        return (round_, subscription.community_id) if round_ is not None else None
+            query = query.with_for_update(read=True, of=Round)  # a reveal waits for answers
+        row = (await session.execute(query)).first()
+        return (row[0], row[1], bool(row[2])) if row is not None else None
 
     @staticmethod
     async def _reply(session: AsyncSession, round_: Round, message_id: str) -> Reply | None:
@@ -195,12 +535,19 @@ class AnswerService:
             select(Reply).where(Reply.round_id == round_.id, Reply.message_id == message_id)
         )
 
-    @staticmethod
     async def _join_replies(
-        session: AsyncSession, answer: Answer, event: ThreadReply | ReplyEdited | ReplyDeleted
+        self,
+        session: AsyncSession,
+        answer: Answer,
+        event: ThreadReply | ReplyEdited | ReplyDeleted,
     ) -> None:
         """Make an answer's text the member's replies in the order they were posted."""
         await session.flush()
+        if self.ctx.db.dialect == "postgresql":  # wait for another process joining this answer
+            latest = await session.scalar(
+                select(Answer.updated_at).where(Answer.id == answer.id).with_for_update()
+            )
+            answer.updated_at = latest or answer.updated_at
         texts = (
             await session.scalars(
                 select(Reply.text)
@@ -210,3 +557,9 @@ class AnswerService:
         ).all()
         answer.text = "\n\n".join(texts)
         answer.updated_at = max(answer.updated_at, event.at)
+
+
+def _thread_key(reply: ThreadReply) -> tuple[str, str, str, str]:
+    """Return what identifies a reply's thread: platform, community, channel, thread."""
+    place = reply.place
+    return (place.platform, place.community_id, place.channel_id, reply.thread_id)

@@ -43,8 +43,8 @@ class ServiceContext:
         except KeyError:
             raise LookupError(f"platform '{name}' is not running in this process") from None
 
-    def insert_ignore(self, model: type[Any]) -> Any:
-        """Return an INSERT for ``model`` that can do nothing on a unique-key conflict."""
+    def insert_ignore(self, model: Any) -> Any:
+        """Return an INSERT for a model or table that can do nothing on a unique-key conflict."""
         dialect = postgresql if self.db.dialect == "postgresql" else sqlite
         return dialect.insert(model)
 
