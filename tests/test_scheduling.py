@@ -138,17 +138,21 @@ class CrashingPlatform(RecordingPlatform):
 
     crash_on: str = "question"
 
-    async def post_question(self, channel_id: str, card: QuestionCard) -> str:
+    async def post_question(
+        self, channel_id: str, card: QuestionCard, *, community_id: str | None = None
+    ) -> str:
         if self.crash_on == "question":
             self.crash_on = ""
             raise Killed("killed between claim and post")
-        return await super().post_question(channel_id, card)
+        return await super().post_question(channel_id, card, community_id=community_id)
 
-    async def post_reveal(self, channel_id: str, thread_id: str, card: RevealCard) -> str:
+    async def post_reveal(
+        self, channel_id: str, thread_id: str, card: RevealCard, *, community_id: str | None = None
+    ) -> str:
         if self.crash_on == "reveal":
             self.crash_on = ""
             raise Killed("killed between reveal and its message")
-        return await super().post_reveal(channel_id, thread_id, card)
+        return await super().post_reveal(channel_id, thread_id, card, community_id=community_id)
 
 
 @pytest.mark.parametrize("crash_on", ["question", "reveal"])
@@ -248,14 +252,16 @@ class SlowPlatform(RecordingPlatform):
     most: int = 0
     broken: str = "c-broken"
 
-    async def post_question(self, channel_id: str, card: QuestionCard) -> str:
+    async def post_question(
+        self, channel_id: str, card: QuestionCard, *, community_id: str | None = None
+    ) -> str:
         self.in_flight += 1
         self.most = max(self.most, self.in_flight)
         try:
             await asyncio.sleep(0.05)
             if channel_id == self.broken:
                 raise RuntimeError("Slack returned 500 three times")
-            return await super().post_question(channel_id, card)
+            return await super().post_question(channel_id, card, community_id=community_id)
         finally:
             self.in_flight -= 1
 

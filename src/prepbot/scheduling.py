@@ -2,7 +2,10 @@
 
 The database is the source of truth. ``RoundScheduler.tick()`` looks at it and does whatever is
 due: re-posts what a crash left half done, reveals overdue rounds (oldest first), then posts
-rounds whose time has come (or came less than the catch-up grace ago). APScheduler 3.x
+rounds whose time has come (or came less than the catch-up grace ago). Posts and reveals fan
+out fairly: communities (workspaces, servers) take turns, so a morning post to many of them
+keeps every one busy at its platform's own pace instead of queueing behind the first; at most
+``concurrency`` are in flight. APScheduler 3.x
 (``AsyncIOScheduler``) only decides *when* to look: a cron job per subscription at its post
 time, a date job per open round at its reveal time, and a steady safety tick; every job
 rebuilds from the database and nothing is kept in APScheduler's own stores. Only the process
@@ -14,10 +17,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine, Hashable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import select
 
@@ -28,6 +31,20 @@ from prepbot.services.base import schedule_of
 from prepbot.store.models import Round, RoundStatus, Subscription
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+def fair_order(items: Iterable[T], key: Callable[[T], Hashable]) -> list[T]:
+    """Return items one per key in turn (keys in first-seen order), each key's own order kept."""
+    queues: dict[Hashable, list[T]] = {}
+    for item in items:
+        queues.setdefault(key(item), []).append(item)
+    lanes, ordered, depth = list(queues.values()), list[T](), 0
+    while lanes := [lane for lane in lanes if depth < len(lane)]:
+        ordered += [lane[depth] for lane in lanes]
+        depth += 1
+    return ordered
 
 
 @dataclass
@@ -58,6 +75,7 @@ class RoundScheduler:
         self._lock = asyncio.Lock()
         self._skipped: set[tuple[int, date]] = set()
         self._jobs: Any = None  # an AsyncIOScheduler while leading
+        self._job_ticks: set[asyncio.Future[None]] = set()
         self.leading = False
         services.admin.listeners.append(self.on_subscription_changed)
 
@@ -69,13 +87,37 @@ class RoundScheduler:
     async def tick(self) -> TickReport:
         """Do everything that is due now; safe to call at any time, from any job."""
         async with self._lock:
-            report = TickReport()
-            await self._repair(report)
-            await self._reveal_due(report)
-            await self._post_due(report)
-            if self._jobs is not None:
-                await self._sync_reveal_jobs()
-            return report
+            return await self._tick()
+
+    async def _job_tick(self) -> None:
+        """Tick for an APScheduler job; stopping the jobs cancels the job, never a tick midway.
+
+        (APScheduler's shutdown cancels running jobs: a fan-out cut between a post and its
+        commit would leave the round to be posted again by the next leader.)
+        """
+        tick = asyncio.ensure_future(self._tick_unless_stopped())
+        self._job_ticks.add(tick)
+        tick.add_done_callback(self._job_ticks.discard)
+        await asyncio.shield(tick)
+
+    async def _tick_unless_stopped(self) -> None:
+        async with self._lock:
+            if self._jobs is not None:  # else the jobs stopped while this waited its turn
+                await self._tick()
+
+    async def idle(self) -> None:
+        """Wait until the tick in progress (if any) is done, a stopped job's tick included."""
+        async with self._lock:
+            pass
+
+    async def _tick(self) -> TickReport:
+        report = TickReport()
+        await self._repair(report)
+        await self._reveal_due(report)
+        await self._post_due(report)
+        if self._jobs is not None:
+            await self._sync_reveal_jobs()
+        return report
 
     async def _repair(self, report: TickReport) -> None:
         """Finish what a dead process left: claimed-but-unposted rounds, unsent reveals."""
@@ -97,33 +139,43 @@ class RoundScheduler:
             ).all()
         for round_id in claimed:
             log.warning("round %s was claimed but never posted; posting it now", round_id)
-            if await rounds.publish(round_id) is not None:
-                report.repaired.append(round_id)
+            try:
+                if await rounds.publish(round_id) is not None:
+                    report.repaired.append(round_id)
+            except Exception as error:  # still failing: the next tick tries again
+                self._failed(error)
         for round_id in unsent:
             log.warning("round %s was revealed but its reveal never sent; sending it", round_id)
-            if await rounds.republish_reveal(round_id) is not None:
-                report.repaired.append(round_id)
+            try:
+                if await rounds.republish_reveal(round_id) is not None:
+                    report.repaired.append(round_id)
+            except Exception as error:
+                self._failed(error)
 
     async def _reveal_due(self, report: TickReport) -> None:
         now = self.clock.now()
         async with self.services.ctx.db.transaction() as session:
             due = (
                 await session.execute(
-                    select(Round.id, Round.subscription_id)
+                    select(Round.id, Round.subscription_id, Subscription.community_id)
+                    .join(Subscription, Subscription.id == Round.subscription_id)
                     .where(Round.status == RoundStatus.POSTED, Round.reveal_due_at <= now)
                     .order_by(Round.subscription_id, Round.local_date)
                 )
             ).all()
         by_group: dict[int, list[int]] = {}
-        for round_id, subscription_id in due:
+        community: dict[int, int] = {}
+        for round_id, subscription_id, community_id in due:
             by_group.setdefault(subscription_id, []).append(round_id)
+            community[subscription_id] = community_id
+        groups = fair_order(by_group, key=community.__getitem__)  # communities take turns
 
         async def reveal_group(round_ids: list[int]) -> None:
             for round_id in round_ids:  # one group's rounds in date order: streaks go in order
                 if await self.services.rounds.reveal_round(round_id) is not None:
                     report.revealed.append(round_id)
 
-        await self._concurrently([reveal_group(ids) for ids in by_group.values()])
+        await self._concurrently([reveal_group(by_group[group]) for group in groups])
 
     async def _post_due(self, report: TickReport) -> None:
         now = self.clock.now()
@@ -141,7 +193,7 @@ class RoundScheduler:
             if last is not None and last[1] >= subscription.created_at:
                 candidates.append((subscription, *last))  # else: before the group existed
         posted = await self._existing_rounds([(s.id, day) for s, day, _ in candidates])
-        due: list[tuple[int, date]] = []
+        due: list[tuple[int, date, int]] = []
         for subscription, day, post_time in candidates:
             if (subscription.id, day) in posted:
                 continue
@@ -157,17 +209,21 @@ class RoundScheduler:
                         self.grace,
                     )
                 continue
-            due.append((subscription.id, day))
+            due.append((subscription.id, day, subscription.community_id))
 
         async def post(subscription_id: int, day: date) -> None:
             outcome = await self.services.rounds.post_round(subscription_id, day)
             if outcome is not None and outcome.posted_now:
                 report.posted.append((subscription_id, day))
 
-        await self._concurrently([post(*item) for item in due])
+        fair = fair_order(due, key=lambda item: item[2])  # communities take turns
+        await self._concurrently([post(group, day) for group, day, _ in fair])
 
     async def _concurrently(self, jobs: list[Coroutine[Any, Any, None]]) -> None:
-        """Run jobs side by side, at most ``concurrency`` at once; a failure stops no other."""
+        """Run jobs side by side, at most ``concurrency`` at once, started in the given order.
+
+        A failure stops no other job.
+        """
         limit = asyncio.Semaphore(self.concurrency)
 
         async def limited(job: Coroutine[Any, Any, None]) -> None:
@@ -179,10 +235,12 @@ class RoundScheduler:
             if isinstance(result, BaseException) and not isinstance(result, Exception):
                 raise result
             if isinstance(result, Exception):
-                self.services.ctx.metrics.platform_errors.labels(
-                    "scheduler", type(result).__name__
-                ).inc()
-                log.error("scheduled work failed: %r", result, exc_info=result)
+                self._failed(result)
+
+    def _failed(self, error: Exception) -> None:
+        """Count and log a failure of scheduled work; it does not stop the tick."""
+        self.services.ctx.metrics.platform_errors.labels("scheduler", type(error).__name__).inc()
+        log.error("scheduled work failed: %r", error, exc_info=error)
 
     async def _existing_rounds(self, wanted: list[tuple[int, date]]) -> set[tuple[int, date]]:
         """Return which of the (subscription, date) rounds exist, in one query per 1,000."""
@@ -212,7 +270,7 @@ class RoundScheduler:
             timezone="UTC", job_defaults={"coalesce": True, "misfire_grace_time": None}
         )
         jobs.add_job(
-            self.tick,
+            self._job_tick,
             IntervalTrigger(seconds=self.safety_interval.total_seconds()),
             id="safety-tick",
         )
@@ -259,7 +317,7 @@ class RoundScheduler:
             minute=schedule.post_at.minute,
             timezone=schedule.zone,
         )
-        self._jobs.add_job(self.tick, trigger, id=job_id)
+        self._jobs.add_job(self._job_tick, trigger, id=job_id)
 
     async def _sync_reveal_jobs(self) -> None:
         from apscheduler.triggers.date import DateTrigger
@@ -276,7 +334,7 @@ class RoundScheduler:
                 job.remove()
         for job_id, due in wanted.items():
             if self._jobs.get_job(job_id) is None and due > self.clock.now():
-                self._jobs.add_job(self.tick, DateTrigger(run_date=due), id=job_id)
+                self._jobs.add_job(self._job_tick, DateTrigger(run_date=due), id=job_id)
 
 
 async def run_scheduling(
@@ -306,4 +364,6 @@ async def run_scheduling(
     finally:
         scheduler.leading = False
         scheduler.stop_jobs()
+        # A job's tick may be mid fan-out: a standby that led now would post its rounds again.
+        await scheduler.idle()
         await leadership.release()

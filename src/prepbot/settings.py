@@ -186,6 +186,11 @@ class SlackSettings(BaseModel):
     http_host: str = Field(default="0.0.0.0", description="HTTP mode: address to listen on.")
     http_port: int = Field(default=3000, ge=0, le=65535, description="HTTP mode: port.")
     http_path: str = Field(default="/slack/events", description="HTTP mode: request path.")
+    messages_per_minute_per_workspace: int = Field(
+        default=300,
+        ge=1,
+        description="Pace chat.postMessage to this many messages a minute in each workspace.",
+    )
     admin_ids: list[str] = Field(
         default_factory=list, description="Member ids that may run admin commands besides admins."
     )

@@ -22,15 +22,29 @@ class ChannelUnavailable(Exception):
 
 
 class ChatPlatform(Protocol):
-    """A chat platform the bot posts rounds to."""
+    """A chat platform the bot posts rounds to.
+
+    ``community_id`` names the community (Slack workspace, Discord server) the channel belongs
+    to, as stored with its subscription; a platform whose limits are per community paces by it,
+    others ignore it. None when the caller does not know it.
+    """
 
     name: str
 
-    async def post_question(self, channel_id: str, card: QuestionCard) -> str:
+    async def post_question(
+        self, channel_id: str, card: QuestionCard, *, community_id: str | None = None
+    ) -> str:
         """Post the question of the day in a channel; return the message id its thread hangs on."""
         ...
 
-    async def post_reveal(self, channel_id: str, thread_id: str, card: RevealCard) -> str:
+    async def post_reveal(
+        self,
+        channel_id: str,
+        thread_id: str,
+        card: RevealCard,
+        *,
+        community_id: str | None = None,
+    ) -> str:
         """Post the reveal in a round's thread; return the reveal's message id."""
         ...
 

@@ -86,7 +86,10 @@ class RoundService:
                 existing = await self._round_on(session, subscription_id, local_date)
                 assert existing is not None
                 return PostOutcome(round=existing, posted_now=False)
-        posted = await self.publish(claimed)
+            round_ = await session.get(Round, claimed)
+            assert round_ is not None
+            place = await self._platform_of(session, subscription)
+        posted = await self._publish(round_, subscription, place)  # what it needs is loaded
         return PostOutcome(round=posted, posted_now=True) if posted is not None else None
 
     async def publish(self, round_id: int) -> Round | None:
@@ -94,14 +97,22 @@ class RoundService:
 
         None when the channel is unavailable (the round is dropped, the group paused).
         """
-        ctx = self.ctx
-        async with ctx.db.transaction() as session:
+        async with self.ctx.db.transaction() as session:
             round_ = await session.get(Round, round_id)
             if round_ is None or round_.status != RoundStatus.CLAIMED:
                 return round_
             subscription = await session.get(Subscription, round_.subscription_id)
             assert subscription is not None
-            platform_name = await self._platform_of(session, subscription)
+            place = await self._platform_of(session, subscription)
+        return await self._publish(round_, subscription, place)
+
+    async def _publish(
+        self, round_: Round, subscription: Subscription, place: tuple[str, str]
+    ) -> Round | None:
+        """Post a claimed round's question, then mark it posted in one statement."""
+        ctx = self.ctx
+        round_id = round_.id
+        platform_name, community_id = place
         scenario = ctx.catalog.get(round_.scenario_id)
         if scenario is None:
             await self._give_up(round_id, subscription.id, None)
@@ -115,18 +126,25 @@ class RoundService:
         )
         try:
             message_id = await ctx.platform(platform_name).post_question(
-                subscription.channel_id, card
+                subscription.channel_id, card, community_id=community_id
             )
         except ChannelUnavailable as error:
             ctx.metrics.platform_errors.labels(platform_name, "channel_unavailable").inc()
             await self._give_up(round_id, subscription.id, error.reason)
             return None
         async with ctx.db.transaction() as session:
-            stored = await session.get(Round, round_id)
+            stored = await session.scalar(
+                update(Round)
+                .where(Round.id == round_id)
+                .values(
+                    status=RoundStatus.POSTED,
+                    question_message_id=message_id,
+                    posted_at=ctx.clock.now(),
+                )
+                .returning(Round)
+                .execution_options(synchronize_session=False)
+            )
             assert stored is not None
-            stored.status = RoundStatus.POSTED
-            stored.question_message_id = message_id
-            stored.posted_at = ctx.clock.now()
         ctx.metrics.rounds_posted.labels(platform_name).inc()
         log.info(
             "posted round %s (%s) to subscription %s", round_id, round_.scenario_id, subscription.id
@@ -179,7 +197,7 @@ class RoundService:
                     .order_by(Answer.first_reply_at, Answer.id)
                 )
             ).all()
-            platform_name = await self._platform_of(session, subscription)
+            platform_name, community_id = await self._platform_of(session, subscription)
         on_time = tuple(member_ref(m) for a, m in answers if a.on_time)
         late = tuple(member_ref(m) for a, m in answers if not a.on_time)
         card = self._reveal_card(round_.scenario_id, on_time, late, milestones)
@@ -187,7 +205,7 @@ class RoundService:
         assert thread_id is not None
         try:
             message_id = await ctx.platform(platform_name).post_reveal(
-                subscription.channel_id, thread_id, card
+                subscription.channel_id, thread_id, card, community_id=community_id
             )
         except ChannelUnavailable as error:
             ctx.metrics.platform_errors.labels(platform_name, "channel_unavailable").inc()
@@ -340,12 +358,13 @@ class RoundService:
         )
 
     @staticmethod
-    async def _platform_of(session: AsyncSession, subscription: Subscription) -> str:
+    async def _platform_of(session: AsyncSession, subscription: Subscription) -> tuple[str, str]:
+        """Return the platform and the community id (Slack team, Discord server) of a group."""
         from prepbot.store.models import Community
 
         community = await session.get(Community, subscription.community_id)
         assert community is not None
-        return community.platform
+        return community.platform, community.external_id
 
     async def _give_up(self, round_id: int, subscription_id: int, reason: str | None) -> None:
         """Drop a claimed round that could not be posted; pause the group if a reason is given."""

@@ -22,13 +22,14 @@ SCOPES_FOR_METHOD = {
 def called_methods(path: Path) -> set[str]:
     tree = ast.parse(path.read_text(encoding="utf-8"))
     return {
-        node.attr
-        for node in ast.walk(tree)
-        if isinstance(node, ast.Attribute)
-        and isinstance(node.value, ast.Attribute)
-        and node.value.attr == "client"
-        and isinstance(node.value.value, ast.Name)
-        and node.value.value.id == "self"  # self.client.<Web API method>
+        call.func.attr
+        for call in ast.walk(tree)
+        if isinstance(call, ast.Call)
+        and isinstance(call.func, ast.Attribute)
+        and isinstance(call.func.value, ast.Attribute)
+        and call.func.value.attr == "client"
+        and isinstance(call.func.value.value, ast.Name)
+        and call.func.value.value.id == "self"  # self.client.<Web API method>(...)
     }
 
 

@@ -45,13 +45,22 @@ class ConsolePlatform:
         for view in response.views:
             self.show_view(view, private=response.private)
 
-    async def post_question(self, channel_id: str, card: QuestionCard) -> str:
+    async def post_question(
+        self, channel_id: str, card: QuestionCard, *, community_id: str | None = None
+    ) -> str:
         """Print the question of the day in #channel and return its message id."""
         message_id = self.new_message_id()
         self.show(f"── #{channel_id} ──\n{render_text(card)}")
         return message_id
 
-    async def post_reveal(self, channel_id: str, thread_id: str, card: RevealCard) -> str:
+    async def post_reveal(
+        self,
+        channel_id: str,
+        thread_id: str,
+        card: RevealCard,
+        *,
+        community_id: str | None = None,
+    ) -> str:
         """Print the reveal in the round's thread and return its message id."""
         self.show(f"── thread of today's question in #{channel_id} ──\n{render_text(card)}")
         return self.new_message_id()

@@ -11,8 +11,11 @@ answered from the services. Admin = *Manage Server* or a configured member id.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
-from datetime import datetime
+from collections.abc import Mapping
+from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import discord
@@ -33,6 +36,7 @@ log = logging.getLogger(__name__)
 
 PLATFORM = "discord"
 ArchiveMinutes = Literal[60, 1440, 4320, 10080]
+THREAD_ALREADY_CREATED = 160004  # "A thread has already been created for this message"
 PUBLIC_SUBCOMMANDS = {"leaderboard"}
 ADMIN_SUBCOMMANDS = {
     "subscribe",
@@ -66,6 +70,65 @@ def point_at(settings: DiscordSettings) -> None:
     discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(settings.gateway_url)
 
 
+def nonce(*parts: object) -> str:
+    """Return a message nonce (at most 25 characters) that is the same for the same parts.
+
+    Sent with ``enforce_nonce``, Discord answers a repeated send from the last few minutes with
+    the message it already made: a post retried after a timeout or a failed second step is not
+    doubled.
+    """
+    return hashlib.sha256(":".join(map(str, parts)).encode()).hexdigest()[:25]
+
+
+def edited_reply(
+    data: Mapping[str, Any], place: Place, thread_id: int, message_id: int
+) -> ReplyEdited | None:
+    """Translate a raw MESSAGE_UPDATE payload: a member's edited reply, or None.
+
+    Only ``data`` comes from the gateway unchecked by discord.py (the ids are parsed by it), so
+    every field is checked for its type: a payload with a field missing or of the wrong type is
+    not an edit, never an error.
+    """
+    author = data.get("author")
+    if not isinstance(author, Mapping) or author.get("bot") or "content" not in data:
+        return None
+    author_id = author.get("id")
+    if isinstance(author_id, bool) or not isinstance(author_id, str | int) or author_id == "":
+        return None
+    member = data.get("member")
+    names = (
+        member.get("nick") if isinstance(member, Mapping) else None,
+        author.get("global_name"),
+        author.get("username"),
+    )
+    name = next((n for n in names if isinstance(n, str) and n), str(author_id))
+    content = data.get("content")
+    at = (
+        _timestamp(data.get("edited_timestamp"))
+        or _timestamp(data.get("timestamp"))
+        or discord.utils.utcnow()
+    )
+    return ReplyEdited(
+        place,
+        str(thread_id),
+        str(message_id),
+        MemberRef(str(author_id), name),
+        content if isinstance(content, str) else "",
+        at,
+    )
+
+
+def _timestamp(value: Any) -> datetime | None:
+    """Read an ISO 8601 timestamp from a payload (UTC when it names no zone); None if not one."""
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
 class DiscordPlatform:
     """Post rounds to Discord channels: an embed with a thread, or a forum post."""
 
@@ -75,7 +138,9 @@ class DiscordPlatform:
         self.client = client
         self.archive_minutes = archive_minutes
 
-    async def post_question(self, channel_id: str, card: QuestionCard) -> str:
+    async def post_question(
+        self, channel_id: str, card: QuestionCard, *, community_id: str | None = None
+    ) -> str:
         """Post the question and open its thread; return the thread id answers arrive in."""
         message = render(card)
         try:
@@ -92,16 +157,31 @@ class DiscordPlatform:
                 raise ChannelUnavailable(
                     f"Discord: channel {channel_id} is not a text or forum channel"
                 )
-            posted = await channel.send(embeds=message.embeds)
-            thread = await posted.create_thread(
-                name=name,
-                auto_archive_duration=self.archive_minutes,
+            posted = await channel.send(
+                embeds=message.embeds,
+                nonce=nonce("question", channel_id, card.round_date, card.scenario_id),
             )
+            try:
+                thread = await posted.create_thread(
+                    name=name,
+                    auto_archive_duration=self.archive_minutes,
+                )
+            except discord.HTTPException as error:
+                if error.code != THREAD_ALREADY_CREATED:
+                    raise
+                return str(posted.id)  # a retry: the first try made it; it has the message's id
             return str(thread.id)
         except (discord.NotFound, discord.Forbidden) as error:
             raise ChannelUnavailable(f"Discord: {error.status} {error.text or error}") from None
 
-    async def post_reveal(self, channel_id: str, thread_id: str, card: RevealCard) -> str:
+    async def post_reveal(
+        self,
+        channel_id: str,
+        thread_id: str,
+        card: RevealCard,
+        *,
+        community_id: str | None = None,
+    ) -> str:
         """Post the reveal in the round's thread, mentioning who answered."""
         message = render(card)
         try:
@@ -111,6 +191,7 @@ class DiscordPlatform:
             if thread.archived:
                 await thread.edit(archived=False)
             sent = await thread.send(
+                nonce=nonce("reveal", thread_id),
                 content=message.content or None,
                 embeds=message.embeds,
                 allowed_mentions=discord.AllowedMentions(
@@ -262,32 +343,15 @@ class DiscordRuntime:
 
     async def on_edit(self, payload: discord.RawMessageUpdateEvent) -> None:
         """Store an edited thread message."""
-        data: dict[str, Any] = dict(payload.data)
-        author = data.get("author") or {}
-        if author.get("bot") or "content" not in data:
+        unplaced = Place(PLATFORM, "", "")
+        edit = edited_reply(payload.data, unplaced, payload.channel_id, payload.message_id)
+        if edit is None:
             return
         parent = await self._parent_of(payload.channel_id)
         place = self._place(payload.guild_id, parent)
-        if place is None or not author.get("id"):
+        if place is None:
             return
-        edited = data.get("edited_timestamp") or data.get("timestamp")
-        at = datetime.fromisoformat(edited) if isinstance(edited, str) else discord.utils.utcnow()
-        name = (
-            (data.get("member") or {}).get("nick")
-            or author.get("global_name")
-            or author.get("username")
-            or str(author["id"])
-        )
-        await self.services.answers.edit(
-            ReplyEdited(
-                place,
-                str(payload.channel_id),
-                str(payload.message_id),
-                MemberRef(str(author["id"]), str(name)),
-                str(data.get("content") or ""),
-                at,
-            )
-        )
+        await self.services.answers.edit(replace(edit, place=place))
 
     async def on_delete(self, payload: discord.RawMessageDeleteEvent) -> None:
         """Withdraw a deleted thread message."""

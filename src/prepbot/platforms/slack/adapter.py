@@ -11,11 +11,14 @@ raises ChannelUnavailable, which pauses only its own study group. The only modul
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
@@ -32,6 +35,7 @@ from prepbot.core.commands import CommandError, is_admin_command, parse_prep
 from prepbot.core.events import Invocation, Place, ReplyDeleted, ReplyEdited, ThreadReply
 from prepbot.core.views import MemberRef, QuestionCard, Response, RevealCard
 from prepbot.platforms.base import ChannelUnavailable, InFlight
+from prepbot.platforms.pacing import Pacer
 from prepbot.platforms.slack.blocks import escape, render
 from prepbot.platforms.slack.events import PLATFORM, thread_event
 from prepbot.services import Services
@@ -47,6 +51,7 @@ CHANNEL_GONE = {
     "restricted_action": "the workspace does not let the bot post there",
     "team_access_not_granted": "the bot has no access to this workspace any more",
 }
+CHANNEL_INTERVAL = 1.0  # seconds between two messages in one channel (Slack: 1 per second)
 
 
 def web_client(settings: SlackSettings) -> AsyncWebClient:
@@ -61,42 +66,120 @@ def web_client(settings: SlackSettings) -> AsyncWebClient:
 
 
 class SlackPlatform:
-    """Post rounds to Slack channels with chat.postMessage."""
+    """Post rounds to Slack channels with chat.postMessage, within Slack's posting limits.
+
+    Slack allows about one message a second per channel and "several hundred" a minute per
+    workspace. Posts are paced per workspace (the team id the caller passes as
+    ``community_id``) and per channel, so a fan-out to many workspaces runs them side by side
+    instead of piling onto one and waiting out 429s. A 429 that still comes (another app on
+    the token, a lower limit) holds its workspace and channel for the Retry-After, then the
+    message is sent again: a 429 posted nothing, so nothing is doubled.
+    """
 
     name = PLATFORM
 
-    def __init__(self, client: AsyncWebClient, concurrency: int = 8) -> None:
-        self.client = client
+    def __init__(
+        self,
+        client: AsyncWebClient,
+        concurrency: int = 8,
+        *,
+        messages_per_minute_per_workspace: int = 300,
+        rate_limit_retries: int = 5,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+    ) -> None:
+        self.client = _answering_429s(client)  # this class waits out 429s itself
         self._limit = asyncio.Semaphore(concurrency)
+        self.rate_limit_retries = rate_limit_retries
+        interval = 60 / messages_per_minute_per_workspace
+        self._workspaces = Pacer(interval, clock=clock, sleep=sleep)
+        self._channels = Pacer(CHANNEL_INTERVAL, clock=clock, sleep=sleep)
 
-    async def post_question(self, channel_id: str, card: QuestionCard) -> str:
+    async def post_question(
+        self, channel_id: str, card: QuestionCard, *, community_id: str | None = None
+    ) -> str:
         """Post the question of the day; its ts is the thread answers go to."""
-        return await self._post(channel_id, card, thread_ts=None)
+        return await self._post(channel_id, card, None, community_id)
 
-    async def post_reveal(self, channel_id: str, thread_id: str, card: RevealCard) -> str:
+    async def post_reveal(
+        self,
+        channel_id: str,
+        thread_id: str,
+        card: RevealCard,
+        *,
+        community_id: str | None = None,
+    ) -> str:
         """Post the reveal in the round's thread."""
-        return await self._post(channel_id, card, thread_ts=thread_id)
+        return await self._post(channel_id, card, thread_id, community_id)
 
     async def _post(
-        self, channel_id: str, view: QuestionCard | RevealCard, thread_ts: str | None
+        self,
+        channel_id: str,
+        view: QuestionCard | RevealCard,
+        thread_ts: str | None,
+        team_id: str | None,
     ) -> str:
+        """Send one message when its channel and workspace allow; wait out and retry 429s."""
         message = render(view)
-        async with self._limit:
+        workspace = team_id or ""  # a caller that does not know shares one conservative pace
+        for attempt in range(self.rate_limit_retries + 1):
+            await self._channels.wait(channel_id)
+            await self._workspaces.wait(workspace)
+            async with self._limit:
+                try:
+                    self._channels.sent(channel_id)
+                    response = await self.client.chat_postMessage(
+                        channel=channel_id,
+                        text=message.text,
+                        blocks=message.blocks,
+                        thread_ts=thread_ts,
+                        unfurl_links=False,
+                        unfurl_media=False,
+                    )
+                    return str(response["ts"])
+                except SlackApiError as error:
+                    code = str(error.response.get("error", ""))
+                    if code in CHANNEL_GONE:
+                        raise ChannelUnavailable(f"Slack: {code} ({CHANNEL_GONE[code]})") from None
+                    if error.response.status_code != 429 or attempt == self.rate_limit_retries:
+                        raise
+                    wait = _retry_after(error.response.headers)
+            log.warning(
+                "Slack rate-limited a post to %s (workspace %s); holding both for %.0f s",
+                channel_id,
+                workspace or "unknown",
+                wait,
+            )
+            self._workspaces.hold(workspace, wait)
+            self._channels.hold(channel_id, wait)
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+def _answering_429s(client: AsyncWebClient) -> AsyncWebClient:
+    """Return a client like ``client`` that hands 429s back instead of sleeping through them.
+
+    SlackPlatform waits out a 429 itself, so the wait holds the whole workspace and is not
+    spent holding a connection slot; every other retry (server errors, connections) stays.
+    """
+    poster = copy.copy(client)
+    poster.retry_handlers = [
+        handler
+        for handler in client.retry_handlers
+        if not isinstance(handler, AsyncRateLimitErrorRetryHandler)
+    ]
+    return poster
+
+
+def _retry_after(headers: Any) -> float:
+    """Return a 429's Retry-After in seconds (1 when it is missing or unreadable)."""
+    for name, value in dict(headers or {}).items():
+        if name.lower() == "retry-after":
+            raw = value[0] if isinstance(value, list) else value
             try:
-                response = await self.client.chat_postMessage(
-                    channel=channel_id,
-                    text=message.text,
-                    blocks=message.blocks,
-                    thread_ts=thread_ts,
-                    unfurl_links=False,
-                    unfurl_media=False,
-                )
-            except SlackApiError as error:
-                code = str(error.response.get("error", ""))
-                if code in CHANNEL_GONE:
-                    raise ChannelUnavailable(f"Slack: {code} ({CHANNEL_GONE[code]})") from None
-                raise
-        return str(response["ts"])
+                return max(float(raw), 0.0)
+            except (TypeError, ValueError):
+                break
+    return 1.0
 
 
 class SlackRuntime:
@@ -106,7 +189,10 @@ class SlackRuntime:
         self.settings = settings
         self.services = services
         self.client = web_client(settings)
-        self.platform = SlackPlatform(self.client)
+        self.platform = SlackPlatform(
+            self.client,
+            messages_per_minute_per_workspace=settings.messages_per_minute_per_workspace,
+        )
         self.team_id = ""
         self.bot_user_id: str | None = None
         self.in_flight = InFlight()
@@ -114,6 +200,7 @@ class SlackRuntime:
         self._admins: dict[str, bool] = {}
         self._socket: AsyncSocketModeHandler | None = None
         self._runner: web.AppRunner | None = None
+        self._session: aiohttp.ClientSession | None = None
         self.port: int | None = None
         signing = settings.signing_secret.get_secret_value() if settings.signing_secret else None
         self.app = AsyncApp(
@@ -125,8 +212,20 @@ class SlackRuntime:
         self.app.event("message")(self._on_message)
         self.app.command("/prep")(ack=self._ack_prep, lazy=[self._run_prep])
 
+    def share_connections(self) -> None:
+        """Send posts through one HTTP session (slack_sdk opens one per call without it).
+
+        Only the poster's client gets it: bolt deep-copies the app's client for lazy
+        listeners, and a session cannot be copied. Call inside the running event loop;
+        ``stop`` closes it.
+        """
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+            self.platform.client.session = self._session
+
     async def start(self) -> None:
         """Check the token, pick up replies missed while down, then start listening."""
+        self.share_connections()
         identity = await self.client.auth_test()
         self.team_id, self.bot_user_id = str(identity["team_id"]), identity.get("user_id")
         self.services.ctx.platforms[PLATFORM] = self.platform
@@ -156,6 +255,9 @@ class SlackRuntime:
             await self._runner.cleanup()
             self._runner = None
         await self.in_flight.drain()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
     async def connected(self) -> bool:
         """Say whether Slack can reach us: the socket is open, or the endpoint is listening."""
