@@ -2,94 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from datetime import UTC, date, datetime, timedelta
+from collections.abc import Iterator
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from prepbot.app import build_app
-from prepbot.core.clock import ManualClock
-from prepbot.core.commands import Subscribe, parse_prep
-from prepbot.core.events import Place
-from prepbot.settings import Settings
-
-WORKER = [sys.executable, "-m", "tests.workers.scheduler_worker"]
-REPO = Path(__file__).resolve().parents[1]
-MONDAY_9 = datetime(2026, 3, 2, 9, 1, tzinfo=UTC)
-
-
-class World:
-    """A database, a clock file, a posts file and the worker processes sharing them."""
-
-    def __init__(self, url: str, folder: Path) -> None:
-        self.url = url
-        self.clock = folder / "clock.txt"
-        self.posts = folder / "posts.jsonl"
-        self.posts.touch()
-        self.workers: list[subprocess.Popen[str]] = []
-        self.logs: list[Path] = []
-
-    def set_time(self, moment: datetime) -> None:
-        temporary = self.clock.with_suffix(".tmp")
-        temporary.write_text(moment.isoformat())
-        temporary.replace(self.clock)  # readers never see a half-written time
-
-    def start(self) -> subprocess.Popen[str]:
-        log = self.posts.with_name(f"worker-{len(self.workers)}.log")
-        with log.open("w") as errors:  # a file, not a pipe: a full pipe would block the worker
-            worker = subprocess.Popen(
-                [*WORKER, "--db", self.url, "--clock", str(self.clock), "--posts", str(self.posts)],
-                cwd=REPO,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=errors,
-                text=True,
-            )
-        self.workers.append(worker)
-        self.logs.append(log)
-        return worker
-
-    def log_of(self, worker: subprocess.Popen[str]) -> str:
-        return self.logs[self.workers.index(worker)].read_text()
-
-    def records(self) -> list[dict[str, object]]:
-        return [json.loads(line) for line in self.posts.read_text().splitlines() if line]
-
-    def wait_for(
-        self, check: Callable[[list[dict[str, object]]], bool], seconds: float = 20
-    ) -> None:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            if check(self.records()):
-                return
-            for worker in self.workers:
-                if worker.poll() not in (None, -signal.SIGKILL, -signal.SIGTERM, 0):
-                    raise AssertionError(f"a worker died: {self.log_of(worker)}")
-            time.sleep(0.05)
-        raise AssertionError(f"timed out; posts so far: {self.records()}")
-
-    def stop_all(self) -> None:
-        for worker in self.workers:
-            if worker.poll() is None:
-                worker.terminate()
-        for worker in self.workers:
-            try:
-                worker.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                worker.kill()
-                worker.wait(timeout=10)
-            for stream in (worker.stdin, worker.stdout, worker.stderr):
-                if stream is not None:
-                    stream.close()
+from tests.workers.world import MONDAY_9, World, questions, subscribe_channels
 
 
 @pytest.fixture
@@ -98,25 +21,6 @@ def world(database_url: str, tmp_path: Path) -> Iterator[World]:
     made.set_time(MONDAY_9 - timedelta(hours=1))
     yield made
     made.stop_all()
-
-
-def subscribe_channels(url: str, specs: dict[str, str]) -> None:
-    async def run() -> None:
-        clock = ManualClock(MONDAY_9 - timedelta(days=1))
-        app = await build_app(Settings.model_validate({"database": {"url": url}}), clock)
-        try:
-            for channel, spec in specs.items():
-                command = parse_prep(f"subscribe {spec}")
-                assert isinstance(command, Subscribe)
-                await app.services.admin.subscribe(Place("fake", "T1", channel), command.change)
-        finally:
-            await app.close()
-
-    asyncio.run(run())
-
-
-def questions(records: list[dict[str, object]]) -> Counter[tuple[object, object]]:
-    return Counter((r["channel"], r["date"]) for r in records if r["kind"] == "question")
 
 
 def test_a_process_killed_between_post_and_reveal(world: World):

@@ -2,14 +2,24 @@
 
 Time comes from a file the test rewrites (so days pass in milliseconds), and the chat
 platform is a file of JSON lines (so the test can count every post across processes).
-Standard input takes answers: ``answer CHANNEL MEMBER TEXT``; each is acknowledged with
-``ack MEMBER`` on standard output only after it is stored, as a platform acknowledges an event.
+Answers come in as lines: ``answer CHANNEL MEMBER TEXT`` answers the channel's open round and
+``reply CHANNEL DATE MEMBER TEXT`` the round of that local date (open or revealed); each is
+acknowledged (``ack MEMBER`` or ``ack MEMBER STATUS``) only after it is stored, as a platform
+acknowledges an event. Lines come on standard input, or on a multiprocessing connection when
+the process is forked from a preloaded server (``run_forked``: no second of imports per start).
+
+SIGUSR1 asks for a SIGKILL outside the one window where a kill is known to duplicate a post:
+after the platform accepted a post and before the database stored its message id (see
+``KillSwitch``). ``--die-in-window`` instead kills the process inside that window, once. A forked
+worker also says ``ready`` once started and ``leading`` once it schedules; SIGUSR2 writes
+where every task waits to the log.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextvars
 import itertools
 import json
 import logging
@@ -17,18 +27,73 @@ import os
 import signal
 import sys
 import threading
-from datetime import datetime, timedelta
+from collections.abc import Awaitable, Callable
+from datetime import date, datetime, timedelta
+from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select
 
-from prepbot.app import build_app
+from prepbot.app import App, build_app
 from prepbot.core.events import Place, ThreadReply
 from prepbot.core.views import MemberRef, QuestionCard, RevealCard
-from prepbot.leadership import leadership_for
+from prepbot.leadership import AlreadyRunning, Leadership, leadership_for
 from prepbot.scheduling import RoundScheduler, run_scheduling
 from prepbot.settings import Settings
 from prepbot.store.models import Round, RoundStatus, Subscription
+
+_in_window: contextvars.ContextVar[bool] = contextvars.ContextVar("in_window", default=False)
+_guarded: contextvars.ContextVar[bool] = contextvars.ContextVar("guarded", default=False)
+# The service calls that post and then commit the message id: each closes its window on return.
+GUARDED = ("publish", "_publish", "_post_reveal")
+
+
+class KillSwitch:
+    """SIGKILL this process on request, but never between a platform post and its commit.
+
+    A kill in that window makes the next leader post the round (or its reveal) again: the
+    platform has the message but the database does not know its id. That is a known
+    limitation (closing it needs a platform API to find a round's message); the crash tests
+    kill everywhere else. A pending kill lets the open windows close and opens no new one.
+    """
+
+    def __init__(self) -> None:
+        self.open = 0
+        self.pending = False
+
+    def request(self, *_: object) -> None:
+        """Kill now, or as soon as the last open window closes (a signal handler)."""
+        self.pending = True
+        if self.open == 0:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    async def enter(self) -> None:
+        """Open a window just before a post reaches the platform (or wait for the kill)."""
+        if not _guarded.get():  # a refactor moved the post: no window could ever close
+            print(f"a post outside {GUARDED}: update GUARDED", file=sys.stderr, flush=True)
+            os._exit(3)
+        if self.pending:
+            await asyncio.Future()  # never resolves: the kill comes when the others close
+        self.open += 1
+        _in_window.set(True)
+
+    def guard(self, call: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        """Wrap a service call that posts and then commits; its window closes on return."""
+
+        async def guarded(*args: Any) -> Any:
+            token, outer = _in_window.set(False), _guarded.set(True)
+            try:
+                return await call(*args)
+            finally:
+                if _in_window.get():
+                    self.open -= 1
+                _in_window.reset(token)
+                _guarded.reset(outer)
+                if self.pending and self.open == 0:
+                    os.kill(os.getpid(), signal.SIGKILL)
+
+        return guarded
 
 
 class FileClock:
@@ -47,59 +112,127 @@ class FilePlatform:
 
     name = "fake"
 
-    def __init__(self, path: Path) -> None:
+    def __init__(
+        self,
+        path: Path,
+        kills: KillSwitch,
+        *,
+        fsync: bool = True,
+        die_in_window: bool = False,
+        delay: float = 0,
+    ) -> None:
         self.path = path
+        self.delay = delay
+        self.kills = kills
+        self.fsync = fsync
+        self.die_in_window = die_in_window
         self.ids = itertools.count(1)
 
-    def _write(self, record: dict[str, object]) -> str:
+    async def _write(self, record: dict[str, object]) -> str:
+        await self.kills.enter()
         message_id = f"{os.getpid()}-{next(self.ids)}"
         record |= {"id": message_id, "pid": os.getpid()}
         with self.path.open("a", encoding="utf-8") as out:
-            out.write(json.dumps(record) + "\n")
+            out.write(json.dumps(record) + "\n")  # one write(2) on an O_APPEND file
             out.flush()
-            os.fsync(out.fileno())
+            if self.fsync:
+                os.fsync(out.fileno())
+        if self.die_in_window:
+            os.kill(os.getpid(), signal.SIGKILL)  # the platform has it; the database never will
+        await asyncio.sleep(self.delay)  # a slow response: the post is made, its id not yet known
         return message_id
 
-    async def post_question(self, channel_id: str, card: QuestionCard) -> str:
+    async def post_question(
+        self, channel_id: str, card: QuestionCard, *, community_id: str | None = None
+    ) -> str:
         """Record a question."""
-        date = card.round_date.isoformat() if card.round_date else None
-        return self._write({"kind": "question", "channel": channel_id, "date": date})
+        day = card.round_date.isoformat() if card.round_date else None
+        return await self._write({"kind": "question", "channel": channel_id, "date": day})
 
-    async def post_reveal(self, channel_id: str, thread_id: str, card: RevealCard) -> str:
+    async def post_reveal(
+        self, channel_id: str, thread_id: str, card: RevealCard, *, community_id: str | None = None
+    ) -> str:
         """Record a reveal with who answered on time."""
         on_time = [m.id for m in card.on_time]
-        return self._write(
+        return await self._write(
             {"kind": "reveal", "channel": channel_id, "thread": thread_id, "on_time": on_time}
         )
 
 
-async def take_answers(app: object, stop: asyncio.Event) -> None:
-    """Store answers typed on standard input, acknowledging each after it is stored."""
-    from prepbot.app import App
+class Announced:
+    """A leadership that says when this process starts leading; a standby may wait on SQLite."""
 
-    assert isinstance(app, App)
-    loop = asyncio.get_running_loop()
-    lines: asyncio.Queue[str] = asyncio.Queue()
+    def __init__(self, inner: Leadership, say: Callable[[str], None], *, patient: bool) -> None:
+        self.inner = inner
+        self.say = say
+        self.patient = patient
+        self.announced = False
 
-    def read() -> None:  # a daemon thread, so a blocked read never delays the exit
-        for line in sys.stdin:
-            loop.call_soon_threadsafe(lines.put_nowait, line)
-        loop.call_soon_threadsafe(lines.put_nowait, "")
+    async def acquire(self) -> bool:
+        """Try the lead; a patient standby treats SQLite's refusal as 'not yet'."""
+        try:
+            got = await self.inner.acquire()
+        except AlreadyRunning:
+            if not self.patient:
+                raise
+            return False
+        if got and not self.announced:
+            self.announced = True
+            self.say("leading")
+        return got
 
-    threading.Thread(target=read, daemon=True).start()
+    async def still_leading(self) -> bool:
+        """Delegate."""
+        return await self.inner.still_leading()
+
+    async def release(self) -> None:
+        """Delegate."""
+        await self.inner.release()
+
+    def describe(self) -> str:
+        """Delegate."""
+        return self.inner.describe()
+
+
+async def _thread_of(app: App, channel: str, day: date | None) -> str | None:
+    """Return the question message id of a channel's open round, or of its round on ``day``."""
+    query = (
+        select(Round.question_message_id)
+        .join(Subscription, Subscription.id == Round.subscription_id)
+        .where(Subscription.channel_id == channel)
+    )
+    if day is None:
+        query = query.where(Round.status == RoundStatus.POSTED).order_by(Round.local_date.desc())
+    else:
+        query = query.where(Round.local_date == day)
+    async with app.db.transaction() as session:
+        return await session.scalar(query)
+
+
+async def take_answers(
+    app: App, lines: asyncio.Queue[str], say: Callable[[str], None], stop: asyncio.Event
+) -> None:
+    """Store answers as they come, acknowledging each after it is stored."""
     while not stop.is_set():
         line = await lines.get()
         if not line:
             return
-        _, channel, member, text = line.strip().split(" ", 3)
-        async with app.db.transaction() as session:
-            thread = await session.scalar(
-                select(Round.question_message_id)
-                .join(Subscription, Subscription.id == Round.subscription_id)
-                .where(Subscription.channel_id == channel, Round.status == RoundStatus.POSTED)
-                .order_by(Round.local_date.desc())
-            )
-        assert thread is not None, f"no open round in {channel}"
+        words = line.strip().split(" ", 4 if line.startswith("reply ") else 3)
+        if words[0] == "reply":
+            _, channel, day, member, text = words
+            thread = None
+            for _attempt in range(200):  # the post may be on the platform, not yet committed
+                thread = await _thread_of(app, channel, date.fromisoformat(day))
+                if thread is not None:
+                    break
+                await asyncio.sleep(0.05)
+            if thread is None:
+                say(f"none {member}")
+                continue
+        else:
+            _, channel, member, text = words
+            thread = await _thread_of(app, channel, None)
+            assert thread is not None, f"no open round in {channel}"
         place = Place("fake", "T1", channel)
         reply = ThreadReply(
             place,
@@ -109,37 +242,111 @@ async def take_answers(app: object, stop: asyncio.Event) -> None:
             text,
             app.services.ctx.clock.now(),
         )
-        await app.services.answers.record(reply)
-        print(f"ack {member}", flush=True)
+        outcome = await app.services.answers.record(reply)
+        say(f"ack {member} {outcome.status.value}" if words[0] == "reply" else f"ack {member}")
 
 
-async def main() -> None:
+def _dump_tasks() -> None:
+    """Write where every task waits (each awaited coroutine in turn) to the log."""
+    for task in asyncio.all_tasks():
+        where: Any = task.get_coro()
+        frames = []
+        while where is not None:
+            frame = getattr(where, "cr_frame", None) or getattr(where, "ag_frame", None)
+            if frame is not None:
+                frames.append(f"{frame.f_code.co_name}:{frame.f_lineno}")
+            where = getattr(where, "cr_await", None) or getattr(where, "ag_await", None)
+        print("task", task.get_name(), " > ".join(frames), file=sys.stderr)
+    sys.stderr.flush()
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     parser.add_argument("--db", required=True)
     parser.add_argument("--clock", type=Path, required=True)
     parser.add_argument("--posts", type=Path, required=True)
     parser.add_argument("--poll", type=float, default=0.05)
     parser.add_argument("--grace", type=int, default=24 * 60)
-    args = parser.parse_args()
+    parser.add_argument("--no-fsync", action="store_true", help="faster posts, for long runs")
+    parser.add_argument("--standby", action="store_true", help="on SQLite, wait for the lock")
+    parser.add_argument("--die-in-window", action="store_true")
+    parser.add_argument("--safety", type=float, default=30, help="safety tick, in seconds")
+    parser.add_argument("--post-delay", type=float, default=0, help="slow platform responses")
+    return parser.parse_args(argv)
+
+
+async def main(argv: list[str] | None = None, channel: Connection | None = None) -> None:
+    """Schedule rounds and take answers until SIGTERM (or a kill)."""
+    args = _parse(argv)
+    kills = KillSwitch()
+    signal.signal(signal.SIGUSR1, kills.request)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format=f"{os.getpid()} %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)  # not each skipped or run job
+    loop = asyncio.get_running_loop()
+    lines: asyncio.Queue[str] = asyncio.Queue()
+
+    def say(text: str) -> None:
+        if channel is not None:
+            channel.send(text)
+        else:
+            print(text, flush=True)
+
+    def read() -> None:  # a daemon thread, so a blocked read never delays the exit
+        if channel is not None:
+            try:
+                while True:
+                    loop.call_soon_threadsafe(lines.put_nowait, channel.recv())
+            except (EOFError, OSError):
+                pass
+        else:
+            for line in sys.stdin:
+                loop.call_soon_threadsafe(lines.put_nowait, line)
+        loop.call_soon_threadsafe(lines.put_nowait, "")
+
     settings = Settings.model_validate(
-        {
-            "database": {"url": args.db},
-            "scheduler": {"catch_up_minutes": args.grace},
-        }
+        {"database": {"url": args.db}, "scheduler": {"catch_up_minutes": args.grace}}
     )
     app = await build_app(settings, FileClock(args.clock))
-    app.services.ctx.platforms["fake"] = FilePlatform(args.posts)
+    app.services.ctx.platforms["fake"] = FilePlatform(
+        args.posts,
+        kills,
+        fsync=not args.no_fsync,
+        die_in_window=args.die_in_window,
+        delay=args.post_delay,
+    )
+    rounds = app.services.rounds
+    for name in GUARDED:  # instance attributes: the service's own self.<name>() calls see them
+        if hasattr(rounds, name):
+            setattr(rounds, name, kills.guard(getattr(rounds, name)))
     stop = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    answers = asyncio.create_task(take_answers(app, stop))
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGUSR2, _dump_tasks)  # for debugging a stuck worker
+    threading.Thread(target=read, daemon=True).start()
+    answers = asyncio.create_task(take_answers(app, lines, say, stop))
+    announce = say if channel is not None else logging.getLogger(__name__).info
+    leadership = Announced(leadership_for(args.db), announce, patient=args.standby)
+    announce("ready")
     try:
-        scheduler = RoundScheduler(app.services, grace=timedelta(minutes=args.grace))
+        scheduler = RoundScheduler(
+            app.services,
+            grace=timedelta(minutes=args.grace),
+            safety_interval=timedelta(seconds=args.safety),
+        )
         poll = timedelta(seconds=args.poll)
-        await run_scheduling(scheduler, leadership_for(args.db), stop, poll=poll)
+        await run_scheduling(scheduler, leadership, stop, poll=poll)
     finally:
         answers.cancel()
         await app.close()
+
+
+def run_forked(argv: list[str], channel: Connection, log: str) -> None:
+    """Run a worker forked from a preloaded server: lines on ``channel``, output to ``log``."""
+    descriptor = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    os.dup2(descriptor, 1)
+    os.dup2(descriptor, 2)
+    os.close(descriptor)
+    asyncio.run(main(argv, channel))
 
 
 if __name__ == "__main__":
