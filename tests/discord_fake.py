@@ -17,7 +17,11 @@ WebSocket to 127.0.0.1 exactly as it would to discord.com:
   when ``zstandard`` is installed, included: discord.py reads text frames either way).
 
 The world (guilds, roles, members, channels, threads, messages, commands, interactions) lives
-in plain dicts shaped like Discord's payloads so that tests can inspect it. One client (one
+in plain dicts shaped like Discord's payloads so that tests can inspect it. ``fail_next`` queues
+exact REST failures; ``chaos`` answers a seeded random share of REST calls with a 429, a 500
+or a held-back answer (a client timeout), recorded in ``injected``. A message sent with
+``enforce_nonce`` and a nonce seen from the same author in the last few minutes returns that
+message instead of a new one, as on Discord. One client (one
 gateway session) at a time; no voice, DMs, presences, reactions storage, audit logs, or the
 system messages Discord adds around threads (THREAD_CREATED, THREAD_STARTER_MESSAGE).
 """
@@ -30,11 +34,12 @@ import copy
 import hashlib
 import json
 import math
+import random
 import re
 import secrets
 import time
 import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
@@ -46,6 +51,7 @@ __all__ = [
     "ALL_PERMISSIONS",
     "BOT_PERMISSIONS",
     "EVERYONE_PERMISSIONS",
+    "FAULT_KINDS",
     "INTENT_GUILDS",
     "INTENT_GUILD_MEMBERS",
     "INTENT_GUILD_MESSAGES",
@@ -54,6 +60,7 @@ __all__ = [
     "MANAGE_GUILD",
     "PRIVILEGED_INTENTS",
     "FakeDiscord",
+    "Injected",
     "RestCall",
     "snowflake",
 ]
@@ -171,6 +178,37 @@ class _Fault:
     code: int
     message: str | None
     is_global: bool
+
+
+FAULT_KINDS = ("429", "500", "timeout")
+NONCE_WINDOW = 300.0  # seconds Discord remembers an enforced nonce ("the past few minutes")
+
+
+@dataclass
+class Injected:
+    """One fault ``chaos`` injected: the call it hit and what the client saw.
+
+    ``processed`` is true for a timeout whose request the fake carried out (successfully) before
+    it held the answer back, as a server does when only the response is lost.
+    """
+
+    method: str
+    path: str
+    json: Any
+    kind: str
+    processed: bool = False
+    draw: float = 0.0
+
+
+@dataclass
+class _Chaos:
+    rate: float
+    seed: int
+    kinds: tuple[str, ...]
+    hold: float
+    max_retry_after: float
+    pattern: re.Pattern[str] | None
+    counts: dict[str, int]
 
 
 class _Fail(Exception):
@@ -321,6 +359,9 @@ class FakeDiscord:
         self._runner: web.AppRunner | None = None
         self._port = 0
         self._faults: list[_Fault] = []
+        self._chaos: _Chaos | None = None
+        self.injected: list[Injected] = []
+        self._nonces: dict[tuple[str, str], tuple[float, int, int]] = {}
         self._sessions: dict[str, _Session] = {}
         self._session: _Session | None = None
         self._connections: list[_Connection] = []
@@ -497,6 +538,42 @@ class FakeDiscord:
                 is_global,
             )
         )
+
+    def chaos(
+        self,
+        *,
+        rate: float = 0.2,
+        seed: int = 0,
+        kinds: Collection[str] = FAULT_KINDS,
+        hold: float = 2.0,
+        max_retry_after: float = 1.0,
+        path_regex: str | None = None,
+    ) -> None:
+        """Answer a seeded random ``rate`` of authenticated REST calls with one of ``kinds``.
+
+        ``"429"``: Discord's rate-limit answer with ``retry_after`` 0..``max_retry_after``
+        seconds; ``"500"``: an internal server error (discord.py retries those itself);
+        ``"timeout"``: the answer is held ``hold`` seconds (set it longer than the client's
+        timeout), and half of the time the request is carried out first. Whether a call fails
+        depends only on the seed, its method and path and how many such calls came before.
+        ``path_regex`` limits chaos to matching paths; ``calm()`` ends it.
+        """
+        unknown = set(kinds) - set(FAULT_KINDS)
+        if unknown or not kinds:
+            raise ValueError(f"kinds must be some of {FAULT_KINDS}, not {sorted(kinds)}")
+        pattern = re.compile(path_regex) if path_regex is not None else None
+        self._chaos = _Chaos(rate, seed, tuple(kinds), hold, max_retry_after, pattern, {})
+
+    def calm(self) -> None:
+        """Stop injecting random faults."""
+        self._chaos = None
+
+    def injected_kinds(self) -> dict[str, int]:
+        """Return how many faults of each kind ``chaos`` injected."""
+        counts = dict.fromkeys(FAULT_KINDS, 0)
+        for fault in self.injected:
+            counts[fault.kind] += 1
+        return counts
 
     def add_guild(self, guild_id: int, name: str, *, owner_id: int) -> None:
         """Add a guild with its owner and the bot: @everyone, a Manage Server role, a bot role.
@@ -1655,6 +1732,22 @@ class FakeDiscord:
         fault = self._take_fault(method, path)
         if fault is not None:
             return _fault_response(fault, bucket)
+        injected = self._chaos_fault(method, path, body)
+        if injected is not None:
+            return await self._inject(injected, bucket, handler, match, query, uploads)
+        return await self._answer(method, path, body, query, uploads, handler, match, bucket)
+
+    async def _answer(
+        self,
+        method: str,
+        path: str,
+        body: Any,
+        query: dict[str, str],
+        uploads: list[_Upload],
+        handler: Handler,
+        match: re.Match[str],
+        bucket: str,
+    ) -> web.Response:
         channel_match = re.match(r"/channels/(\d+)", path)
         if channel_match and int(channel_match.group(1)) in self.channel_errors:
             status, code, message = self.channel_errors[int(channel_match.group(1))]
@@ -1667,6 +1760,69 @@ class FakeDiscord:
             self.errors.append(error)
             return _error_response(500, 0, "500: Internal Server Error", bucket)
         return _json_response(status, data, bucket)
+
+    def _chaos_fault(self, method: str, path: str, body: Any) -> Injected | None:
+        chaos = self._chaos
+        if chaos is None or (chaos.pattern is not None and not chaos.pattern.fullmatch(path)):
+            return None
+        key = f"{method} {re.sub(r'[0-9]+', self._chaos_name, path)}"
+        n = chaos.counts[key] = chaos.counts.get(key, 0) + 1
+        rng = random.Random(f"{chaos.seed}:{key}:{n}")
+        if rng.random() >= chaos.rate:
+            return None
+        kind = rng.choice(chaos.kinds)
+        processed = kind == "timeout" and rng.random() < 0.5
+        injected = Injected(method, path, copy.deepcopy(body), kind, processed, rng.random())
+        self.injected.append(injected)
+        return injected
+
+    def _chaos_name(self, match: re.Match[str]) -> str:
+        """Name an id in a path by what stays the same from run to run (snowflakes do not)."""
+        thread = self.threads.get(int(match.group(0)))
+        if thread is not None:
+            return f"thread-in-{thread['parent_id']}"
+        return match.group(0) if len(match.group(0)) < 12 else "*"
+
+    async def _inject(
+        self,
+        injected: Injected,
+        bucket: str,
+        handler: Handler,
+        match: re.Match[str],
+        query: dict[str, str],
+        uploads: list[_Upload],
+    ) -> web.Response:
+        chaos = self._chaos
+        assert chaos is not None
+        if injected.kind != "timeout":
+            status = int(injected.kind)
+            retry_after = injected.draw
+            fault = _Fault(
+                injected.method,
+                re.compile(".*"),
+                status,
+                round(retry_after * chaos.max_retry_after, 3),
+                1,
+                0,
+                None,
+                False,
+            )
+            return _fault_response(fault, bucket)
+        response = _error_response(500, 0, "held back", bucket)
+        if injected.processed:
+            response = await self._answer(
+                injected.method,
+                injected.path,
+                copy.deepcopy(injected.json),
+                query,
+                uploads,
+                handler,
+                match,
+                bucket,
+            )
+            injected.processed = 200 <= response.status < 300
+        await asyncio.sleep(chaos.hold)  # the client has given up by now
+        return response
 
     def _take_fault(self, method: str, path: str) -> _Fault | None:
         for fault in self._faults:
@@ -1812,8 +1968,20 @@ class FakeDiscord:
             raise _Fail(400, 50008, "Cannot send messages in a non-text channel")
         body = req.json if isinstance(req.json, dict) else {}
         _check_message_body(body, req.uploads)
+        nonce = body.get("nonce")
+        if body.get("enforce_nonce") and nonce is not None:
+            seen = self._nonces.get((str(self.bot_user_id), str(nonce)))
+            if seen is not None and time.monotonic() - seen[0] < NONCE_WINDOW:
+                with contextlib.suppress(_Fail):
+                    return 200, self._stored_message(seen[1], seen[2])
         await self._unarchive_if_needed(channel_id)
         message = self._create_message(channel_id, self.bot_user_id, body, uploads=req.uploads)
+        if body.get("enforce_nonce") and nonce is not None:
+            self._nonces[(str(self.bot_user_id), str(nonce))] = (
+                time.monotonic(),
+                channel_id,
+                int(message["id"]),
+            )
         if self.echo_bot_messages:
             await self._broadcast("MESSAGE_CREATE", self._gateway_message(message))
         return 200, message

@@ -6,6 +6,10 @@ JSON request bodies, ``Authorization: Bearer`` tokens, ``{"ok": ...}`` JSON answ
 ``Retry-After``, ``apps.connections.open`` handing out a WebSocket URL, a ``hello`` on connect and
 envelopes acknowledged by ``envelope_id``.
 
+Faults: ``fail_next`` queues exact failures of one method; ``chaos`` answers a seeded random
+share of every Web API call with a 429, a 500 or a held-back answer (a client timeout), and
+records each in ``injected``.
+
 Module-level builders produce Events API payloads, slash-command form fields and request signatures
 shaped like the ones Slack sends.
 """
@@ -20,9 +24,10 @@ import hashlib
 import hmac
 import itertools
 import json
+import random
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -30,8 +35,10 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMsgType, web
 
 __all__ = [
+    "FAULT_KINDS",
     "Call",
     "FakeSlack",
+    "Injected",
     "bot_message_event",
     "event_callback",
     "message_changed_event",
@@ -83,6 +90,35 @@ class _Fault:
     times: int
 
 
+FAULT_KINDS = ("429", "500", "timeout")
+
+
+@dataclass
+class Injected:
+    """One fault ``chaos`` injected: the call it hit and what the client saw.
+
+    ``processed`` is true for a timeout whose request the fake carried out (successfully) before
+    it held the answer back, as a server does when only the response is lost.
+    """
+
+    method: str
+    params: dict[str, Any]
+    kind: str
+    processed: bool = False
+    draw: int = 0
+
+
+@dataclass
+class _Chaos:
+    rate: float
+    seed: int
+    kinds: tuple[str, ...]
+    hold: float
+    max_retry_after: int
+    methods: frozenset[str] | None
+    counts: dict[str, int]
+
+
 class FakeSlack:
     """Slack's Web API and Socket Mode on 127.0.0.1, with recorded calls and injectable faults.
 
@@ -121,6 +157,8 @@ class FakeSlack:
         self.socket_connections = 0
 
         self._faults: dict[str, list[_Fault]] = {}
+        self._chaos: _Chaos | None = None
+        self.injected: list[Injected] = []
         self._runner: web.AppRunner | None = None
         self._port = 0
         self._sockets: list[web.WebSocketResponse] = []
@@ -218,6 +256,49 @@ class FakeSlack:
         if status == 200 and error is None:
             raise ValueError("a 200 fault needs an error code")
         self._faults.setdefault(method, []).append(_Fault(status, retry_after, error, times))
+
+    def chaos(
+        self,
+        *,
+        rate: float = 0.2,
+        seed: int = 0,
+        kinds: Collection[str] = FAULT_KINDS,
+        hold: float = 2.0,
+        max_retry_after: int = 1,
+        methods: Collection[str] | None = None,
+    ) -> None:
+        """Answer a seeded random ``rate`` of Web API calls with a fault of one of ``kinds``.
+
+        ``"429"``: ``ratelimited`` with ``Retry-After`` 0..``max_retry_after`` seconds; ``"500"``:
+        ``internal_error``; ``"timeout"``: the answer is held ``hold`` seconds (set it longer
+        than the client's timeout), and half of the time the request is carried out first.
+        Whether a call fails depends only on the seed, its method, channel and thread, and how
+        many such calls came before, so concurrent channels do not change each other's faults.
+        ``methods`` limits chaos to those methods; ``calm()`` ends it.
+        """
+        unknown = set(kinds) - set(FAULT_KINDS)
+        if unknown or not kinds:
+            raise ValueError(f"kinds must be some of {FAULT_KINDS}, not {sorted(kinds)}")
+        self._chaos = _Chaos(
+            rate,
+            seed,
+            tuple(kinds),
+            hold,
+            max_retry_after,
+            frozenset(methods) if methods is not None else None,
+            {},
+        )
+
+    def calm(self) -> None:
+        """Stop injecting random faults."""
+        self._chaos = None
+
+    def injected_kinds(self) -> dict[str, int]:
+        """Return how many faults of each kind ``chaos`` injected."""
+        counts = dict.fromkeys(FAULT_KINDS, 0)
+        for fault in self.injected:
+            counts[fault.kind] += 1
+        return counts
 
     def add_message(
         self, channel: str, *, user: str, text: str, thread_ts: str | None = None
@@ -384,7 +465,12 @@ class FakeSlack:
         fault = self._take_fault(method)
         if fault is not None:
             return fault
+        injected = self._chaos_fault(method, params)
+        if injected is not None:
+            return await self._inject(injected, token)
+        return self._answer(method, token, params)
 
+    def _answer(self, method: str, token: str | None, params: dict[str, Any]) -> web.Response:
         handler = self._methods().get(method)
         if handler is None:
             return _ok_false("unknown_method", req_method=method)
@@ -395,6 +481,41 @@ class FakeSlack:
             known = token in (self.app_token, self.bot_token)
             return _ok_false("not_allowed_token_type" if known else "invalid_auth")
         return _json(handler(params))
+
+    def _chaos_fault(self, method: str, params: dict[str, Any]) -> Injected | None:
+        chaos = self._chaos
+        if chaos is None or (chaos.methods is not None and method not in chaos.methods):
+            return None
+        # Timestamps depend on how channels interleave; a channel and "in a thread or not" do not.
+        key = f"{method}:{params.get('channel')}:{bool(params.get('thread_ts'))}"
+        n = chaos.counts[key] = chaos.counts.get(key, 0) + 1
+        rng = random.Random(f"{chaos.seed}:{key}:{n}")
+        if rng.random() >= chaos.rate:
+            return None
+        kind = rng.choice(chaos.kinds)
+        processed = kind == "timeout" and rng.random() < 0.5
+        injected = Injected(method, dict(params), kind, processed, rng.randint(0, 1_000_000))
+        self.injected.append(injected)
+        return injected
+
+    async def _inject(self, injected: Injected, token: str | None) -> web.Response:
+        chaos = self._chaos
+        assert chaos is not None
+        if injected.kind == "429":
+            retry_after = injected.draw % (chaos.max_retry_after + 1)
+            return _json(
+                {"ok": False, "error": "ratelimited"},
+                status=429,
+                headers={"Retry-After": str(retry_after)},
+            )
+        if injected.kind == "500":
+            return _json({"ok": False, "error": "internal_error"}, status=500)
+        response = _ok_false("request_timeout")
+        if injected.processed:
+            response = self._answer(injected.method, token, injected.params)
+            injected.processed = bool(json.loads(response.text or "{}").get("ok"))
+        await asyncio.sleep(chaos.hold)  # the client has given up by now
+        return response
 
     def _take_fault(self, method: str) -> web.Response | None:
         queue = self._faults.get(method)

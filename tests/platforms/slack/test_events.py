@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
-
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from prepbot.core.events import ReplyDeleted, ReplyEdited, ThreadReply
 from prepbot.platforms.slack.events import thread_event
+from tests.fuzzing import fuzz_cases
 
 PARENT = "1767225600.000100"
 REPLY = "1767225601.000200"
@@ -116,11 +115,7 @@ _payloads = st.recursive(
 )
 
 
-# 10,000 cases in CI (CI=true), fewer on a developer's machine.
-FUZZ_CASES = 10_000 if os.environ.get("CI") else 2_000
-
-
-@settings(max_examples=FUZZ_CASES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=fuzz_cases(), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_payloads)
 def test_any_payload_is_translated_or_ignored_never_raised(payload: dict[str, object]):
     event = thread_event(payload, "T1", "UBOT")
