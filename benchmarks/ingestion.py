@@ -1,0 +1,747 @@
+"""Answer-ingestion benchmark: signed Slack thread replies from ``wrk`` to the real HTTP endpoint.
+
+Run: python3 benchmarks/ingestion.py [--duration S] [--connections N] [--rate R]
+       [--members M] [--postgres-url URL] [--skip-postgres] [--write docs/benchmarks.md]
+It owns the load (events signed here and replayed by a wrk Lua script it writes to a temporary
+folder), the two servers under test, each in a process of its own (prepbot's ``SlackRuntime`` in
+HTTP mode, built by ``build_app``; and a bare slack-bolt app that only acknowledges, served by the
+same aiohttp adapter calls), and the "Answer ingestion" section of docs/benchmarks.md; every figure
+sits beside the bare app's, measured in the same run. It reaches prepbot only through the
+composition root, ``SlackRuntime``, the admin and rounds services (to open a round) and a row count
+of ``replies``: it must not import the answer service or other internals it measures, and it sends
+traffic only to 127.0.0.1 (the bot's own Web API calls go to the fake Slack of tests/slack_fake.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import hmac
+import json
+import math
+import os
+import secrets
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from aiohttp import web
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.slack_fake import FakeSlack, event_callback, message_event
+
+from benchmarks.report import machine, write_section
+
+HEADING = "Answer ingestion"
+SECRET = "b3nchm4rk5ecret0f5lack5igning00"
+BOT_TOKEN = "xoxb-test"  # FakeSlack's default
+TEAM = "T0001"
+CHANNEL = "C0BENCH"
+PATH = "/slack/events"
+THREADS = 2
+STORED_SHARE = 0.25  # answers stored per second, as a share of the bare app's acks per second
+P99_LIMIT = 0.050  # seconds, at the paced rate
+ANSWER = "Ring all-reduce: each GPU sends and receives 2(N-1)/N of the gradient per step."
+FINDING = (
+    "Finding: prepbot misses both targets by an order of magnitude, on both databases. The "
+    "server is CPU-bound in its one event loop, and the cost is the database round trips per "
+    "answer, not Slack or bolt (the bare app spends about 0.3 ms a request): on this machine "
+    "one round trip to PostgreSQL or one aiosqlite thread hop costs about 0.4 ms of the bot's "
+    "CPU, and a stored reply took 10 statements plus BEGIN and COMMIT "
+    "per answer. `services/answers.py` now finds the round, its community and a deletion of "
+    "the message in one query and inserts a member's first reply as the answer's text "
+    "(5 statements for a first reply, 8 for a follow-up), which cut the time of a lone "
+    "first reply by a third or more, but does not change the order of magnitude. Reaching 25% of "
+    "the bare app needs several answers stored per transaction (collect the replies that "
+    "arrive together, store them with multi-row statements, acknowledge them all after the "
+    "one commit), and for PostgreSQL `pool_pre_ping` costs one more round trip per "
+    "transaction; `member_for` could read before it inserts (one call, not two, for a "
+    "known member)."
+)
+
+
+def member_ids(count: int) -> list[str]:
+    """Return the Slack user ids of the members who reply."""
+    return [f"UB{n:06d}" for n in range(1, count + 1)]
+
+
+LUA = r"""
+-- Replays pre-signed Slack events; each wrk thread sends its own share of the file's lines.
+-- init args: events file, thread count, signature timestamp, "cycle" or "stop", rate (0 = max).
+local ffi = require("ffi")
+ffi.cdef[[
+typedef struct { long tv_sec; long tv_nsec; } bench_timespec;
+int clock_gettime(int clock_id, bench_timespec *tp);
+]]
+local clock = ffi.new("bench_timespec")
+local function now_ms()
+  ffi.C.clock_gettime(1, clock) -- CLOCK_MONOTONIC
+  return tonumber(clock.tv_sec) * 1000 + tonumber(clock.tv_nsec) / 1000000
+end
+
+local threads = {}
+function setup(thread)
+  thread:set("index", #threads)
+  table.insert(threads, thread)
+end
+
+local requests, position, cycle, interval, slot = {}, 0, false, 0, nil
+exhausted = 0
+
+local function paced()
+  -- Claim the thread's next send slot; a late slot goes at once, so the schedule catches up.
+  local now = now_ms()
+  if slot == nil then slot = now end
+  local wait = slot - now
+  slot = slot + interval
+  if wait < 0 then return 0 end
+  return math.floor(wait)
+end
+
+function init(args)
+  local path, count, timestamp = args[1], tonumber(args[2]), args[3]
+  cycle = args[4] == "cycle"
+  local rate = tonumber(args[5])
+  if rate > 0 then
+    interval = 1000 * count / rate
+    delay = paced
+  end
+  local line_number = 0
+  for line in io.lines(path) do
+    if line_number % count == index then
+      local tab = string.find(line, "\t", 1, true)
+      local headers = {
+        ["Content-Type"] = "application/json",
+        ["X-Slack-Request-Timestamp"] = timestamp,
+        ["X-Slack-Signature"] = string.sub(line, 1, tab - 1),
+      }
+      requests[#requests + 1] = wrk.format("POST", nil, headers, string.sub(line, tab + 1))
+    end
+    line_number = line_number + 1
+  end
+end
+
+function request()
+  position = position + 1
+  if position > #requests then
+    if cycle then
+      position = 1
+    else
+      exhausted = 1
+      wrk.thread:stop()
+      position = #requests
+    end
+  end
+  return requests[position]
+end
+
+function done(summary, latency, requests)
+  local ran_out = 0
+  for _, thread in ipairs(threads) do ran_out = ran_out + (thread:get("exhausted") or 0) end
+  local e = summary.errors
+  io.write(string.format(
+    "BENCH %d %d %d %d %d %d %d %d\n",
+    summary.duration, summary.requests, e.status, e.connect + e.read + e.write + e.timeout,
+    ran_out, latency:percentile(50), latency:percentile(99), latency.max))
+end
+"""
+
+
+# -- the servers under test (each runs in its own process: ``--serve KIND``) ----------------------
+
+
+async def serve_prepbot(
+    database_url: str, api_url: str, members: int
+) -> tuple[int, str, Callable[[], Awaitable[None]]]:
+    """Start prepbot's Slack endpoint with an open round; return its port, thread and stopper.
+
+    Members' display names are looked up (users.info) before the load starts, as a bot that
+    has been running has them cached.
+    """
+    from prepbot.app import build_app
+    from prepbot.core.clock import SystemClock
+    from prepbot.core.commands import ScheduleChange
+    from prepbot.core.events import Place
+    from prepbot.platforms.slack.adapter import SlackRuntime
+    from prepbot.settings import Settings
+
+    settings = Settings.model_validate(
+        {
+            "database": {"url": database_url},
+            "slack": {
+                "bot_token": BOT_TOKEN,
+                "signing_secret": SECRET,
+                "mode": "http",
+                "api_url": api_url,
+                "http_host": "127.0.0.1",
+                "http_port": 0,
+                "http_path": PATH,
+            },
+        }
+    )
+    app = await build_app(settings, SystemClock())
+    group = await app.services.admin.subscribe(Place("slack", TEAM, CHANNEL), ScheduleChange())
+    runtime = SlackRuntime(settings.slack, app.services)
+    await runtime.start()
+    outcome = await app.services.rounds.post_round(group.id, datetime.now(UTC).date())
+    assert outcome is not None
+    assert outcome.round.question_message_id is not None
+    assert runtime.port is not None
+    users = member_ids(members)
+    for start in range(0, len(users), 32):
+        await asyncio.gather(*(runtime.display_name(user) for user in users[start : start + 32]))
+
+    async def stop() -> None:
+        await runtime.stop()
+        await app.close()
+
+    return runtime.port, outcome.round.question_message_id, stop
+
+
+async def serve_baseline(api_url: str) -> tuple[int, str, Callable[[], Awaitable[None]]]:
+    """Start a bare slack-bolt app that only acknowledges, served like SlackRuntime serves."""
+    from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+    from slack_bolt.async_app import AsyncApp
+    from slack_sdk.web.async_client import AsyncWebClient
+
+    bolt = AsyncApp(
+        client=AsyncWebClient(token=BOT_TOKEN, base_url=api_url),
+        signing_secret=SECRET,
+        process_before_response=True,
+    )
+
+    async def nothing() -> None:
+        """Do nothing: the event is acknowledged when this returns."""
+
+    bolt.event("message")(nothing)
+
+    async def handle(request: web.Request) -> web.Response:
+        response = await bolt.async_dispatch(await to_bolt_request(request))
+        return await to_aiohttp_response(response)
+
+    web_app = web.Application()
+    web_app.router.add_post(PATH, handle)
+    runner = web.AppRunner(web_app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    return int(runner.addresses[0][1]), "", runner.cleanup
+
+
+async def serve(kind: str, database_url: str, api_url: str, members: int) -> None:
+    """Run one server until standard input closes; announce its port on standard output."""
+    if kind == "prepbot":
+        port, thread, stop = await serve_prepbot(database_url, api_url, members)
+    else:
+        port, thread, stop = await serve_baseline(api_url)
+    print("READY " + json.dumps({"port": port, "thread": thread}), flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+    await stop()
+
+
+# -- the load --------------------------------------------------------------------------------------
+
+
+class Events:
+    """Distinct, signed thread replies: a pool of members, each replying in turn."""
+
+    def __init__(self, thread: str, members: list[str]) -> None:
+        self.thread = thread
+        self.members = members
+        self._turn = 0
+        self._micros = time.time_ns() // 1000  # message ts, one microsecond apart
+
+    def body(self) -> bytes:
+        """Return a new Events API body: the next member's new reply in the round's thread."""
+        self._micros += 1
+        self._turn += 1
+        ts = f"{self._micros // 1_000_000}.{self._micros % 1_000_000:06d}"
+        member = self.members[self._turn % len(self.members)]
+        event = message_event(CHANNEL, member, f"{ANSWER} ({self._turn})", ts)
+        event["thread_ts"] = self.thread
+        return json.dumps(event_callback(event, team_id=TEAM)).encode()
+
+    def write(self, path: Path, count: int) -> int:
+        """Write ``count`` new events as ``signature<TAB>body`` lines; return the timestamp signed.
+
+        Slack signs ``v0:{timestamp}:{body}`` and receivers refuse timestamps over five minutes
+        old, so this runs right before each wrk run.
+        """
+        timestamp = int(time.time())
+        prefix = hmac.new(SECRET.encode(), f"v0:{timestamp}:".encode(), hashlib.sha256)
+        with path.open("wb") as out:
+            for _ in range(count):
+                body = self.body()
+                mac = prefix.copy()
+                mac.update(body)
+                out.write(b"v0=" + mac.hexdigest().encode() + b"\t" + body + b"\n")
+        return timestamp
+
+
+@dataclass
+class WrkRun:
+    """What one wrk run measured."""
+
+    seconds: float
+    responses: int
+    failed: int  # responses with a status of 400 or more
+    socket_errors: int  # connect, read, write errors and timeouts
+    ran_out: bool  # a thread used up its events before the end
+    p50: float
+    p99: float
+    worst: float
+
+    @property
+    def acked(self) -> int:
+        """Return the number of 2xx responses."""
+        return self.responses - self.failed
+
+    @property
+    def rate(self) -> float:
+        """Return acknowledgements per second."""
+        return self.acked / self.seconds
+
+
+class Server:
+    """A server under test in its own process, stopped by closing its standard input."""
+
+    def __init__(self, process: asyncio.subprocess.Process, port: int, thread: str) -> None:
+        self.process = process
+        self.url = f"http://127.0.0.1:{port}{PATH}"
+        self.thread = thread
+
+    @classmethod
+    async def start(
+        cls, kind: str, database_url: str, api_url: str, members: int, log: Path
+    ) -> Server:
+        """Start ``--serve kind`` and wait for it to listen."""
+        with log.open("ab") as errors:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                str(Path(__file__).resolve()),
+                "--serve",
+                kind,
+                "--database-url",
+                database_url,
+                "--api-url",
+                api_url,
+                "--members",
+                str(members),
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=errors,
+            )
+        assert process.stdout is not None
+        line = (await asyncio.wait_for(process.stdout.readline(), 120)).decode()
+        if not line.startswith("READY "):
+            process.kill()
+            await process.wait()
+            raise RuntimeError(f"the {kind} server did not start: see {log}\n{_tail(log)}")
+        ready = json.loads(line.removeprefix("READY "))
+        return cls(process, int(ready["port"]), str(ready["thread"]))
+
+    async def stop(self) -> None:
+        """Close its input, then wait for it to finish (killing it after 30 s)."""
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+        try:
+            await asyncio.wait_for(self.process.wait(), 30)
+        except TimeoutError:
+            self.process.kill()
+            await self.process.wait()
+
+
+def _tail(log: Path, lines: int = 20) -> str:
+    return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+
+
+async def wrk(
+    script: Path,
+    url: str,
+    events: Path,
+    timestamp: int,
+    *,
+    connections: int,
+    seconds: int,
+    cycle: bool,
+    rate: int = 0,
+) -> WrkRun:
+    """Run wrk against ``url`` with the signed events and return what it measured."""
+    process = await asyncio.create_subprocess_exec(
+        "wrk",
+        f"-t{THREADS}",
+        f"-c{connections}",
+        f"-d{seconds}s",
+        "--latency",
+        "-s",
+        str(script),
+        url,
+        "--",
+        str(events),
+        str(THREADS),
+        str(timestamp),
+        "cycle" if cycle else "stop",
+        str(rate),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await process.communicate()
+    found = [line for line in out.decode().splitlines() if line.startswith("BENCH ")]
+    if process.returncode != 0 or not found:
+        raise RuntimeError(f"wrk failed ({process.returncode}): {err.decode()}{out.decode()}")
+    micros, responses, failed, socket_errors, ran_out, p50, p99, worst = (
+        int(n) for n in found[0].split()[1:]
+    )
+    return WrkRun(
+        micros / 1e6,
+        responses,
+        failed,
+        socket_errors,
+        ran_out > 0,
+        p50 / 1e6,
+        p99 / 1e6,
+        worst / 1e6,
+    )
+
+
+# -- measuring -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    """One line of the results table."""
+
+    database: str
+    what: str
+    measured: str
+    relative: str = "—"
+    target: str = "—"
+    met: str = "—"
+
+    def markdown(self) -> str:
+        """Return the row as a Markdown table row."""
+        cells = (self.database, self.what, self.measured, self.relative, self.target, self.met)
+        return "| " + " | ".join(cells) + " |"
+
+
+async def stored_replies(database_url: str) -> int:
+    """Return how many replies the database holds, once requests in flight have finished."""
+    from sqlalchemy import func, select
+
+    from prepbot.store.db import Database
+    from prepbot.store.models import Reply
+
+    db = Database(database_url)
+    try:
+        last = -1
+        while True:
+            async with db.transaction() as session:
+                count = int(await session.scalar(select(func.count()).select_from(Reply)) or 0)
+            if count == last:
+                return count
+            last = count
+            await asyncio.sleep(0.5)
+    finally:
+        await db.close()
+
+
+async def durability(database_url: str) -> str:
+    """Describe when a commit is durable on this database, as the server reports it."""
+    from sqlalchemy import text
+
+    from prepbot.store.db import Database
+
+    db = Database(database_url)
+    try:
+        async with db.transaction() as session:
+            if db.is_sqlite:
+                mode = await session.scalar(text("PRAGMA journal_mode"))
+                sync = await session.scalar(text("PRAGMA synchronous"))
+                names = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}
+                return f"journal_mode={mode}, synchronous={names.get(int(sync or 0), sync)}"
+            settings = [
+                f"{name}={await session.scalar(text(f'SHOW {name}'))}"
+                for name in ("fsync", "synchronous_commit", "wal_sync_method")
+            ]
+            return ", ".join(settings)
+    finally:
+        await db.close()
+
+
+def problems(run: WrkRun, stored: int, connections: int) -> list[str]:
+    """Say what makes a prepbot run invalid: errors, too few events, acks without rows."""
+    found = []
+    if run.failed:
+        found.append(f"{run.failed:,} responses were not 2xx")
+    if run.socket_errors:
+        found.append(f"{run.socket_errors:,} socket errors or timeouts")
+    if run.ran_out:
+        found.append("wrk ran out of pre-generated events")
+    if stored < run.acked:
+        found.append(f"only {stored:,} replies stored for {run.acked:,} acknowledgements")
+    if stored - run.acked > connections:
+        found.append(f"{stored - run.acked:,} more replies stored than acknowledged")
+    return found
+
+
+async def measure(
+    database: str, url: str, fake: FakeSlack, args: argparse.Namespace, folder: Path
+) -> tuple[list[Row], list[str]]:
+    """Measure the bare app and prepbot on one database; return the rows and any problems."""
+    script = folder / "replay.lua"
+    script.write_text(LUA, encoding="utf-8")
+    events_file = folder / "events.tsv"
+    log = folder / f"{database}-servers.log"
+    prepbot = await Server.start("prepbot", url, fake.api_url, args.members, log)
+    baseline = await Server.start("baseline", url, fake.api_url, args.members, log)
+    trouble: list[str] = []
+    load = os.getloadavg()[0]
+    try:
+        events = Events(prepbot.thread, member_ids(args.members))
+        c, seconds = args.connections, args.duration
+
+        print(f"{database}: bare app, as fast as it goes", file=sys.stderr)
+        signed = events.write(events_file, 20_000)
+        bare = await wrk(
+            script, baseline.url, events_file, signed, connections=c, seconds=seconds, cycle=True
+        )
+        print(f"{database}: prepbot, as fast as it goes", file=sys.stderr)
+        signed = events.write(events_file, math.ceil(bare.rate * seconds * 1.3) + 1_000)
+        before = await stored_replies(url)
+        full = await wrk(
+            script, prepbot.url, events_file, signed, connections=c, seconds=seconds, cycle=False
+        )
+        full_stored = await stored_replies(url) - before
+        full_problems = problems(full, full_stored, c)
+
+        rate, paced_c = args.rate, args.paced_connections
+        print(f"{database}: bare app at {rate:,}/s", file=sys.stderr)
+        signed = events.write(events_file, 20_000)
+        bare_paced = await wrk(
+            script,
+            baseline.url,
+            events_file,
+            signed,
+            connections=paced_c,
+            seconds=seconds,
+            cycle=True,
+            rate=rate,
+        )
+        print(f"{database}: prepbot at {rate:,}/s", file=sys.stderr)
+        signed = events.write(events_file, math.ceil(rate * seconds * 1.3) + 1_000)
+        before = await stored_replies(url)
+        paced = await wrk(
+            script,
+            prepbot.url,
+            events_file,
+            signed,
+            connections=paced_c,
+            seconds=seconds,
+            cycle=False,
+            rate=rate,
+        )
+        paced_stored = await stored_replies(url) - before
+        paced_problems = problems(paced, paced_stored, paced_c)
+        if paced.rate < 0.95 * rate:
+            paced_problems.append(f"reached only {paced.rate:,.0f} of {rate:,} events/s")
+        trouble += [f"{database}, as fast as it goes: {p}" for p in full_problems]
+        trouble += [f"{database}, at {rate:,}/s: {p}" for p in paced_problems]
+        note = await durability(url)
+    finally:
+        await prepbot.stop()
+        await baseline.stop()
+
+    share = full_stored / full.seconds / bare.rate
+    stored_rate = full_stored / full.seconds
+    rows = [
+        Row(
+            database,
+            f"baseline: bare slack-bolt app, acks/s ({c} connections)",
+            f"{bare.rate:,.0f}/s (p99 {bare.p99 * 1e3:.1f} ms)",
+        ),
+        Row(
+            database,
+            f"answers stored/s ({c} connections; {full_stored:,} stored, {full.acked:,} acked)",
+            f"{stored_rate:,.0f}/s (p99 {full.p99 * 1e3:.1f} ms)",
+            f"{share:.0%} of baseline",
+            f"≥ {STORED_SHARE:.0%} of baseline",
+            _met(
+                share >= STORED_SHARE and not full_problems,
+                f"{abs(share - STORED_SHARE) * 100:.0f} points "
+                + ("over" if share >= STORED_SHARE else "short"),
+            ),
+        ),
+        Row(
+            database,
+            f"baseline: p99 ack, paced at {rate:,}/s (reached {bare_paced.rate:,.0f}/s)",
+            f"{bare_paced.p99 * 1e3:.1f} ms (p50 {bare_paced.p50 * 1e3:.1f} ms)",
+        ),
+        Row(
+            database,
+            f"p99 ack, paced at {rate:,}/s (reached {paced.rate:,.0f}/s; {paced_stored:,} stored)",
+            f"{paced.p99 * 1e3:.1f} ms (p50 {paced.p50 * 1e3:.1f} ms, "
+            f"max {paced.worst * 1e3:.0f} ms)",
+            f"{paced.p99 / bare_paced.p99:,.1f}x baseline",
+            f"< {P99_LIMIT * 1e3:.0f} ms",
+            _met(
+                paced.p99 < P99_LIMIT and not paced_problems,
+                ("rate not reached; " if paced.rate < 0.95 * rate else "")
+                + f"{abs(P99_LIMIT - paced.p99) * 1e3:,.1f} ms "
+                + ("under" if paced.p99 < P99_LIMIT else "over"),
+            ),
+        ),
+    ]
+    notes = [f"{database}: {note} (load average {load:.1f} on {os.cpu_count()} cores at the start)"]
+    return rows, [*notes, *(f"problem: {t}" for t in trouble)]
+
+
+def _met(ok: bool, margin: str) -> str:
+    return f"{'yes' if ok else 'no'} ({margin})"
+
+
+async def postgres_database(admin_url: str) -> tuple[str, str]:
+    """Create a throw-away database on the server of ``admin_url``; return its URL and name."""
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    name = f"prepbot_bench_{secrets.token_hex(4)}"
+    plain = make_url(admin_url).set(drivername="postgresql")
+    connection = await asyncpg.connect(plain.render_as_string(hide_password=False))
+    try:
+        await connection.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await connection.close()
+    return plain.set(database=name).render_as_string(hide_password=False), name
+
+
+async def drop_database(admin_url: str, name: str) -> None:
+    """Drop a database made by postgres_database."""
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    plain = make_url(admin_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    connection = await asyncpg.connect(plain)
+    try:
+        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await connection.close()
+
+
+def section(args: argparse.Namespace, rows: list[Row], notes: list[str]) -> list[str]:
+    """Return the Markdown section of the results file."""
+    command = " ".join(["python3", "benchmarks/ingestion.py", *sys.argv[1:]])
+    return [
+        f"## {HEADING}",
+        "",
+        f"Command: `{command}` on {machine()}; wrk {_wrk_version()}.",
+        "",
+        "Each request is a signed Events API `event_callback` carrying a new reply (its own "
+        "message ts, client_msg_id and event_id) in the thread of an open round, from "
+        f"{args.members:,} members in turn, so each answers and then adds follow-up replies. "
+        "Their display names were looked up (users.info, against the fake Slack of "
+        "tests/slack_fake.py) before the load, as a running bot has them cached. The server "
+        "under test runs in its own process on 127.0.0.1: prepbot's `SlackRuntime` in HTTP "
+        "mode, which stores the reply before acknowledging it (`process_before_response`), or "
+        "the baseline, a bare slack-bolt app whose one `message` listener does nothing, "
+        "served through the same aiohttp adapter calls with the same signing secret. "
+        f"`wrk -t{THREADS}` replays the requests for {args.duration} s per run; the replies "
+        "stored are counted in the database afterwards and checked against the 2xx "
+        "responses (a few more may be stored: requests in flight when wrk stopped). The paced "
+        "runs spread sends over a schedule in wrk's Lua `delay()` (wrk2 is not in Debian); "
+        "wrk times each request from its write to its response, so a send that fell behind "
+        "the schedule is not charged the wait (no coordinated-omission correction), and a "
+        "server slower than the rate shows as a lower rate reached.",
+        "",
+        "| database | what | measured | relative | target | met? |",
+        "| --- | --- | --- | --- | --- | --- |",
+        *(row.markdown() for row in rows),
+        "",
+        "Durability in effect: " + "; ".join(n for n in notes if not n.startswith("problem")) + ". "
+        "SQLite's WAL with synchronous=NORMAL (set in `store/db.py`) keeps every acknowledged "
+        "answer if the bot crashes, but an OS crash or power loss can lose the last commits; "
+        "PostgreSQL with these settings flushes the WAL before each commit returns.",
+        *(["", *(f"- {n}" for n in notes if n.startswith("problem"))] if len(notes) else []),
+        *(["", FINDING] if any(row.met.startswith("no") for row in rows) else []),
+        "",
+    ]
+
+
+def _wrk_version() -> str:
+    import subprocess
+
+    shown = subprocess.run(["wrk", "--version"], capture_output=True, text=True, check=False)
+    first = (shown.stdout or shown.stderr).split()
+    return first[1] if len(first) > 1 else "?"
+
+
+async def main(args: argparse.Namespace) -> int:
+    if shutil.which("wrk") is None:
+        print(
+            "wrk is not installed: `apt-get install -y wrk` (Debian) and run this again.",
+            file=sys.stderr,
+        )
+        return 2
+    rows: list[Row] = []
+    notes: list[str] = []
+    async with FakeSlack(team_id=TEAM) as fake:
+        for n, user in enumerate(member_ids(args.members), 1):
+            fake.add_user(user, f"member {n}")
+        if not args.skip_sqlite:
+            with tempfile.TemporaryDirectory(prefix="prepbot-ingestion-") as folder:
+                got, said = await measure(
+                    "sqlite", f"sqlite:///{folder}/bench.db", fake, args, Path(folder)
+                )
+                rows, notes = rows + got, notes + said
+        if not args.skip_postgres:
+            url, name = await postgres_database(args.postgres_url)
+            try:
+                with tempfile.TemporaryDirectory(prefix="prepbot-ingestion-") as folder:
+                    got, said = await measure("postgresql", url, fake, args, Path(folder))
+                    rows, notes = rows + got, notes + said
+            finally:
+                await drop_database(args.postgres_url, name)
+    lines = section(args, rows, notes)
+    print("\n".join(lines))
+    if args.write:
+        write_section(args.write, HEADING, lines)
+    return 0
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    """Read the command line."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=int, default=30, help="seconds per wrk run")
+    parser.add_argument(
+        "--connections", type=int, default=32, help="wrk connections, as fast as it goes"
+    )
+    parser.add_argument("--rate", type=int, default=1_000, help="events/s of the paced runs")
+    parser.add_argument(
+        "--paced-connections", type=int, default=32, help="wrk connections of the paced runs"
+    )
+    parser.add_argument("--members", type=int, default=4_000, help="members replying")
+    parser.add_argument(
+        "--postgres-url", default="postgresql://postgres@127.0.0.1:5432/test", help="admin URL"
+    )
+    parser.add_argument("--skip-postgres", action="store_true")
+    parser.add_argument("--skip-sqlite", action="store_true")
+    parser.add_argument("--write", type=Path, help="replace this section of that results file")
+    parser.add_argument("--serve", choices=["prepbot", "baseline"], help=argparse.SUPPRESS)
+    parser.add_argument("--database-url", help=argparse.SUPPRESS)
+    parser.add_argument("--api-url", help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    arguments = parse()
+    if arguments.serve:
+        asyncio.run(
+            serve(arguments.serve, arguments.database_url, arguments.api_url, arguments.members)
+        )
+    else:
+        sys.exit(asyncio.run(main(arguments)))
