@@ -369,3 +369,34 @@ async def test_the_leaderboard_cut_breaks_ties_by_streak_then_late_then_name(app
     )[:20]
     assert [row.member.name for row in board.rows] == [key[-1] for key in expected]
     assert [(row.on_time, row.streak) for row in board.rows] == [(-k[0], -k[1]) for k in expected]
+
+
+async def test_an_answer_stored_while_the_round_is_revealed_is_in_the_reveal_or_late(
+    app: App, platform: RecordingPlatform, monkeypatch: pytest.MonkeyPatch
+):
+    """The reveal lands between reading the round and storing the answer: never both missed."""
+    from prepbot.services.answers import AnswerService
+
+    subscription = await subscribe(app, place())
+    outcome = await app.services.rounds.post_round(subscription.id, MONDAY)
+    assert outcome is not None
+    thread = outcome.round.question_message_id
+    assert thread is not None
+    round_read = asyncio.Event()
+    found_round = AnswerService._round_and_community
+
+    async def slow(self: AnswerService, *args: object, **kwargs: object) -> object:
+        found = await found_round(self, *args, **kwargs)  # type: ignore[arg-type]
+        round_read.set()
+        await asyncio.sleep(0.5)  # the reveal runs now
+        return found
+
+    monkeypatch.setattr(AnswerService, "_round_and_community", slow)
+    answering = asyncio.create_task(app.services.answers.record(reply(thread, "m1", "alice")))
+    await round_read.wait()
+    cards = await app.services.rounds.reveal_open(subscription.id)
+    answered = await answering
+    async with app.db.transaction() as session:
+        on_time = await session.scalar(select(Answer.on_time))
+    credited = [m.id for card in cards for m in card.on_time]
+    assert (on_time, credited) in [(True, ["alice"]), (False, [])], answered

@@ -186,6 +186,7 @@ class AnswerService:
             return IGNORED
         text = reply.text.strip()
         async with self.ctx.db.transaction() as session:
+            await self.ctx.db.lock_for_writing(session)  # the round's status holds till commit
             found = await self._round_and_community(
                 session, reply.place, reply.thread_id, reply.message_id
             )
@@ -252,6 +253,7 @@ class AnswerService:
         if not wanted:
             return outcomes
         async with self.ctx.db.transaction() as session:
+            await self.ctx.db.lock_for_writing(session)  # the round's status holds till commit
             rounds = await self._rounds_of(session, [r for _, r in wanted])
             found = [(i, r, rounds[_thread_key(r)]) for i, r in wanted if _thread_key(r) in rounds]
             if not found:
@@ -445,6 +447,7 @@ class AnswerService:
         if edit.is_bot:
             return IGNORED
         async with self.ctx.db.transaction() as session:
+            await self.ctx.db.lock_for_writing(session)  # the round's status holds till commit
             round_ = await self._round_of(session, edit.place, edit.thread_id)
             if round_ is None:
                 return IGNORED
@@ -465,6 +468,7 @@ class AnswerService:
 
     async def _withdraw(self, deleted: ReplyDeleted) -> AnswerOutcome:
         async with self.ctx.db.transaction() as session:
+            await self.ctx.db.lock_for_writing(session)  # the round's status holds till commit
             round_ = await self._round_of(session, deleted.place, deleted.thread_id)
             if round_ is None:
                 return IGNORED

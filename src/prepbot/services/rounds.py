@@ -156,6 +156,7 @@ class RoundService:
         ctx = self.ctx
         now = ctx.clock.now()
         async with ctx.db.transaction() as session:
+            await ctx.db.lock_for_writing(session)  # answers being stored finish first
             claimed = await session.execute(
                 update(Round)
                 .where(Round.id == round_id, Round.status == RoundStatus.POSTED)

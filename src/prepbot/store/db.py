@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -69,6 +69,15 @@ class Database:
         """Open a session in a transaction that commits on success and rolls back on error."""
         async with self.sessions() as session, session.begin():
             yield session
+
+    async def lock_for_writing(self, session: AsyncSession) -> None:
+        """On SQLite, take the write lock now, so what this transaction reads holds till commit.
+
+        The driver would begin only at the first write, after the reads; PostgreSQL callers
+        lock the rows they read instead. Call before anything else in the session.
+        """
+        if self.is_sqlite:
+            await session.execute(text("BEGIN IMMEDIATE"))
 
     async def upgrade(self, revision: str = "head") -> None:
         """Bring the schema up to ``revision`` with the shipped Alembic migrations."""
