@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import secrets
 import statistics
 import sys
 import tempfile
@@ -28,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.fakes import RecordingPlatform
 
+from benchmarks.databases import throwaway_postgres
 from benchmarks.report import machine, write_section
 from prepbot.app import App, build_app
 from prepbot.core.clock import ManualClock
@@ -239,29 +238,6 @@ async def run_one(url: str, args: argparse.Namespace) -> list[str]:
         await app.close()
 
 
-async def postgres_database() -> tuple[str, str, str]:
-    import asyncpg
-    from sqlalchemy.engine import make_url
-
-    admin = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-    name = f"prepbot_bench_{secrets.token_hex(4)}"
-    plain = make_url(admin).set(drivername="postgresql")
-    connection = await asyncpg.connect(plain.render_as_string(hide_password=False))
-    await connection.execute(f'CREATE DATABASE "{name}"')
-    await connection.close()
-    return plain.set(database=name).render_as_string(hide_password=False), name, admin
-
-
-async def drop(admin: str, name: str) -> None:
-    import asyncpg
-    from sqlalchemy.engine import make_url
-
-    plain = make_url(admin).set(drivername="postgresql").render_as_string(hide_password=False)
-    connection = await asyncpg.connect(plain)
-    await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    await connection.close()
-
-
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--database", choices=["sqlite", "postgresql", "both"], default="both")
@@ -283,11 +259,8 @@ async def main() -> None:
         with tempfile.TemporaryDirectory() as folder:
             rows += await run_one(f"sqlite:///{folder}/bench.db", args)
     if args.database in ("postgresql", "both"):
-        url, name, admin = await postgres_database()
-        try:
+        async with throwaway_postgres() as url:
             rows += await run_one(url, args)
-        finally:
-            await drop(admin, name)
     command = " ".join(["python3", "benchmarks/reveal_and_reads.py", *sys.argv[1:]])
     heading = "Reveal and reads" if args.groups > 1 else "Reads, worst case: one study group"
     lines = [
