@@ -1,12 +1,19 @@
-"""How many cases the property-based fuzz tests run: 10,000 each in CI, fewer on a laptop."""
+"""The scale of the reliability tests: the issue's full scale in CI, smaller on a laptop.
+
+CI (``.ci/run`` exports CI=true) runs 10,000 cases of each property-based fuzz test and the
+replica test's 200 simulated days; a plain local ``pytest`` runs fewer so it stays quick.
+"""
 
 from __future__ import annotations
 
 import os
 
 
+def in_ci() -> bool:
+    """Say whether the ``CI`` variable asks for the full scale."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
 def fuzz_cases(local: int = 2_000) -> int:
-    """Return 10,000 when the ``CI`` variable is set (CI=true), else ``local``."""
-    if os.environ.get("CI", "").strip().lower() in ("", "0", "false", "no"):
-        return local
-    return 10_000
+    """Return 10,000 in CI, else ``local``."""
+    return 10_000 if in_ci() else local
