@@ -185,8 +185,7 @@ class AnswerService:
         if reply.is_bot or not reply.text.strip():
             return IGNORED
         text = reply.text.strip()
-        async with self.ctx.db.transaction() as session:
-            await self.ctx.db.lock_for_writing(session)  # the round's status holds till commit
+        async with self.ctx.db.deciding() as session:  # the round's status holds till commit
             found = await self._round_and_community(
                 session, reply.place, reply.thread_id, reply.message_id
             )
@@ -252,8 +251,7 @@ class AnswerService:
         wanted = [(i, r) for i, r in enumerate(replies) if not r.is_bot and r.text.strip()]
         if not wanted:
             return outcomes
-        async with self.ctx.db.transaction() as session:
-            await self.ctx.db.lock_for_writing(session)  # the round's status holds till commit
+        async with self.ctx.db.deciding() as session:  # the round's status holds till commit
             rounds = await self._rounds_of(session, [r for _, r in wanted])
             found = [(i, r, rounds[_thread_key(r)]) for i, r in wanted if _thread_key(r) in rounds]
             if not found:
@@ -446,8 +444,7 @@ class AnswerService:
     async def _edit(self, edit: ReplyEdited) -> AnswerOutcome:
         if edit.is_bot:
             return IGNORED
-        async with self.ctx.db.transaction() as session:
-            await self.ctx.db.lock_for_writing(session)  # the round's status holds till commit
+        async with self.ctx.db.deciding() as session:  # the round's status holds till commit
             round_ = await self._round_of(session, edit.place, edit.thread_id)
             if round_ is None:
                 return IGNORED
@@ -467,8 +464,7 @@ class AnswerService:
         return await self._record(edit)
 
     async def _withdraw(self, deleted: ReplyDeleted) -> AnswerOutcome:
-        async with self.ctx.db.transaction() as session:
-            await self.ctx.db.lock_for_writing(session)  # the round's status holds till commit
+        async with self.ctx.db.deciding() as session:  # the round's status holds till commit
             round_ = await self._round_of(session, deleted.place, deleted.thread_id)
             if round_ is None:
                 return IGNORED

@@ -108,20 +108,16 @@ class QueryService:
                 .subquery()
             )
             best = streaks.c.best
-        ranked = (
-            select(
-                counted.c.member_id,
-                counted.c.on_time.cast(Integer).label("on_time"),
-                counted.c.late.cast(Integer).label("late"),
-                func.coalesce(best, 0).label("streak"),
-            )
-            .outerjoin(streaks, streaks.c.member_id == counted.c.member_id)
-            .order_by(
-                counted.c.on_time.desc(), func.coalesce(best, 0).desc(), counted.c.late.desc()
-            )
-        )
+        ranked = select(
+            counted.c.member_id,
+            counted.c.on_time.cast(Integer).label("on_time"),
+            counted.c.late.cast(Integer).label("late"),
+            func.coalesce(best, 0).label("streak"),
+        ).outerjoin(streaks, streaks.c.member_id == counted.c.member_id)
         if not self.ctx.db.is_sqlite:  # rank before looking up names: only the top rows need one
-            ranked = ranked.fetch(LEADERBOARD_SIZE, with_ties=True)
+            ranked = ranked.order_by(
+                counted.c.on_time.desc(), func.coalesce(best, 0).desc(), counted.c.late.desc()
+            ).fetch(LEADERBOARD_SIZE, with_ties=True)  # SQLite has no WITH TIES
         top = ranked.subquery()
         query = (
             select(Member.external_id, Member.display_name, top.c.on_time, top.c.late, top.c.streak)

@@ -155,8 +155,7 @@ class RoundService:
         """Reveal one posted round; None if it was already revealed (or is not posted yet)."""
         ctx = self.ctx
         now = ctx.clock.now()
-        async with ctx.db.transaction() as session:
-            await ctx.db.lock_for_writing(session)  # answers being stored finish first
+        async with ctx.db.deciding() as session:  # answers being stored finish first
             claimed = await session.execute(
                 update(Round)
                 .where(Round.id == round_id, Round.status == RoundStatus.POSTED)

@@ -7,12 +7,13 @@ platform.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, text
+from sqlalchemy import event
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -53,6 +54,7 @@ class Database:
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self._turns: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
 
     @property
     def is_sqlite(self) -> bool:
@@ -70,14 +72,24 @@ class Database:
         async with self.sessions() as session, session.begin():
             yield session
 
-    async def lock_for_writing(self, session: AsyncSession) -> None:
-        """On SQLite, take the write lock now, so what this transaction reads holds till commit.
+    @asynccontextmanager
+    async def deciding(self) -> AsyncIterator[AsyncSession]:
+        """Open a transaction whose reads still hold when it writes (answers, reveals).
 
-        The driver would begin only at the first write, after the reads; PostgreSQL callers
-        lock the rows they read instead. Call before anything else in the session.
+        PostgreSQL callers lock the rows they read. SQLite's driver begins a transaction only
+        at its first write, after the reads, so there such transactions take turns in this
+        process, the only one SQLite allows (prepbot refuses a second): an asyncio lock,
+        which costs no statement.
         """
-        if self.is_sqlite:
-            await session.execute(text("BEGIN IMMEDIATE"))
+        if not self.is_sqlite:
+            async with self.transaction() as session:
+                yield session
+            return
+        loop = asyncio.get_running_loop()
+        if self._turns is None or self._turns[0] is not loop:
+            self._turns = (loop, asyncio.Lock())
+        async with self._turns[1], self.transaction() as session:
+            yield session
 
     async def upgrade(self, revision: str = "head") -> None:
         """Bring the schema up to ``revision`` with the shipped Alembic migrations."""
