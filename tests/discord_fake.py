@@ -34,7 +34,6 @@ import copy
 import hashlib
 import json
 import math
-import random
 import re
 import secrets
 import time
@@ -46,6 +45,8 @@ from types import TracebackType
 from typing import Any
 
 from aiohttp import BodyPartReader, WSCloseCode, WSMsgType, web
+
+from tests.chaos import FAULT_KINDS, Chaos, count_kinds
 
 __all__ = [
     "ALL_PERMISSIONS",
@@ -180,7 +181,6 @@ class _Fault:
     is_global: bool
 
 
-FAULT_KINDS = ("429", "500", "timeout")
 NONCE_WINDOW = 300.0  # seconds Discord remembers an enforced nonce ("the past few minutes")
 
 
@@ -201,14 +201,9 @@ class Injected:
 
 
 @dataclass
-class _Chaos:
-    rate: float
-    seed: int
-    kinds: tuple[str, ...]
-    hold: float
+class _Chaos(Chaos):
     max_retry_after: float
     pattern: re.Pattern[str] | None
-    counts: dict[str, int]
 
 
 class _Fail(Exception):
@@ -558,11 +553,8 @@ class FakeDiscord:
         depends only on the seed, its method and path and how many such calls came before.
         ``path_regex`` limits chaos to matching paths; ``calm()`` ends it.
         """
-        unknown = set(kinds) - set(FAULT_KINDS)
-        if unknown or not kinds:
-            raise ValueError(f"kinds must be some of {FAULT_KINDS}, not {sorted(kinds)}")
         pattern = re.compile(path_regex) if path_regex is not None else None
-        self._chaos = _Chaos(rate, seed, tuple(kinds), hold, max_retry_after, pattern, {})
+        self._chaos = _Chaos(rate, seed, tuple(kinds), hold, max_retry_after, pattern)
 
     def calm(self) -> None:
         """Stop injecting random faults."""
@@ -570,10 +562,7 @@ class FakeDiscord:
 
     def injected_kinds(self) -> dict[str, int]:
         """Return how many faults of each kind ``chaos`` injected."""
-        counts = dict.fromkeys(FAULT_KINDS, 0)
-        for fault in self.injected:
-            counts[fault.kind] += 1
-        return counts
+        return count_kinds(self.injected)
 
     def add_guild(self, guild_id: int, name: str, *, owner_id: int) -> None:
         """Add a guild with its owner and the bot: @everyone, a Manage Server role, a bot role.
@@ -1766,13 +1755,11 @@ class FakeDiscord:
         if chaos is None or (chaos.pattern is not None and not chaos.pattern.fullmatch(path)):
             return None
         key = f"{method} {re.sub(r'[0-9]+', self._chaos_name, path)}"
-        n = chaos.counts[key] = chaos.counts.get(key, 0) + 1
-        rng = random.Random(f"{chaos.seed}:{key}:{n}")
-        if rng.random() >= chaos.rate:
+        drawn = chaos.draw(key)
+        if drawn is None:
             return None
-        kind = rng.choice(chaos.kinds)
-        processed = kind == "timeout" and rng.random() < 0.5
-        injected = Injected(method, path, copy.deepcopy(body), kind, processed, rng.random())
+        body = copy.deepcopy(body)
+        injected = Injected(method, path, body, drawn.kind, drawn.processed, drawn.rng.random())
         self.injected.append(injected)
         return injected
 

@@ -24,7 +24,6 @@ import hashlib
 import hmac
 import itertools
 import json
-import random
 import time
 import uuid
 from collections.abc import Callable, Collection
@@ -33,6 +32,8 @@ from types import TracebackType
 from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
+
+from tests.chaos import FAULT_KINDS, Chaos, count_kinds
 
 __all__ = [
     "FAULT_KINDS",
@@ -90,9 +91,6 @@ class _Fault:
     times: int
 
 
-FAULT_KINDS = ("429", "500", "timeout")
-
-
 @dataclass
 class Injected:
     """One fault ``chaos`` injected: the call it hit and what the client saw.
@@ -109,14 +107,9 @@ class Injected:
 
 
 @dataclass
-class _Chaos:
-    rate: float
-    seed: int
-    kinds: tuple[str, ...]
-    hold: float
+class _Chaos(Chaos):
     max_retry_after: int
     methods: frozenset[str] | None
-    counts: dict[str, int]
 
 
 class FakeSlack:
@@ -276,18 +269,8 @@ class FakeSlack:
         many such calls came before, so concurrent channels do not change each other's faults.
         ``methods`` limits chaos to those methods; ``calm()`` ends it.
         """
-        unknown = set(kinds) - set(FAULT_KINDS)
-        if unknown or not kinds:
-            raise ValueError(f"kinds must be some of {FAULT_KINDS}, not {sorted(kinds)}")
-        self._chaos = _Chaos(
-            rate,
-            seed,
-            tuple(kinds),
-            hold,
-            max_retry_after,
-            frozenset(methods) if methods is not None else None,
-            {},
-        )
+        limited = frozenset(methods) if methods is not None else None
+        self._chaos = _Chaos(rate, seed, tuple(kinds), hold, max_retry_after, limited)
 
     def calm(self) -> None:
         """Stop injecting random faults."""
@@ -295,10 +278,7 @@ class FakeSlack:
 
     def injected_kinds(self) -> dict[str, int]:
         """Return how many faults of each kind ``chaos`` injected."""
-        counts = dict.fromkeys(FAULT_KINDS, 0)
-        for fault in self.injected:
-            counts[fault.kind] += 1
-        return counts
+        return count_kinds(self.injected)
 
     def add_message(
         self, channel: str, *, user: str, text: str, thread_ts: str | None = None
@@ -488,13 +468,11 @@ class FakeSlack:
             return None
         # Timestamps depend on how channels interleave; a channel and "in a thread or not" do not.
         key = f"{method}:{params.get('channel')}:{bool(params.get('thread_ts'))}"
-        n = chaos.counts[key] = chaos.counts.get(key, 0) + 1
-        rng = random.Random(f"{chaos.seed}:{key}:{n}")
-        if rng.random() >= chaos.rate:
+        drawn = chaos.draw(key)
+        if drawn is None:
             return None
-        kind = rng.choice(chaos.kinds)
-        processed = kind == "timeout" and rng.random() < 0.5
-        injected = Injected(method, dict(params), kind, processed, rng.randint(0, 1_000_000))
+        detail = drawn.rng.randint(0, 1_000_000)
+        injected = Injected(method, dict(params), drawn.kind, drawn.processed, detail)
         self.injected.append(injected)
         return injected
 
