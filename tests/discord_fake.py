@@ -744,6 +744,22 @@ class FakeDiscord:
         await self._broadcast("INTERACTION_CREATE", payload)
         return str(payload["id"])
 
+    async def answered_command(
+        self,
+        guild_id: int,
+        channel_id: int,
+        user_id: int,
+        name: str,
+        options: list[dict[str, Any]] | None = None,
+    ) -> str:
+        """Run a slash command, wait for the bot's follow-up, return every answer as JSON text."""
+        interaction = await self.slash_command(guild_id, channel_id, user_id, name, options)
+        await self.wait_for(
+            lambda: any(r["kind"] == "followup" for r in self.interaction_responses(interaction)),
+            timeout=15,
+        )
+        return json.dumps(self.interaction_responses(interaction), ensure_ascii=False)
+
     async def autocomplete(
         self,
         guild_id: int,

@@ -258,12 +258,7 @@ async def discord_running(settings: Settings) -> AsyncIterator[tuple[App, Discor
 async def discord_command(
     fake: FakeDiscord, user: int, name: str, options: list[dict[str, Any]] | None = None
 ) -> str:
-    interaction = await fake.slash_command(GUILD, TEXT, user, f"prep {name}", options or [])
-    await fake.wait_for(
-        lambda: any(r["kind"] == "followup" for r in fake.interaction_responses(interaction)),
-        timeout=15,
-    )
-    return json.dumps(fake.interaction_responses(interaction))
+    return await fake.answered_command(GUILD, TEXT, user, f"prep {name}", options)
 
 
 async def test_every_admin_command_is_refused_to_a_member_on_discord(

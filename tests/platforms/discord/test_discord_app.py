@@ -69,12 +69,7 @@ async def command(
     channel: int = TEXT,
 ) -> str:
     """Run a /prep subcommand and return everything the bot answered, as text."""
-    interaction = await fake.slash_command(GUILD, channel, user, f"prep {name}", options or [])
-    await fake.wait_for(
-        lambda: any(r["kind"] == "followup" for r in fake.interaction_responses(interaction)),
-        timeout=15,
-    )
-    return json.dumps(fake.interaction_responses(interaction), ensure_ascii=False)
+    return await fake.answered_command(GUILD, channel, user, f"prep {name}", options)
 
 
 def bot_messages(fake: FakeDiscord, channel: int) -> list[dict[str, Any]]:
