@@ -383,7 +383,7 @@ async def test_an_answer_stored_while_the_round_is_revealed_is_in_the_reveal_or_
     thread = outcome.round.question_message_id
     assert thread is not None
     round_read = asyncio.Event()
-    found_round = AnswerService._round_and_community
+    found_round = AnswerService._rounds_of
 
     async def slow(self: AnswerService, *args: object, **kwargs: object) -> object:
         found = await found_round(self, *args, **kwargs)  # type: ignore[arg-type]
@@ -391,7 +391,7 @@ async def test_an_answer_stored_while_the_round_is_revealed_is_in_the_reveal_or_
         await asyncio.sleep(0.5)  # the reveal runs now
         return found
 
-    monkeypatch.setattr(AnswerService, "_round_and_community", slow)
+    monkeypatch.setattr(AnswerService, "_rounds_of", slow)
     answering = asyncio.create_task(app.services.answers.record(reply(thread, "m1", "alice")))
     await round_read.wait()
     cards = await app.services.rounds.reveal_open(subscription.id)

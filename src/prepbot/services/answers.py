@@ -19,11 +19,11 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import delete, exists, false, func, select, tuple_, update
+from sqlalchemy import delete, func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from prepbot.core.events import Place, ReplyDeleted, ReplyEdited, ThreadReply
-from prepbot.services.base import ServiceContext, member_for
+from prepbot.services.base import ServiceContext
 from prepbot.store.models import (
     Answer,
     Community,
@@ -182,77 +182,23 @@ class AnswerService:
         return outcome
 
     async def _record(self, reply: ThreadReply | ReplyEdited) -> AnswerOutcome:
-        if reply.is_bot or not reply.text.strip():
-            return IGNORED
-        text = reply.text.strip()
-        async with self.ctx.db.deciding() as session:  # the round's status holds till commit
-            found = await self._round_and_community(
-                session, reply.place, reply.thread_id, reply.message_id
-            )
-            if found is None:
-                return IGNORED
-            round_, community_id, deleted = found
-            if deleted:
-                return AnswerOutcome(AnswerStatus.DUPLICATE, round_.id)  # replayed after deletion
-            member = await member_for(self.ctx, session, community_id, reply.member)
-            # A member's first reply is their whole answer: insert it with its text. Only a
-            # later reply has others to join (a concurrent first reply of the same member
-            # waits on the unique key until this transaction ends).
-            answer = await session.scalar(
-                self.ctx.insert_ignore(Answer)
-                .values(
-                    round_id=round_.id,
-                    member_id=member.id,
-                    on_time=round_.status == RoundStatus.POSTED,
-                    text=text,
-                    first_reply_at=reply.at,
-                    updated_at=reply.at,
-                )
-                .on_conflict_do_nothing()
-                .returning(Answer)
-            )
-            first = answer is not None
-            if answer is None:
-                answer = await session.scalar(
-                    select(Answer).where(
-                        Answer.round_id == round_.id, Answer.member_id == member.id
-                    )
-                )
-            assert answer is not None
-            inserted = await session.scalar(
-                self.ctx.insert_ignore(Reply)
-                .values(
-                    round_id=round_.id,
-                    answer_id=answer.id,
-                    message_id=reply.message_id,
-                    text=text,
-                    posted_at=reply.at,
-                    edited_at=reply.at if isinstance(reply, ReplyEdited) else None,
-                )
-                .on_conflict_do_nothing()
-                .returning(Reply.id)
-            )
-            if inserted is None:
-                if first:
-                    answer.text = ""  # as stored before this reply turned out to be a replay
-                return AnswerOutcome(AnswerStatus.DUPLICATE, round_.id)
-            if not first:
-                await self._join_replies(session, answer, reply)
-            status = AnswerStatus.RECORDED if answer.on_time else AnswerStatus.LATE
-            return AnswerOutcome(status, round_.id)
+        """Store one reply (or an edit of a reply never seen) as a batch of one."""
+        return (await self._record_many([reply]))[0]
 
-    async def _record_many(self, replies: Sequence[ThreadReply]) -> list[AnswerOutcome]:
-        """Store new replies in one transaction with a few statements; outcomes in order.
+    async def _record_many(
+        self, replies: Sequence[ThreadReply | ReplyEdited]
+    ) -> list[AnswerOutcome]:
+        """Store replies in one transaction with a few statements; outcomes in order.
 
-        Does for many replies what ``_record`` does for one: the same rows, texts, on-time
-        flags and outcomes as storing them one after another in this order.
+        The same rows, texts, on-time flags and outcomes as storing them one after another in
+        this order. A member's answer is the texts of their replies in posted order.
         """
         outcomes: list[AnswerOutcome] = [IGNORED] * len(replies)
         wanted = [(i, r) for i, r in enumerate(replies) if not r.is_bot and r.text.strip()]
         if not wanted:
             return outcomes
         async with self.ctx.db.deciding() as session:  # the round's status holds till commit
-            rounds = await self._rounds_of(session, [r for _, r in wanted])
+            rounds = await self._rounds_of(session, {_thread_key(r) for _, r in wanted})
             found = [(i, r, rounds[_thread_key(r)]) for i, r in wanted if _thread_key(r) in rounds]
             if not found:
                 return outcomes
@@ -271,6 +217,8 @@ class AnswerService:
                 if (round_.id, r.message_id) in deleted:
                     outcomes[i] = AnswerOutcome(AnswerStatus.DUPLICATE, round_.id)
             found = [f for f in found if (f[2][0].id, f[1].message_id) not in deleted]
+            if not found:
+                return outcomes
             members = await self._members_of(
                 session, {(community, r.member.id): r.member.name for _, r, (_, community) in found}
             )
@@ -295,7 +243,7 @@ class AnswerService:
                         "message_id": r.message_id,
                         "text": r.text.strip(),
                         "posted_at": r.at,
-                        "edited_at": None,
+                        "edited_at": r.at if isinstance(r, ReplyEdited) else None,
                     },
                 )
             stored = set(
@@ -323,10 +271,9 @@ class AnswerService:
         return outcomes
 
     async def _rounds_of(
-        self, session: AsyncSession, replies: Sequence[ThreadReply]
+        self, session: AsyncSession, keys: set[tuple[str, str, str, str]]
     ) -> dict[tuple[str, str, str, str], tuple[Round, int]]:
-        """Return the open or revealed round (and its community) of each reply's thread."""
-        keys = {_thread_key(r) for r in replies}
+        """Return the posted or revealed round (and its community) of each thread key."""
         query = (
             select(
                 Round,
@@ -495,38 +442,9 @@ class AnswerService:
 
     async def _round_of(self, session: AsyncSession, place: Place, thread_id: str) -> Round | None:
         """Return the posted or revealed round whose question message is ``thread_id``."""
-        found = await self._round_and_community(session, place, thread_id)
+        key = (place.platform, place.community_id, place.channel_id, thread_id)
+        found = (await self._rounds_of(session, {key})).get(key)
         return found[0] if found is not None else None
-
-    async def _round_and_community(
-        self, session: AsyncSession, place: Place, thread_id: str, message_id: str | None = None
-    ) -> tuple[Round, int, bool] | None:
-        """Return that round, the id of its community and whether ``message_id`` was deleted.
-
-        One query: this runs for every event in a thread.
-        """
-        deleted = (
-            exists().where(DeletedReply.round_id == Round.id, DeletedReply.message_id == message_id)
-            if message_id is not None
-            else false()
-        )
-        query = (
-            select(Round, Subscription.community_id, deleted)
-            .join(Subscription, Subscription.id == Round.subscription_id)
-            .join(Community, Community.id == Subscription.community_id)
-            .where(
-                Community.platform == place.platform,
-                Community.external_id == place.community_id,
-                Subscription.channel_id == place.channel_id,
-                Round.question_message_id == thread_id,
-                Round.status.in_([RoundStatus.POSTED, RoundStatus.REVEALED]),
-            )
-            .limit(1)
-        )
-        if self.ctx.db.dialect == "postgresql":
-            query = query.with_for_update(read=True, of=Round)  # a reveal waits for answers
-        row = (await session.execute(query)).first()
-        return (row[0], row[1], bool(row[2])) if row is not None else None
 
     @staticmethod
     async def _reply(session: AsyncSession, round_: Round, message_id: str) -> Reply | None:
@@ -559,7 +477,7 @@ class AnswerService:
         answer.updated_at = max(answer.updated_at, event.at)
 
 
-def _thread_key(reply: ThreadReply) -> tuple[str, str, str, str]:
+def _thread_key(reply: ThreadReply | ReplyEdited) -> tuple[str, str, str, str]:
     """Return what identifies a reply's thread: platform, community, channel, thread."""
     place = reply.place
     return (place.platform, place.community_id, place.channel_id, reply.thread_id)

@@ -97,24 +97,6 @@ async def community_for(ctx: ServiceContext, session: AsyncSession, place: Place
     return community
 
 
-async def member_for(
-    ctx: ServiceContext, session: AsyncSession, community_id: int, member: MemberRef
-) -> Member:
-    """Return a member, creating them on first sight and keeping their display name current."""
-    await session.execute(
-        ctx.insert_ignore(Member)
-        .values(community_id=community_id, external_id=member.id, display_name=member.name)
-        .on_conflict_do_nothing()
-    )
-    found = await session.scalar(
-        select(Member).where(Member.community_id == community_id, Member.external_id == member.id)
-    )
-    assert found is not None
-    if member.name and found.display_name != member.name:
-        found.display_name = member.name
-    return found
-
-
 def subscription_at(place: Place) -> Select[Subscription]:
     """Return a query for the subscription of a place (active or not)."""
     return (
