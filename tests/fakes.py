@@ -6,7 +6,7 @@ import asyncio
 from dataclasses import dataclass, field
 
 from prepbot.core.views import QuestionCard, RevealCard
-from prepbot.platforms.base import ChannelUnavailable
+from prepbot.services.ports import ChannelUnavailable
 
 
 @dataclass

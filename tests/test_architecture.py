@@ -18,7 +18,7 @@ FORBIDDEN = {
         "prepbot.store",
         "prepbot.services",
     },
-    "services": {"slack_bolt", "slack_sdk", "discord", "prepbot.platforms.console"},
+    "services": {"slack_bolt", "slack_sdk", "discord", "prepbot.platforms"},
     "store": {"slack_bolt", "slack_sdk", "discord", "prepbot.services", "prepbot.platforms"},
 }
 

@@ -11,10 +11,11 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 log = logging.getLogger(__name__)
@@ -51,9 +52,83 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.problems = Gauge(
+            "prepbot_problems",
+            "Problems prepbot has right now (a failing tick, a paused group, a platform down…).",
+            ["component"],
+            registry=self.registry,
+        )
+        self.tick_failures = Counter(
+            "prepbot_tick_failures",
+            "Scheduler ticks (or job rebuilds) that failed and will be retried.",
+            registry=self.registry,
+        )
+
     def exposition(self) -> bytes:
         """Return every metric in the Prometheus text format."""
         return generate_latest(self.registry)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong right now: which part, what, since when, and what to do."""
+
+    key: str
+    component: str
+    message: str
+    since: datetime
+
+
+class Problems:
+    """What is wrong right now, told to the logs once, to metrics, /healthz and /prep status.
+
+    A part reports a problem under a key it chooses (``scheduler:tick``,
+    ``subscription:12``, ``platform:slack``) and clears it when it is fixed; reporting the same
+    message again changes nothing, so a retry loop logs once, not every second.
+    """
+
+    def __init__(self, metrics: Metrics | None = None) -> None:
+        self.metrics = metrics
+        self._current: dict[str, Problem] = {}
+        self._components: set[str] = set()  # every component a gauge was set for
+
+    def report(self, key: str, component: str, message: str) -> None:
+        """Record (or update) a problem; log it when it is new or its message changed."""
+        old = self._current.get(key)
+        if old is not None and old.message == message:
+            return
+        since = old.since if old is not None else datetime.now(UTC)
+        self._current[key] = Problem(key, component, message, since)
+        log.warning("%s: %s", component, message)
+        self._count()
+
+    def clear(self, key: str) -> None:
+        """Forget a problem that is fixed; log that it is."""
+        old = self._current.pop(key, None)
+        if old is not None:
+            log.info("%s: fixed (%s)", old.component, old.message)
+            self._count()
+
+    def clear_matching(self, prefix: str, keep: Iterable[str] = ()) -> None:
+        """Forget every problem whose key starts with ``prefix`` except those in ``keep``."""
+        kept = set(keep)
+        for key in [k for k in self._current if k.startswith(prefix) and k not in kept]:
+            self.clear(key)
+
+    def current(self, component: str | None = None) -> list[Problem]:
+        """Return the problems now, oldest first (of one component if given)."""
+        found = sorted(self._current.values(), key=lambda p: (p.since, p.key))
+        return [p for p in found if component is None or p.component == component]
+
+    def _count(self) -> None:
+        if self.metrics is None:
+            return
+        counts: dict[str, int] = {}
+        for problem in self._current.values():
+            counts[problem.component] = counts.get(problem.component, 0) + 1
+        self._components.update(counts)
+        for component in self._components:
+            self.metrics.problems.labels(component).set(counts.get(component, 0))
 
 
 HealthCheck = Callable[[], Awaitable[tuple[bool, str]]]

@@ -19,8 +19,8 @@ from prepbot.core.clock import Clock
 from prepbot.core.events import Place
 from prepbot.core.schedule import Schedule
 from prepbot.core.views import MemberRef
-from prepbot.observability import Metrics
-from prepbot.platforms.base import ChatPlatform
+from prepbot.observability import Metrics, Problems
+from prepbot.services.ports import ChatPlatform
 from prepbot.store.db import Database
 from prepbot.store.models import Community, Member, Round, RoundStatus, Subscription
 
@@ -35,6 +35,11 @@ class ServiceContext:
     platforms: dict[str, ChatPlatform] = field(default_factory=dict)
     default_schedule: Schedule = field(default_factory=Schedule)
     metrics: Metrics = field(default_factory=Metrics)
+    problems: Problems = field(default_factory=Problems)
+
+    def __post_init__(self) -> None:
+        if self.problems.metrics is None:
+            self.problems.metrics = self.metrics
 
     def platform(self, name: str) -> ChatPlatform:
         """Return the platform a community lives on."""

@@ -19,8 +19,8 @@ from prepbot.content.model import Scenario
 from prepbot.core.rotation import next_pick
 from prepbot.core.streaks import milestone_reached
 from prepbot.core.views import MemberRef, Milestone, QuestionCard, RevealCard
-from prepbot.platforms.base import ChannelUnavailable
 from prepbot.services.base import ServiceContext, member_ref, open_rounds, schedule_of
+from prepbot.services.ports import ChannelUnavailable
 from prepbot.store.models import Answer, Member, MemberStats, Round, RoundStatus, Subscription
 
 log = logging.getLogger(__name__)

@@ -26,9 +26,9 @@ from sqlalchemy import select
 from prepbot.core.commands import Period
 from prepbot.core.events import Invocation, Place, ReplyDeleted, ReplyEdited, ThreadReply
 from prepbot.core.views import MemberRef, QuestionCard, Response, RevealCard
-from prepbot.platforms.base import ChannelUnavailable, InFlight
 from prepbot.platforms.discord.embeds import DiscordMessage, clip, render
 from prepbot.services import Services
+from prepbot.services.ports import ChannelUnavailable, InFlight
 from prepbot.settings import DiscordSettings
 from prepbot.store.models import Community, Round, RoundStatus, Subscription
 

@@ -34,11 +34,11 @@ from sqlalchemy import select
 from prepbot.core.commands import CommandError, is_admin_command, parse_prep
 from prepbot.core.events import Invocation, Place, ReplyDeleted, ReplyEdited, ThreadReply
 from prepbot.core.views import MemberRef, QuestionCard, Response, RevealCard
-from prepbot.platforms.base import ChannelUnavailable, InFlight
 from prepbot.platforms.pacing import Pacer
 from prepbot.platforms.slack.blocks import escape, render
 from prepbot.platforms.slack.events import PLATFORM, thread_event
 from prepbot.services import Services
+from prepbot.services.ports import ChannelUnavailable, InFlight
 from prepbot.settings import SlackSettings
 from prepbot.store.models import Community, Round, RoundStatus, Subscription
 

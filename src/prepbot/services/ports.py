@@ -1,6 +1,8 @@
-"""The ChatPlatform protocol: what services need from a chat platform, and its errors.
+"""The services' port to chat platforms: the ChatPlatform protocol and its errors.
 
-Imports no concrete platform library; adapters under ``platforms/`` implement it.
+The services call platforms only through this protocol; adapters under ``platforms/``
+implement it, so dependencies point inward. Imports no concrete platform library and nothing
+from ``prepbot.platforms``.
 """
 
 from __future__ import annotations
