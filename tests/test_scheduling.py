@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections import Counter
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -13,11 +14,12 @@ from sqlalchemy import select
 from prepbot.app import App
 from prepbot.core.clock import ManualClock
 from prepbot.core.commands import ScheduleChange
-from prepbot.core.events import Place
+from prepbot.core.events import Invocation, Place
 from prepbot.core.schedule import Schedule, parse_weekdays
-from prepbot.core.views import QuestionCard, RevealCard
+from prepbot.core.views import MemberRef, QuestionCard, RevealCard
 from prepbot.leadership import AlreadyRunning, PostgresLeadership, SqliteSingleProcess
 from prepbot.scheduling import RoundScheduler
+from prepbot.services import Services
 from prepbot.store.models import Round, RoundStatus, Subscription
 from tests.fakes import RecordingPlatform
 
@@ -162,6 +164,7 @@ async def test_work_a_crash_left_half_done_is_finished_once(
     crashing = CrashingPlatform()
     crashing.crash_on = crash_on
     app.services.ctx.platforms["fake"] = crashing
+    app.services.ctx.lease_clock = clock
     await subscribe(app, "c", "09:00 UTC daily reveal=17:00")
     scheduler = RoundScheduler(app.services)
     clock.set(START + timedelta(hours=9))
@@ -176,12 +179,76 @@ async def test_work_a_crash_left_half_done_is_finished_once(
         async with app.db.transaction() as session:
             assert await session.scalar(select(Round.status)) == RoundStatus.REVEALED
             assert await session.scalar(select(Round.reveal_message_id)) is None
-    restarted = RoundScheduler(app.services)  # the next process
+    same_process = await RoundScheduler(app.services).tick()
+    assert same_process.repaired == []  # the lease has not run out: its owner may be alive
+    clock.advance(app.services.ctx.lease + timedelta(seconds=1))
+    restarted = RoundScheduler(next_process(app))
     report = await restarted.tick()
     assert len(report.repaired) == 1
     await restarted.tick()
     assert len(crashing.questions) == 1
     assert len(crashing.reveals) == (1 if crash_on == "reveal" else 0)
+
+
+def admin_says(text: str, channel: str = "c") -> Invocation:
+    return Invocation(Place("fake", "T1", channel), MemberRef("U1", "Admin"), True, text)
+
+
+def next_process(app: App) -> Services:
+    """Return the services of another process on the same database and platforms."""
+    return Services.build(dataclasses.replace(app.services.ctx, owner="the next process"))
+
+
+@pytest.mark.parametrize("step", ["question", "reveal"])
+async def test_a_slow_post_in_flight_is_never_repaired_into_a_second_post(
+    app: App, clock: ManualClock, step: str
+):
+    """A post that takes longer than a tick (35 s, a long Retry-After) is not posted again."""
+    slow = RecordingPlatform()
+    app.services.ctx.platforms["fake"] = slow
+    app.services.ctx.lease = timedelta(seconds=0.3)  # renewed every 0.1 s while in flight
+    app.services.ctx.lease_clock = clock
+    await subscribe(app, "c", "09:00 UTC daily reveal=17:00")
+    scheduler = RoundScheduler(app.services)
+    clock.set(START + timedelta(hours=9))
+    if step == "reveal":
+        await scheduler.tick()
+        clock.set(START + timedelta(hours=17))
+    slow.hold = asyncio.Event()
+    first = asyncio.ensure_future(scheduler.tick())
+    await asyncio.sleep(0.05)
+    others = [RoundScheduler(app.services), RoundScheduler(next_process(app))]
+    for _ in range(5):  # a minute of safety ticks on this replica and another
+        clock.advance(timedelta(seconds=0.2))
+        await asyncio.sleep(0.2)
+        for other in others:
+            assert (await other.tick()).repaired == []
+    if step == "question":
+        assert (await app.services.commands.handle(admin_says("post-now"))).views
+    slow.hold.set()
+    await first
+    assert len(slow.questions) == 1
+    assert len(slow.reveals) == (1 if step == "reveal" else 0)
+
+
+async def test_a_post_made_but_never_acknowledged_is_found_not_posted_again(
+    app: App, clock: ManualClock
+):
+    """The platform made the message but its answer was lost: the repair finds it."""
+    lossy = RecordingPlatform(lost=1)
+    app.services.ctx.platforms["fake"] = lossy
+    app.services.ctx.lease_clock = clock
+    await subscribe(app, "c", "09:00 UTC daily reveal=17:00")
+    clock.set(START + timedelta(hours=9))
+    await RoundScheduler(app.services).tick()  # the post raises; the round stays claimed
+    clock.advance(app.services.ctx.lease + timedelta(seconds=1))
+    report = await RoundScheduler(app.services).tick()
+    assert len(report.repaired) == 1
+    assert len(lossy.questions) == 1
+    async with app.db.transaction() as session:
+        round_ = await session.scalar(select(Round))
+        assert round_ is not None
+        assert (round_.status, round_.question_message_id) == (RoundStatus.POSTED, "q1")
 
 
 async def test_jobs_follow_the_subscriptions_at_once(app: App, platform: RecordingPlatform):
@@ -277,3 +344,42 @@ async def test_many_channels_post_side_by_side_within_the_limit(app: App, clock:
     report = await scheduler.tick()
     assert len(report.posted) == 12  # the broken channel stops no other
     assert slow.most == 5
+
+
+async def test_a_reply_before_the_slow_post_returns_is_held_and_counts(
+    app: App, clock: ManualClock
+):
+    """Members see the question while the platform is still answering; their replies count."""
+    from prepbot.core.events import ReplyDeleted, ThreadReply
+    from prepbot.services.answers import AnswerStatus
+
+    hold = asyncio.Event()
+    slow = RecordingPlatform(hold=hold)
+    app.services.ctx.platforms["fake"] = slow
+    await subscribe(app, "c", "09:00 UTC daily reveal=17:00")
+    scheduler = RoundScheduler(app.services)
+    clock.set(START + timedelta(hours=9))
+    posting = asyncio.ensure_future(scheduler.tick())
+    while not slow.questions:
+        await asyncio.sleep(0.01)
+    place, at = Place("fake", "T1", "c"), clock.now()
+    ann, bob = MemberRef("U2", "Ann"), MemberRef("U3", "Bob")
+    answers = app.services.answers
+    held = await answers.record(ThreadReply(place, "q1", "m1", ann, "Ring all-reduce.", at))
+    assert held.status == AnswerStatus.HELD
+    await answers.record(ThreadReply(place, "q1", "m2", bob, "A parameter server.", at))
+    await answers.withdraw(ReplyDeleted(place, "q1", "m2", at))  # Bob thinks better of it
+    other = await answers.record(ThreadReply(place, "x9", "m3", bob, "chat", at))
+    assert other.status == AnswerStatus.HELD  # kept for now; dropped if x9 never is a round's
+    hold.set()
+    await posting
+    clock.set(START + timedelta(hours=17))
+    await scheduler.tick()
+    ((_, _, reveal),) = slow.reveals
+    assert [m.name for m in reveal.on_time] == ["Ann"]
+    clock.advance(timedelta(days=3))
+    await scheduler.tick()
+    async with app.db.transaction() as session:
+        from prepbot.store.models import HeldReply
+
+        assert (await session.scalars(select(HeldReply))).all() == []

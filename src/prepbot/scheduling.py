@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 from prepbot.core.schedule import DAY_NAMES
 from prepbot.leadership import Leadership
@@ -113,6 +113,7 @@ class RoundScheduler:
     async def _tick(self) -> TickReport:
         report = TickReport()
         await self._repair(report)
+        await self.services.answers.adopt_held()
         await self._reveal_due(report)
         await self._post_due(report)
         if self._jobs is not None:
@@ -120,37 +121,50 @@ class RoundScheduler:
         return report
 
     async def _repair(self, report: TickReport) -> None:
-        """Finish what a dead process left: claimed-but-unposted rounds, unsent reveals."""
+        """Finish what a gone owner left: claimed-but-unposted rounds, unsent reveals.
+
+        A round in flight belongs to the process posting it, which keeps its lease alive
+        however slow the platform is; only a round whose lease ran out is repaired, after this
+        process takes it over, and the repair looks for the bot's own message before posting
+        again. Repairs fan out like posts: communities take turns, several at once.
+        """
         rounds = self.services.rounds
+        now = self.services.ctx.lease_clock.now()  # leases run on real time
+        abandoned = or_(Round.lease_until.is_(None), Round.lease_until < now)
         async with self.services.ctx.db.transaction() as session:
-            claimed = (
-                await session.scalars(
-                    select(Round.id)
-                    .where(Round.status == RoundStatus.CLAIMED)
+            found = (
+                await session.execute(
+                    select(Round.id, Round.status, Subscription.community_id)
+                    .join(Subscription, Subscription.id == Round.subscription_id)
+                    .where(
+                        abandoned,
+                        or_(
+                            Round.status == RoundStatus.CLAIMED,
+                            (Round.status == RoundStatus.REVEALED)
+                            & Round.reveal_message_id.is_(None)
+                            & Subscription.paused.is_(False),
+                        ),
+                    )
                     .order_by(Round.local_date, Round.id)
                 )
             ).all()
-            unsent = (
-                await session.scalars(
-                    select(Round.id)
-                    .where(Round.status == RoundStatus.REVEALED, Round.reveal_message_id.is_(None))
-                    .order_by(Round.local_date, Round.id)
-                )
-            ).all()
-        for round_id in claimed:
-            log.warning("round %s was claimed but never posted; posting it now", round_id)
-            try:
+        busy = rounds.in_flight()
+        orphans = [row for row in found if row[0] not in busy]
+
+        async def repair(round_id: int, status: str) -> None:
+            if not await rounds.take_over(round_id):
+                return  # its owner renewed it meanwhile, or another process took it
+            if status == RoundStatus.CLAIMED:
+                log.warning("round %s was claimed by a process that is gone; repairing", round_id)
                 if await rounds.publish(round_id) is not None:
                     report.repaired.append(round_id)
-            except Exception as error:  # still failing: the next tick tries again
-                self._failed(error)
-        for round_id in unsent:
-            log.warning("round %s was revealed but its reveal never sent; sending it", round_id)
-            try:
+            else:
+                log.warning("the reveal of round %s was never sent; repairing", round_id)
                 if await rounds.republish_reveal(round_id) is not None:
                     report.repaired.append(round_id)
-            except Exception as error:
-                self._failed(error)
+
+        fair = fair_order(orphans, key=lambda row: row[2])  # communities take turns
+        await self._concurrently([repair(round_id, status) for round_id, status, _ in fair])
 
     async def _reveal_due(self, report: TickReport) -> None:
         now = self.clock.now()

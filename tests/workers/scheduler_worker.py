@@ -8,9 +8,9 @@ acknowledged (``ack MEMBER`` or ``ack MEMBER STATUS``) only after it is stored, 
 acknowledges an event. Lines come on standard input, or on a multiprocessing connection when
 the process is forked from a preloaded server (``run_forked``: no second of imports per start).
 
-SIGUSR1 asks for a SIGKILL outside the one window where a kill is known to duplicate a post:
-after the platform accepted a post and before the database stored its message id (see
-``KillSwitch``). ``--die-in-window`` instead kills the process inside that window, once. A forked
+SIGUSR1 SIGKILLs the process at once, wherever it is (``KillSwitch``); ``--die-in-window``
+kills it right after the platform accepted a post, before the database stored its message id,
+once (the repair must find that post rather than post again). A forked
 worker also says ``ready`` once started and ``leading`` once it schedules; SIGUSR2 writes
 where every task waits to the log.
 """
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextvars
 import itertools
 import json
 import logging
@@ -27,7 +26,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -43,57 +42,18 @@ from prepbot.scheduling import RoundScheduler, run_scheduling
 from prepbot.settings import Settings
 from prepbot.store.models import Round, RoundStatus, Subscription
 
-_in_window: contextvars.ContextVar[bool] = contextvars.ContextVar("in_window", default=False)
-_guarded: contextvars.ContextVar[bool] = contextvars.ContextVar("guarded", default=False)
+
 # The service calls that post and then commit the message id: each closes its window on return.
-GUARDED = ("publish", "_publish", "_post_reveal")
-
-
 class KillSwitch:
-    """SIGKILL this process on request, but never between a platform post and its commit.
+    """SIGKILL this process the moment it is asked: anywhere, between a post and its commit too.
 
-    A kill in that window makes the next leader post the round (or its reveal) again: the
-    platform has the message but the database does not know its id. That is a known
-    limitation (closing it needs a platform API to find a round's message); the crash tests
-    kill everywhere else. A pending kill lets the open windows close and opens no new one.
+    A kill after the platform made a message but before the database stored its id is the
+    window a repair closes by finding the bot's own message first (FilePlatform.find_question).
     """
 
-    def __init__(self) -> None:
-        self.open = 0
-        self.pending = False
-
     def request(self, *_: object) -> None:
-        """Kill now, or as soon as the last open window closes (a signal handler)."""
-        self.pending = True
-        if self.open == 0:
-            os.kill(os.getpid(), signal.SIGKILL)
-
-    async def enter(self) -> None:
-        """Open a window just before a post reaches the platform (or wait for the kill)."""
-        if not _guarded.get():  # a refactor moved the post: no window could ever close
-            print(f"a post outside {GUARDED}: update GUARDED", file=sys.stderr, flush=True)
-            os._exit(3)
-        if self.pending:
-            await asyncio.Future()  # never resolves: the kill comes when the others close
-        self.open += 1
-        _in_window.set(True)
-
-    def guard(self, call: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
-        """Wrap a service call that posts and then commits; its window closes on return."""
-
-        async def guarded(*args: Any) -> Any:
-            token, outer = _in_window.set(False), _guarded.set(True)
-            try:
-                return await call(*args)
-            finally:
-                if _in_window.get():
-                    self.open -= 1
-                _in_window.reset(token)
-                _guarded.reset(outer)
-                if self.pending and self.open == 0:
-                    os.kill(os.getpid(), signal.SIGKILL)
-
-        return guarded
+        """Kill now (a signal handler)."""
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 class FileClock:
@@ -129,7 +89,6 @@ class FilePlatform:
         self.ids = itertools.count(1)
 
     async def _write(self, record: dict[str, object]) -> str:
-        await self.kills.enter()
         message_id = f"{os.getpid()}-{next(self.ids)}"
         record |= {"id": message_id, "pid": os.getpid()}
         with self.path.open("a", encoding="utf-8") as out:
@@ -157,6 +116,42 @@ class FilePlatform:
         return await self._write(
             {"kind": "reveal", "channel": channel_id, "thread": thread_id, "on_time": on_time}
         )
+
+    def _posts(self) -> list[dict[str, object]]:
+        if not self.path.exists():
+            return []
+        lines = self.path.read_text(encoding="utf-8").splitlines()
+        return [json.loads(line) for line in lines if line.strip()]
+
+    async def find_question(
+        self,
+        channel_id: str,
+        card: QuestionCard,
+        *,
+        community_id: str | None = None,
+        since: datetime,
+    ) -> str | None:
+        """Return the id of a question already recorded for this channel and date."""
+        day = card.round_date.isoformat() if card.round_date else None
+        for post in self._posts():
+            if (post["kind"], post["channel"], post.get("date")) == ("question", channel_id, day):
+                return str(post["id"])
+        return None
+
+    async def find_reveal(
+        self,
+        channel_id: str,
+        thread_id: str,
+        card: RevealCard,
+        *,
+        community_id: str | None = None,
+        since: datetime,
+    ) -> str | None:
+        """Return the id of a reveal already recorded in this thread."""
+        for post in self._posts():
+            if (post["kind"], post.get("thread")) == ("reveal", thread_id):
+                return str(post["id"])
+        return None
 
 
 class Announced:
@@ -264,6 +259,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     parser.add_argument("--db", required=True)
     parser.add_argument("--clock", type=Path, required=True)
+    parser.add_argument("--lease", type=float, default=1.0)
     parser.add_argument("--posts", type=Path, required=True)
     parser.add_argument("--poll", type=float, default=0.05)
     parser.add_argument("--grace", type=int, default=24 * 60)
@@ -308,6 +304,7 @@ async def main(argv: list[str] | None = None, channel: Connection | None = None)
         {"database": {"url": args.db}, "scheduler": {"catch_up_minutes": args.grace}}
     )
     app = await build_app(settings, FileClock(args.clock))
+    app.services.ctx.lease = timedelta(seconds=args.lease)  # real seconds: a dead owner's
     app.services.ctx.platforms["fake"] = FilePlatform(
         args.posts,
         kills,
@@ -315,10 +312,6 @@ async def main(argv: list[str] | None = None, channel: Connection | None = None)
         die_in_window=args.die_in_window,
         delay=args.post_delay,
     )
-    rounds = app.services.rounds
-    for name in GUARDED:  # instance attributes: the service's own self.<name>() calls see them
-        if hasattr(rounds, name):
-            setattr(rounds, name, kills.guard(getattr(rounds, name)))
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGUSR2, _dump_tasks)  # for debugging a stuck worker

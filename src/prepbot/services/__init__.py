@@ -30,10 +30,16 @@ class Services:
     def build(cls, ctx: ServiceContext) -> Services:
         """Wire every service to ``ctx``."""
         rounds, queries, admin = RoundService(ctx), QueryService(ctx), AdminService(ctx)
+        answers = AnswerService(ctx)
+
+        async def adopt(subscription_id: int, thread_id: str) -> None:
+            await answers.adopt(subscription_id, thread_id)
+
+        ctx.thread_listeners.append(adopt)  # replies held while a question was being posted
         return cls(
             ctx=ctx,
             rounds=rounds,
-            answers=AnswerService(ctx),
+            answers=answers,
             queries=queries,
             admin=admin,
             commands=CommandService(ctx, rounds, queries, admin),

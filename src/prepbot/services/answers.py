@@ -15,7 +15,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -23,15 +23,18 @@ from sqlalchemy import delete, func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from prepbot.core.events import Place, ReplyDeleted, ReplyEdited, ThreadReply
+from prepbot.core.views import MemberRef
 from prepbot.services.base import ServiceContext
 from prepbot.store.models import (
     Answer,
     Community,
     DeletedReply,
+    HeldReply,
     Member,
     Reply,
     Round,
     RoundStatus,
+    RoundThread,
     Subscription,
 )
 
@@ -40,6 +43,7 @@ class AnswerStatus(StrEnum):
     """What happened to a reply."""
 
     RECORDED = "recorded"
+    HELD = "held"  # in a thread the bot is still posting; joins its round once that is known
     LATE = "late"
     DUPLICATE = "duplicate"
     EDITED = "edited"
@@ -58,6 +62,7 @@ class AnswerOutcome:
 
 IGNORED = AnswerOutcome(AnswerStatus.IGNORED)
 BATCH_LIMIT = 256  # new replies stored in one transaction, at most
+HELD_FOR = timedelta(days=2)  # a held reply whose thread never became a round's is dropped
 log = logging.getLogger(__name__)
 
 
@@ -200,6 +205,10 @@ class AnswerService:
         async with self.ctx.db.deciding() as session:  # the round's status holds till commit
             rounds = await self._rounds_of(session, {_thread_key(r) for _, r in wanted})
             found = [(i, r, rounds[_thread_key(r)]) for i, r in wanted if _thread_key(r) in rounds]
+            unknown = [(i, r) for i, r in wanted if _thread_key(r) not in rounds]
+            if unknown:
+                for i in await self._hold(session, unknown):
+                    outcomes[i] = AnswerOutcome(AnswerStatus.HELD)
             if not found:
                 return outcomes
             deleted = set(
@@ -273,7 +282,10 @@ class AnswerService:
     async def _rounds_of(
         self, session: AsyncSession, keys: set[tuple[str, str, str, str]]
     ) -> dict[tuple[str, str, str, str], tuple[Round, int]]:
-        """Return the posted or revealed round (and its community) of each thread key."""
+        """Return the posted or revealed round (and its community) of each thread key.
+
+        Any thread the bot posted for a round counts (a round posted twice has two).
+        """
         query = (
             select(
                 Round,
@@ -281,15 +293,17 @@ class AnswerService:
                 Community.platform,
                 Community.external_id,
                 Subscription.channel_id,
+                RoundThread.message_id,
             )
-            .join(Subscription, Subscription.id == Round.subscription_id)
+            .join(RoundThread, RoundThread.round_id == Round.id)
+            .join(Subscription, Subscription.id == RoundThread.subscription_id)
             .join(Community, Community.id == Subscription.community_id)
             .where(
                 tuple_(
                     Community.platform,
                     Community.external_id,
                     Subscription.channel_id,
-                    Round.question_message_id,
+                    RoundThread.message_id,
                 ).in_(keys),
                 Round.status.in_([RoundStatus.POSTED, RoundStatus.REVEALED]),
             )
@@ -298,10 +312,134 @@ class AnswerService:
         if self.ctx.db.dialect == "postgresql":
             query = query.with_for_update(read=True, of=Round)  # a reveal waits for answers
         found: dict[tuple[str, str, str, str], tuple[Round, int]] = {}
-        for round_, community, platform, external, channel in (await session.execute(query)).all():
-            key = (platform, external, channel, round_.question_message_id or "")
-            found.setdefault(key, (round_, community))
+        rows = (await session.execute(query)).all()
+        for round_, community, platform, external, channel, thread in rows:
+            found.setdefault((platform, external, channel, thread), (round_, community))
         return found
+
+    async def _hold(
+        self, session: AsyncSession, replies: list[tuple[int, ThreadReply | ReplyEdited]]
+    ) -> list[int]:
+        """Keep replies in threads of channels whose round is being posted; return their indexes.
+
+        While a post is in flight the platform may already show the question (a slow answer,
+        a lost one), and members reply before the bot knows the thread. Those replies are
+        stored now, so they may be acknowledged, and join the round once its thread is known.
+        """
+        places = {_thread_key(r)[:3] for _, r in replies}
+        posting = (
+            await session.execute(
+                select(
+                    Subscription.id,
+                    Community.platform,
+                    Community.external_id,
+                    Subscription.channel_id,
+                )
+                .join(Community, Community.id == Subscription.community_id)
+                .join(Round, Round.subscription_id == Subscription.id)
+                .where(
+                    tuple_(Community.platform, Community.external_id, Subscription.channel_id).in_(
+                        places
+                    ),
+                    Round.status == RoundStatus.CLAIMED,
+                )
+            )
+        ).all()
+        subscription_of = {(p, e, c): s for s, p, e, c in posting}
+        held: dict[tuple[int, str, str], dict[str, Any]] = {}
+        for i, r in replies:
+            subscription_id = subscription_of.get(_thread_key(r)[:3])
+            if subscription_id is None:
+                continue
+            held[(subscription_id, r.thread_id, r.message_id)] = {
+                "subscription_id": subscription_id,
+                "thread_id": r.thread_id,
+                "message_id": r.message_id,
+                "member_external_id": r.member.id,
+                "member_name": r.member.name,
+                "text": r.text.strip(),
+                "posted_at": r.at,
+                "edited": isinstance(r, ReplyEdited),
+                "index": i,
+            }
+        if not held:
+            return []
+        rows = [{k: v for k, v in row.items() if k != "index"} for row in held.values()]
+        upsert = self.ctx.insert_ignore(HeldReply.__table__)
+        await session.execute(
+            upsert.on_conflict_do_update(
+                index_elements=["subscription_id", "thread_id", "message_id"],
+                set_={"text": upsert.excluded.text, "edited": upsert.excluded.edited},
+            ),
+            rows,
+        )
+        return [row["index"] for row in held.values()]
+
+    async def adopt(self, subscription_id: int, thread_id: str) -> int:
+        """Store the replies held for a thread that is now a round's; return how many."""
+        async with self.ctx.db.transaction() as session:
+            held = (
+                await session.execute(
+                    select(
+                        HeldReply,
+                        Community.platform,
+                        Community.external_id,
+                        Subscription.channel_id,
+                    )
+                    .join(Subscription, Subscription.id == HeldReply.subscription_id)
+                    .join(Community, Community.id == Subscription.community_id)
+                    .where(
+                        HeldReply.subscription_id == subscription_id,
+                        HeldReply.thread_id == thread_id,
+                    )
+                    .order_by(HeldReply.posted_at, HeldReply.message_id)
+                )
+            ).all()
+        for row, platform, community, channel in held:
+            kind = ReplyEdited if row.edited else ThreadReply
+            await self.record(
+                kind(
+                    Place(platform, community, channel),
+                    thread_id,
+                    row.message_id,
+                    MemberRef(row.member_external_id, row.member_name),
+                    row.text,
+                    row.posted_at,
+                )
+            )
+        if held:  # stored (or found stored) above: a crash before this adopts them again
+            async with self.ctx.db.transaction() as session:
+                await session.execute(
+                    delete(HeldReply).where(
+                        HeldReply.subscription_id == subscription_id,
+                        HeldReply.thread_id == thread_id,
+                        HeldReply.message_id.in_([row.message_id for row, *_ in held]),
+                    )
+                )
+            log.info("%d replies held for thread %s joined their round", len(held), thread_id)
+        return len(held)
+
+    async def adopt_held(self) -> int:
+        """Adopt held replies whose thread is known now; drop those held too long for none."""
+        async with self.ctx.db.transaction() as session:
+            known = (
+                await session.execute(
+                    select(HeldReply.subscription_id, HeldReply.thread_id)
+                    .join(
+                        RoundThread,
+                        (RoundThread.subscription_id == HeldReply.subscription_id)
+                        & (RoundThread.message_id == HeldReply.thread_id),
+                    )
+                    .distinct()
+                )
+            ).all()
+            await session.execute(
+                delete(HeldReply).where(HeldReply.posted_at < self.ctx.clock.now() - HELD_FOR)
+            )
+        adopted = 0
+        for subscription_id, thread_id in known:
+            adopted += await self.adopt(subscription_id, thread_id)
+        return adopted
 
     async def _members_of(
         self, session: AsyncSession, names: dict[tuple[int, str], str]
@@ -414,6 +552,7 @@ class AnswerService:
         async with self.ctx.db.deciding() as session:  # the round's status holds till commit
             round_ = await self._round_of(session, deleted.place, deleted.thread_id)
             if round_ is None:
+                await self._unhold(session, deleted)
                 return IGNORED
             await session.execute(
                 self.ctx.insert_ignore(DeletedReply)
@@ -439,6 +578,26 @@ class AnswerService:
             await session.execute(delete(Answer).where(Answer.id == answer.id))
             status = AnswerStatus.WITHDRAWN if answer.on_time else AnswerStatus.REMOVED
             return AnswerOutcome(status, round_.id)
+
+    @staticmethod
+    async def _unhold(session: AsyncSession, deleted: ReplyDeleted) -> None:
+        """Forget a held reply that was deleted before its thread became known."""
+        place = deleted.place
+        await session.execute(
+            delete(HeldReply).where(
+                HeldReply.thread_id == deleted.thread_id,
+                HeldReply.message_id == deleted.message_id,
+                HeldReply.subscription_id.in_(
+                    select(Subscription.id)
+                    .join(Community, Community.id == Subscription.community_id)
+                    .where(
+                        Community.platform == place.platform,
+                        Community.external_id == place.community_id,
+                        Subscription.channel_id == place.channel_id,
+                    )
+                ),
+            )
+        )
 
     async def _round_of(self, session: AsyncSession, place: Place, thread_id: str) -> Round | None:
         """Return the posted or revealed round whose question message is ``thread_id``."""

@@ -6,6 +6,10 @@ Imports no chat platform library; platforms are reached only through the ChatPla
 from __future__ import annotations
 
 import hashlib
+import os
+import secrets
+import socket
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import date, time, timedelta
 from typing import Any
@@ -15,7 +19,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from prepbot.content.catalog import Catalog
-from prepbot.core.clock import Clock
+from prepbot.core.clock import Clock, SystemClock
 from prepbot.core.events import Place
 from prepbot.core.schedule import Schedule
 from prepbot.core.views import MemberRef
@@ -36,6 +40,13 @@ class ServiceContext:
     default_schedule: Schedule = field(default_factory=Schedule)
     metrics: Metrics = field(default_factory=Metrics)
     problems: Problems = field(default_factory=Problems)
+    # Who this process is when it owns a round in flight, and how long it vouches for one
+    # without renewing: a round whose lease ran out belongs to a process that is gone.
+    owner: str = field(default_factory=lambda: process_name())
+    lease: timedelta = timedelta(seconds=90)
+    lease_clock: Clock = field(default_factory=SystemClock)  # real time, whatever ``clock`` says
+    # Called with (subscription id, thread id) once a round's thread is known.
+    thread_listeners: list[Callable[[int, str], Awaitable[None]]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.problems.metrics is None:
@@ -52,6 +63,11 @@ class ServiceContext:
         """Return an INSERT for a model or table that can do nothing on a unique-key conflict."""
         dialect = postgresql if self.db.dialect == "postgresql" else sqlite
         return dialect.insert(model)
+
+
+def process_name() -> str:
+    """Return a name for this process that no other process (here or on a replica) shares."""
+    return f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
 def schedule_of(subscription: Subscription) -> Schedule:

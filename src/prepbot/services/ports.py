@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Any, Protocol
 
 from prepbot.core.views import QuestionCard, RevealCard
@@ -48,6 +49,33 @@ class ChatPlatform(Protocol):
         community_id: str | None = None,
     ) -> str:
         """Post the reveal in a round's thread; return the reveal's message id."""
+        ...
+
+    async def find_question(
+        self,
+        channel_id: str,
+        card: QuestionCard,
+        *,
+        community_id: str | None = None,
+        since: datetime,
+    ) -> str | None:
+        """Return the thread id of the bot's own post of this round since ``since``, if any.
+
+        A repair asks before posting again: the process that posted may have died after the
+        platform made the message, or the platform may have made it after answering too late.
+        """
+        ...
+
+    async def find_reveal(
+        self,
+        channel_id: str,
+        thread_id: str,
+        card: RevealCard,
+        *,
+        community_id: str | None = None,
+        since: datetime,
+    ) -> str | None:
+        """Return the message id of the bot's own reveal in a round's thread, if it is there."""
         ...
 
 

@@ -2,17 +2,25 @@
 
 A round is claimed in the database (unique per subscription and local date) before it is
 posted, and a reveal is claimed by moving the round from posted to revealed in one UPDATE, so
-a second caller (a retry, a replica) does nothing. Streaks and totals change in the reveal's
-transaction. Imports no chat platform library.
+a second caller (a retry, a replica) does nothing. While the question or the reveal is in
+flight the round names its owner (this process) and a lease the owner keeps renewing, however
+slow the platform is; only a round whose lease ran out (its owner died or lost the database)
+is repaired, and a repair first asks the platform for the bot's own message before posting
+again. Publishing is guarded by the round's status, and every thread the bot posted for a
+round is remembered, so a reply in any of them counts. Streaks and totals change in the
+reveal's transaction. Imports no chat platform library.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 
-from sqlalchemy import case, func, literal, select, update
+from sqlalchemy import case, func, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from prepbot.content.model import Scenario
@@ -21,9 +29,20 @@ from prepbot.core.streaks import milestone_reached
 from prepbot.core.views import MemberRef, Milestone, QuestionCard, RevealCard
 from prepbot.services.base import ServiceContext, member_ref, open_rounds, schedule_of
 from prepbot.services.ports import ChannelUnavailable
-from prepbot.store.models import Answer, Member, MemberStats, Round, RoundStatus, Subscription
+from prepbot.store.models import (
+    Answer,
+    Member,
+    MemberStats,
+    Round,
+    RoundStatus,
+    RoundThread,
+    Subscription,
+)
 
 log = logging.getLogger(__name__)
+
+
+LOOK_BACK = timedelta(minutes=5)  # how long before a claim the bot's own message may be dated
 
 
 class NoEligibleScenario(Exception):
@@ -43,6 +62,62 @@ class RoundService:
 
     def __init__(self, ctx: ServiceContext) -> None:
         self.ctx = ctx
+        self._in_flight: set[int] = set()  # rounds this process is posting or revealing now
+
+    def in_flight(self) -> frozenset[int]:
+        """Return the rounds this process is posting or revealing right now."""
+        return frozenset(self._in_flight)
+
+    @contextlib.asynccontextmanager
+    async def _owning(self, round_id: int) -> AsyncIterator[None]:
+        """Hold a round in flight: renew its lease until the block ends, however long it takes."""
+        self._in_flight.add(round_id)
+        renewer = asyncio.create_task(self._renew(round_id), name=f"lease-{round_id}")
+        try:
+            yield
+        finally:
+            renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewer
+            self._in_flight.discard(round_id)
+
+    async def _renew(self, round_id: int) -> None:
+        """Push a round's lease forward every third of its length; a failed renewal is retried."""
+        ctx = self.ctx
+        while True:
+            await asyncio.sleep(ctx.lease.total_seconds() / 3)
+            try:
+                async with ctx.db.transaction() as session:
+                    await session.execute(
+                        update(Round)
+                        .where(Round.id == round_id, Round.claimed_by == ctx.owner)
+                        .values(lease_until=ctx.lease_clock.now() + ctx.lease)
+                        .execution_options(synchronize_session=False)
+                    )
+            except Exception as error:  # the database blinked: the next renewal tries again
+                log.warning("could not renew the lease of round %s: %r", round_id, error)
+
+    async def take_over(self, round_id: int) -> bool:
+        """Become the owner of an abandoned round (its lease ran out); False if it is not that."""
+        ctx = self.ctx
+        if round_id in self._in_flight:
+            return False
+        now = ctx.lease_clock.now()
+        async with ctx.db.transaction() as session:
+            taken = await session.execute(
+                update(Round)
+                .where(
+                    Round.id == round_id,
+                    or_(
+                        Round.status == RoundStatus.CLAIMED,
+                        (Round.status == RoundStatus.REVEALED) & Round.reveal_message_id.is_(None),
+                    ),
+                    or_(Round.lease_until.is_(None), Round.lease_until < now),
+                )
+                .values(claimed_by=ctx.owner, lease_until=now + ctx.lease)
+                .execution_options(synchronize_session=False)
+            )
+        return bool(taken.rowcount == 1)  # type: ignore[attr-defined]
 
     def eligible(self, subscription: Subscription) -> list[Scenario]:
         """Return the scenarios a subscription's filters allow, ordered by id."""
@@ -78,6 +153,8 @@ class RoundService:
                     status=RoundStatus.CLAIMED,
                     claimed_at=now,
                     reveal_due_at=reveal_due,
+                    claimed_by=ctx.owner,
+                    lease_until=ctx.lease_clock.now() + ctx.lease,
                 )
                 .on_conflict_do_nothing()
                 .returning(Round.id)
@@ -89,13 +166,15 @@ class RoundService:
             round_ = await session.get(Round, claimed)
             assert round_ is not None
             place = await self._platform_of(session, subscription)
-        posted = await self._publish(round_, subscription, place)  # what it needs is loaded
+        async with self._owning(round_.id):
+            posted = await self._publish(round_, subscription, place, look_first=False)
         return PostOutcome(round=posted, posted_now=True) if posted is not None else None
 
     async def publish(self, round_id: int) -> Round | None:
-        """Post a claimed round's question and mark it posted; also repairs orphaned claims.
+        """Repair a claimed round whose owner is gone: find the bot's post, else post it.
 
-        None when the channel is unavailable (the round is dropped, the group paused).
+        The caller took the round over (``take_over``). None when the channel is unavailable
+        (the round is dropped, the group paused).
         """
         async with self.ctx.db.transaction() as session:
             round_ = await session.get(Round, round_id)
@@ -104,12 +183,22 @@ class RoundService:
             subscription = await session.get(Subscription, round_.subscription_id)
             assert subscription is not None
             place = await self._platform_of(session, subscription)
-        return await self._publish(round_, subscription, place)
+        async with self._owning(round_id):
+            return await self._publish(round_, subscription, place, look_first=True)
 
     async def _publish(
-        self, round_: Round, subscription: Subscription, place: tuple[str, str]
+        self,
+        round_: Round,
+        subscription: Subscription,
+        place: tuple[str, str],
+        *,
+        look_first: bool,
     ) -> Round | None:
-        """Post a claimed round's question, then mark it posted in one statement."""
+        """Post a claimed round's question (unless the bot's post is found), then mark it posted.
+
+        Marking it posted is guarded by its status: if another owner finished first, this
+        message is remembered as one more thread of the round, never replaces the first.
+        """
         ctx = self.ctx
         round_id = round_.id
         platform_name, community_id = place
@@ -124,32 +213,74 @@ class RoundService:
             reveal_at=round_.reveal_due_at,
             timezone=subscription.timezone,
         )
+        platform = ctx.platform(platform_name)
         try:
-            message_id = await ctx.platform(platform_name).post_question(
-                subscription.channel_id, card, community_id=community_id
-            )
+            message_id = None
+            if look_first:
+                message_id = await platform.find_question(
+                    subscription.channel_id,
+                    card,
+                    community_id=community_id,
+                    since=round_.claimed_at - LOOK_BACK,
+                )
+                if message_id is not None:
+                    log.warning(
+                        "round %s was already posted (message %s); keeping that post",
+                        round_id,
+                        message_id,
+                    )
+            if message_id is None:
+                message_id = await platform.post_question(
+                    subscription.channel_id, card, community_id=community_id
+                )
         except ChannelUnavailable as error:
             ctx.metrics.platform_errors.labels(platform_name, "channel_unavailable").inc()
             await self._give_up(round_id, subscription.id, error.reason)
             return None
+        now = ctx.clock.now()
         async with ctx.db.transaction() as session:
+            await session.execute(
+                ctx.insert_ignore(RoundThread)
+                .values(subscription_id=subscription.id, message_id=message_id, round_id=round_id)
+                .on_conflict_do_nothing()
+            )
             stored = await session.scalar(
                 update(Round)
-                .where(Round.id == round_id)
+                .where(Round.id == round_id, Round.status == RoundStatus.CLAIMED)
                 .values(
                     status=RoundStatus.POSTED,
                     question_message_id=message_id,
-                    posted_at=ctx.clock.now(),
+                    posted_at=now,
+                    claimed_by=None,
+                    lease_until=None,
                 )
                 .returning(Round)
                 .execution_options(synchronize_session=False)
             )
-            assert stored is not None
+            if stored is None:  # another owner posted it first: this is a second thread of it
+                stored = await session.get(Round, round_id)
+        await self._thread_known(subscription.id, message_id)
+        if stored is None or stored.question_message_id != message_id:
+            ctx.metrics.platform_errors.labels(platform_name, "posted_twice").inc()
+            log.warning(
+                "round %s was posted twice; replies in message %s count for it too",
+                round_id,
+                message_id,
+            )
+            return stored
         ctx.metrics.rounds_posted.labels(platform_name).inc()
         log.info(
             "posted round %s (%s) to subscription %s", round_id, round_.scenario_id, subscription.id
         )
         return stored
+
+    async def _thread_known(self, subscription_id: int, thread_id: str) -> None:
+        """Tell the listeners (the answers held for it) that a round's thread is known."""
+        for listener in self.ctx.thread_listeners:
+            try:
+                await listener(subscription_id, thread_id)
+            except Exception as error:  # the held replies stay held; the next tick adopts them
+                log.warning("could not adopt the replies held for %s: %r", thread_id, error)
 
     async def reveal_round(self, round_id: int) -> RevealCard | None:
         """Reveal one posted round; None if it was already revealed (or is not posted yet)."""
@@ -159,7 +290,12 @@ class RoundService:
             claimed = await session.execute(
                 update(Round)
                 .where(Round.id == round_id, Round.status == RoundStatus.POSTED)
-                .values(status=RoundStatus.REVEALED, revealed_at=now)
+                .values(
+                    status=RoundStatus.REVEALED,
+                    revealed_at=now,
+                    claimed_by=ctx.owner,
+                    lease_until=ctx.lease_clock.now() + ctx.lease,
+                )
                 .execution_options(synchronize_session=False)
             )
             if claimed.rowcount != 1:  # type: ignore[attr-defined]
@@ -169,19 +305,26 @@ class RoundService:
             subscription = await session.get(Subscription, round_.subscription_id)
             assert subscription is not None
             milestones = await self._update_stats(session, round_)
-        return await self._post_reveal(round_id, milestones)
+        async with self._owning(round_id):
+            return await self._post_reveal(round_id, milestones, look_first=False)
 
     async def republish_reveal(self, round_id: int) -> RevealCard | None:
-        """Post the reveal of a round revealed in the database but never posted (a crash)."""
+        """Repair a reveal whose owner is gone: find the bot's reveal, else post it.
+
+        The caller took the round over (``take_over``).
+        """
         async with self.ctx.db.transaction() as session:
             round_ = await session.get(Round, round_id)
             if round_ is None or round_.status != RoundStatus.REVEALED:
                 return None
             if round_.reveal_message_id is not None:
                 return None
-        return await self._post_reveal(round_id, ())
+        async with self._owning(round_id):
+            return await self._post_reveal(round_id, (), look_first=True)
 
-    async def _post_reveal(self, round_id: int, milestones: tuple[Milestone, ...]) -> RevealCard:
+    async def _post_reveal(
+        self, round_id: int, milestones: tuple[Milestone, ...], *, look_first: bool
+    ) -> RevealCard:
         """Post a revealed round's reveal card in its thread and remember its message id."""
         ctx = self.ctx
         async with ctx.db.transaction() as session:
@@ -203,18 +346,39 @@ class RoundService:
         card = self._reveal_card(round_.scenario_id, on_time, late, milestones)
         thread_id = round_.question_message_id
         assert thread_id is not None
+        platform = ctx.platform(platform_name)
         try:
-            message_id = await ctx.platform(platform_name).post_reveal(
-                subscription.channel_id, thread_id, card, community_id=community_id
-            )
+            message_id = None
+            if look_first:
+                assert round_.revealed_at is not None
+                message_id = await platform.find_reveal(
+                    subscription.channel_id,
+                    thread_id,
+                    card,
+                    community_id=community_id,
+                    since=round_.revealed_at - LOOK_BACK,
+                )
+                if message_id is not None:
+                    log.warning(
+                        "the reveal of round %s was already sent (message %s); keeping it",
+                        round_id,
+                        message_id,
+                    )
+            if message_id is None:
+                message_id = await platform.post_reveal(
+                    subscription.channel_id, thread_id, card, community_id=community_id
+                )
         except ChannelUnavailable as error:
             ctx.metrics.platform_errors.labels(platform_name, "channel_unavailable").inc()
             await self._pause(round_.subscription_id, error.reason)
             return card
         async with ctx.db.transaction() as session:
-            stored = await session.get(Round, round_id)
-            assert stored is not None
-            stored.reveal_message_id = message_id
+            await session.execute(
+                update(Round)
+                .where(Round.id == round_id, Round.reveal_message_id.is_(None))
+                .values(reveal_message_id=message_id, claimed_by=None, lease_until=None)
+                .execution_options(synchronize_session=False)
+            )
         ctx.metrics.rounds_revealed.labels(platform_name).inc()
         log.info("revealed round %s of subscription %s", round_id, round_.subscription_id)
         return card

@@ -130,6 +130,40 @@ class Round(Base):
     reveal_due_at: Mapped[datetime] = mapped_column(UTCDateTime)
     revealed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     reveal_message_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # The process posting the question or sending the reveal right now, and until when it
+    # vouches for it: only a round whose lease ran out is another process's to repair.
+    claimed_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class RoundThread(Base):
+    """A thread the bot posted for a round: a reply in any of them is that round's answer."""
+
+    __tablename__ = "round_threads"
+    __table_args__ = (Index("ix_round_threads_round_id", "round_id"),)
+
+    subscription_id: Mapped[int] = mapped_column(
+        ForeignKey("subscriptions.id", ondelete="CASCADE"), primary_key=True
+    )
+    message_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    round_id: Mapped[int] = mapped_column(ForeignKey("rounds.id", ondelete="CASCADE"))
+
+
+class HeldReply(Base):
+    """A reply in a thread the bot is still posting; it joins its round when the thread is known."""
+
+    __tablename__ = "held_replies"
+
+    subscription_id: Mapped[int] = mapped_column(
+        ForeignKey("subscriptions.id", ondelete="CASCADE"), primary_key=True
+    )
+    thread_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    message_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    member_external_id: Mapped[str] = mapped_column(String(64))
+    member_name: Mapped[str] = mapped_column(String(200))
+    text: Mapped[str] = mapped_column(Text)
+    posted_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    edited: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class Member(Base):

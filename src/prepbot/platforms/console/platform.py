@@ -6,6 +6,7 @@ Imports no Slack or Discord library.
 from __future__ import annotations
 
 import itertools
+from datetime import datetime
 from typing import TextIO
 
 from prepbot.core.text import render_text
@@ -64,3 +65,26 @@ class ConsolePlatform:
         """Print the reveal in the round's thread and return its message id."""
         self.show(f"── thread of today's question in #{channel_id} ──\n{render_text(card)}")
         return self.new_message_id()
+
+    async def find_question(
+        self,
+        channel_id: str,
+        card: QuestionCard,
+        *,
+        community_id: str | None = None,
+        since: datetime,
+    ) -> str | None:
+        """Return None: a terminal keeps no history to look in; printing again does no harm."""
+        return None
+
+    async def find_reveal(
+        self,
+        channel_id: str,
+        thread_id: str,
+        card: RevealCard,
+        *,
+        community_id: str | None = None,
+        since: datetime,
+    ) -> str | None:
+        """Return None, as for a question."""
+        return None

@@ -70,6 +70,9 @@ def point_at(settings: DiscordSettings) -> None:
     discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(settings.gateway_url)
 
 
+LOOKUP_LIMIT = 100  # messages a repair looks through for the bot's own post
+
+
 def nonce(*parts: object) -> str:
     """Return a message nonce (at most 25 characters) that is the same for the same parts.
 
@@ -201,6 +204,77 @@ class DiscordPlatform:
             return str(sent.id)
         except (discord.NotFound, discord.Forbidden) as error:
             raise ChannelUnavailable(f"Discord: {error.status} {error.text or error}") from None
+
+    async def find_question(
+        self,
+        channel_id: str,
+        card: QuestionCard,
+        *,
+        community_id: str | None = None,
+        since: datetime,
+    ) -> str | None:
+        """Look for the bot's post of this round since ``since``; open its thread if missing.
+
+        In a text channel: the channel's history, a bot message whose embed has the round's
+        title and scenario id. In a forum: the forum's known threads with the round's name.
+        """
+        me = self.client.user
+        if me is None:
+            return None
+        name = clip(f"{card.round_date or ''} {card.title}".strip(), 100)
+        try:
+            channel = await self.channel(int(channel_id))
+            if isinstance(channel, discord.ForumChannel):
+                for thread in channel.threads:
+                    if thread.owner_id == me.id and thread.name == name:
+                        return str(thread.id)
+                return None
+            if not isinstance(channel, discord.TextChannel):
+                return None
+            marker = f"id {card.scenario_id}"
+            async for message in channel.history(limit=LOOKUP_LIMIT, after=since):
+                if message.author.id != me.id or not message.embeds:
+                    continue
+                embed = message.embeds[0]
+                if embed.title == clip(card.title, 256) and marker in (embed.footer.text or ""):
+                    await self._open_thread(message, name)
+                    return str(message.id)  # a thread started from a message shares its id
+        except (discord.NotFound, discord.Forbidden) as error:
+            raise ChannelUnavailable(f"Discord: {error.status} {error.text or error}") from None
+        return None
+
+    async def find_reveal(
+        self,
+        channel_id: str,
+        thread_id: str,
+        card: RevealCard,
+        *,
+        community_id: str | None = None,
+        since: datetime,
+    ) -> str | None:
+        """Look in the round's thread for the bot's reveal of it."""
+        me = self.client.user
+        if me is None:
+            return None
+        title = clip(f"💡 Key insights — {card.title}", 256)
+        try:
+            thread = await self.channel(int(thread_id))
+            if not isinstance(thread, discord.Thread):
+                return None
+            async for message in thread.history(limit=LOOKUP_LIMIT, after=since):
+                if message.author.id == me.id and any(e.title == title for e in message.embeds):
+                    return str(message.id)
+        except (discord.NotFound, discord.Forbidden) as error:
+            raise ChannelUnavailable(f"Discord: {error.status} {error.text or error}") from None
+        return None
+
+    async def _open_thread(self, message: discord.Message, name: str) -> None:
+        """Start the round's thread on a found question unless it has one."""
+        try:
+            await message.create_thread(name=name, auto_archive_duration=self.archive_minutes)
+        except discord.HTTPException as error:
+            if error.code != THREAD_ALREADY_CREATED:
+                raise
 
     async def channel(self, channel_id: int) -> Any:
         """Return a channel or thread from the cache, else from Discord."""

@@ -14,8 +14,9 @@ import asyncio
 import copy
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 import aiohttp
@@ -99,7 +100,7 @@ class SlackPlatform:
         self, channel_id: str, card: QuestionCard, *, community_id: str | None = None
     ) -> str:
         """Post the question of the day; its ts is the thread answers go to."""
-        return await self._post(channel_id, card, None, community_id)
+        return await self._post(channel_id, card, None, community_id, _marker(QUESTION, card))
 
     async def post_reveal(
         self,
@@ -110,7 +111,72 @@ class SlackPlatform:
         community_id: str | None = None,
     ) -> str:
         """Post the reveal in the round's thread."""
-        return await self._post(channel_id, card, thread_id, community_id)
+        return await self._post(channel_id, card, thread_id, community_id, _marker(REVEAL, card))
+
+    async def find_question(
+        self,
+        channel_id: str,
+        card: QuestionCard,
+        *,
+        community_id: str | None = None,
+        since: datetime,
+    ) -> str | None:
+        """Look in the channel's history since ``since`` for the bot's post of this round.
+
+        Every post carries message metadata naming its round, so it is found even when the
+        process that posted it died or Slack answered too late to tell us its ts.
+        """
+        wanted = _marker(QUESTION, card)
+        async for message in self._history(
+            self.client.conversations_history, channel=channel_id, since=since
+        ):
+            if _carries(message, wanted):
+                return str(message["ts"])
+        return None
+
+    async def find_reveal(
+        self,
+        channel_id: str,
+        thread_id: str,
+        card: RevealCard,
+        *,
+        community_id: str | None = None,
+        since: datetime,
+    ) -> str | None:
+        """Look in the round's thread for the bot's reveal of it."""
+        wanted = _marker(REVEAL, card)
+        async for message in self._history(
+            self.client.conversations_replies, channel=channel_id, ts=thread_id, since=since
+        ):
+            if _carries(message, wanted):
+                return str(message["ts"])
+        return None
+
+    async def _history(
+        self, method: Callable[..., Awaitable[Any]], *, since: datetime, **params: Any
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Yield the messages a history method returns since ``since``, page by page."""
+        cursor: str | None = None
+        for _ in range(LOOKUP_PAGES):
+            try:
+                page = await method(
+                    **params,
+                    oldest=f"{since.timestamp():.6f}",
+                    include_all_metadata=True,
+                    limit=200,
+                    cursor=cursor,
+                )
+            except SlackApiError as error:
+                code = str(error.response.get("error", ""))
+                if code in CHANNEL_GONE:
+                    raise ChannelUnavailable(f"Slack: {code} ({CHANNEL_GONE[code]})") from None
+                raise
+            for message in page.get("messages") or []:
+                if isinstance(message, dict):
+                    yield message
+            cursor = (page.get("response_metadata") or {}).get("next_cursor") or None
+            if not cursor:
+                return
 
     async def _post(
         self,
@@ -118,6 +184,7 @@ class SlackPlatform:
         view: QuestionCard | RevealCard,
         thread_ts: str | None,
         team_id: str | None,
+        marker: dict[str, Any],
     ) -> str:
         """Send one message when its channel and workspace allow; wait out and retry 429s."""
         message = render(view)
@@ -135,6 +202,7 @@ class SlackPlatform:
                         thread_ts=thread_ts,
                         unfurl_links=False,
                         unfurl_media=False,
+                        metadata=marker,
                     )
                     return str(response["ts"])
                 except SlackApiError as error:
@@ -153,6 +221,27 @@ class SlackPlatform:
             self._workspaces.hold(workspace, wait)
             self._channels.hold(channel_id, wait)
         raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+QUESTION, REVEAL = "prepbot_question", "prepbot_reveal"
+LOOKUP_PAGES = 5  # pages of 200 messages a repair looks through for the bot's own post
+
+
+def _marker(kind: str, card: QuestionCard | RevealCard) -> dict[str, Any]:
+    """Return the message metadata that names the round a question or reveal belongs to."""
+    round_date = card.round_date if isinstance(card, QuestionCard) else None
+    payload = {"scenario": card.scenario_id, "date": f"{round_date or ''}"}
+    return {"event_type": kind, "event_payload": payload}
+
+
+def _carries(message: dict[str, Any], marker: dict[str, Any]) -> bool:
+    """Say whether a message from history carries a round's metadata (so it is the bot's)."""
+    metadata = message.get("metadata")
+    return (
+        isinstance(metadata, dict)
+        and metadata.get("event_type") == marker["event_type"]
+        and metadata.get("event_payload") == marker["event_payload"]
+    )
 
 
 def _answering_429s(client: AsyncWebClient) -> AsyncWebClient:
