@@ -1,4 +1,5 @@
-"""Security: replayed and stale Slack requests, admin-only commands, and secrets kept out of logs.
+"""Security: replayed, stale and refused Slack requests, admin-only commands, and secrets and
+members' words kept out of logs.
 
 Already covered elsewhere, and not repeated here: unsigned, forged (wrong signature, wrong
 secret) and 6-minute-old requests get 401 (tests/platforms/slack/test_slack_app.py), and a
@@ -371,3 +372,89 @@ async def test_no_secret_reaches_any_log_line_even_when_things_fail(
     assert "DEBUG" in output
     leaks = [line for line in output.splitlines() if "SECRET" in line]
     assert not leaks, leaks[:3]
+
+
+# -- refused requests: no member's words in the logs, no 500 ------------------------------------
+
+MEMBER_TEXT = "my-private-answer-ZEBRA-42"
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"X-Slack-Request-Timestamp": str(int(time.time())), "X-Slack-Signature": "v0=deadbeef"},
+        "wrong-secret",
+        "stale",
+    ],
+    ids=["unsigned", "bad-signature", "wrong-secret", "stale"],
+)
+async def test_a_refused_request_is_logged_without_what_the_member_wrote(
+    database_url: str,
+    slack: FakeSlack,
+    caplog: pytest.LogCaptureFixture,
+    headers: dict[str, str] | str,
+):
+    caplog.set_level(logging.DEBUG)  # before the app is built: bolt copies the root's level
+    async with slack_running(slack_settings(database_url, slack)) as (app, runtime):
+        assert runtime.port is not None
+        event = message_event(CHANNEL, "U0ALICE", MEMBER_TEXT, next_ts(), thread_ts=next_ts())
+        body = json.dumps(event_callback(event)).encode()
+        if headers == "wrong-secret":
+            headers = sign(body, "not-the-signing-secret")
+        elif headers == "stale":
+            headers = sign(body, SIGNING, timestamp=int(time.time()) - 10 * 60)
+        assert isinstance(headers, dict)
+        caplog.clear()
+        assert await post(runtime.port, body, "application/json", headers) == 401
+        assert await count(app, Answer) == 0
+    leaks = [r for r in caplog.records if MEMBER_TEXT in r.getMessage()]
+    assert not leaks, leaks
+    refusals = [r for r in caplog.records if r.levelno >= logging.INFO and "refused" in r.message]
+    assert len(refusals) <= 1
+    assert all("\n" not in r.getMessage() for r in refusals)
+
+
+@pytest.mark.parametrize(
+    "timestamp",
+    ["", "not-a-number", "1e9", "-1", " 1700000000", "9" * 5000, "17000000000000000000000"],
+    ids=["empty", "words", "exponent", "negative", "space", "5000-digits", "huge"],
+)
+async def test_a_malformed_timestamp_gets_401_and_no_traceback(
+    database_url: str, slack: FakeSlack, caplog: pytest.LogCaptureFixture, timestamp: str
+):
+    caplog.set_level(logging.DEBUG)
+    async with slack_running(slack_settings(database_url, slack)) as (app, runtime):
+        assert runtime.port is not None
+        body = command_body(slack, "subscribe", "U0ADMIN", "ada")
+        headers = {"X-Slack-Request-Timestamp": timestamp, "X-Slack-Signature": "v0=00"}
+        caplog.clear()
+        status = await post(runtime.port, body, "application/x-www-form-urlencoded", headers)
+        assert status == 401
+        assert await count(app, Subscription) == 0
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (b'{"type": "event_callback", "event": ', "application/json"),
+        (b"payload=%7Bnot-json", "application/x-www-form-urlencoded"),
+        (b"\xff\xfe not utf-8", "application/x-www-form-urlencoded"),
+    ],
+    ids=["broken-json", "broken-payload", "not-utf-8"],
+)
+async def test_an_unreadable_unsigned_body_gets_401_and_no_traceback(
+    database_url: str,
+    slack: FakeSlack,
+    caplog: pytest.LogCaptureFixture,
+    body: bytes,
+    content_type: str,
+):
+    caplog.set_level(logging.DEBUG)
+    async with slack_running(slack_settings(database_url, slack)) as (_, runtime):
+        assert runtime.port is not None
+        caplog.clear()
+        headers = {"X-Slack-Request-Timestamp": str(int(time.time()))}
+        assert await post(runtime.port, body, content_type, headers) == 401
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
