@@ -1,5 +1,5 @@
-"""Security: replayed, stale and refused Slack requests, admin-only commands, and secrets and
-members' words kept out of logs.
+"""Security: replayed, stale and refused Slack requests, requests from another workspace,
+admin-only commands, and secrets and members' words kept out of logs.
 
 Already covered elsewhere, and not repeated here: unsigned, forged (wrong signature, wrong
 secret) and 6-minute-old requests get 401 (tests/platforms/slack/test_slack_app.py), and a
@@ -33,7 +33,7 @@ from prepbot.observability import configure_logging
 from prepbot.platforms.discord.adapter import DiscordRuntime
 from prepbot.platforms.slack.adapter import SlackRuntime
 from prepbot.settings import Settings
-from prepbot.store.models import Answer, Reply, Round, Subscription
+from prepbot.store.models import Answer, Community, Reply, Round, Subscription
 from tests.discord_fake import FakeDiscord
 from tests.slack_fake import (
     FakeSlack,
@@ -458,3 +458,99 @@ async def test_an_unreadable_unsigned_body_gets_401_and_no_traceback(
         headers = {"X-Slack-Request-Timestamp": str(int(time.time()))}
         assert await post(runtime.port, body, content_type, headers) == 401
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+
+
+# -- requests from another workspace ------------------------------------------------------------
+
+OTHER_TEAM = "T0OTHER"
+
+
+async def command_from(
+    port: int, fake: FakeSlack, text: str, user: str, team_id: str
+) -> tuple[int, str]:
+    """Send a signed /prep from a workspace; return the status and the acknowledgement's body."""
+    form = slash_command(
+        text,
+        user_id=user,
+        user_name=user,
+        channel_id=CHANNEL,
+        team_id=team_id,
+        response_url=fake.response_url(),
+    )
+    body = urlencode(form).encode()
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            f"http://127.0.0.1:{port}/slack/events",
+            data=body,
+            headers={"Content-Type": "application/x-www-form-urlencoded", **sign(body, SIGNING)},
+        ) as response,
+    ):
+        return response.status, await response.text()
+
+
+async def test_a_command_from_another_workspace_changes_nothing_here(
+    database_url: str, slack: FakeSlack
+):
+    async with slack_running(slack_settings(database_url, slack)) as (app, runtime):
+        assert runtime.port is not None
+        for text in ("subscribe 09:00 UTC daily", "post-now", "help"):
+            status, ack = await command_from(runtime.port, slack, text, "U0ADMIN", OTHER_TEAM)
+            assert status == 200, text
+            answer = json.loads(ack)
+            assert answer["response_type"] == "ephemeral"
+            assert "another Slack workspace" in answer["text"]
+        await asyncio.sleep(0.2)  # a lazy listener that wrongly ran would have answered by now
+        assert await count(app, Community) == 0
+        assert await count(app, Subscription) == 0
+        assert not slack.calls_to("chat.postMessage")
+        assert slack.responses == []
+
+        # The same commands from this bot's own workspace still work.
+        status, _ = await command_from(
+            runtime.port, slack, "subscribe 09:00 UTC daily", "U0ADMIN", slack.team_id
+        )
+        assert status == 200
+        await slack.wait_for(lambda: len(slack.responses) == 1)
+        assert "now a study group" in json.dumps(slack.responses[0][1])
+        async with app.db.transaction() as session:
+            assert (await session.scalars(select(Community.external_id))).all() == [slack.team_id]
+
+
+async def test_a_reply_from_another_workspace_is_not_taken_as_an_answer(
+    database_url: str, slack: FakeSlack
+):
+    async with slack_running(slack_settings(database_url, slack)) as (app, runtime):
+        assert runtime.port is not None
+        port = runtime.port
+        for n, text in enumerate(("subscribe 09:00 UTC daily", "post-now"), start=1):
+            await command_from(port, slack, text, "U0ADMIN", slack.team_id)
+            await slack.wait_for(lambda: len(slack.responses) == n)  # noqa: B023 (awaited here)
+        thread = slack.messages[CHANNEL][0]["ts"]
+        for team, text in ((OTHER_TEAM, "from elsewhere"), (slack.team_id, "from here")):
+            event = message_event(CHANNEL, "U0ALICE", text, next_ts(), thread_ts=thread, team=team)
+            body = json.dumps(event_callback(event, team_id=team)).encode()
+            assert await post(port, body, "application/json", sign(body, SIGNING)) == 200
+        async with app.db.transaction() as session:
+            assert (await session.scalars(select(Answer.text))).all() == ["from here"]
+        assert await count(app, Community) == 1
+
+
+async def test_a_command_from_another_workspace_is_refused_over_socket_mode(
+    database_url: str, slack: FakeSlack
+):
+    async with slack_running(slack_settings(database_url, slack, mode="socket")) as (app, _):
+        await slack.wait_for_socket()
+        form = slash_command(
+            "subscribe",
+            user_id="U0ADMIN",
+            user_name="ada",
+            channel_id=CHANNEL,
+            team_id=OTHER_TEAM,
+            response_url=slack.response_url(),
+        )
+        ack = await slack.wait_ack(await slack.send_envelope("slash_commands", form))
+        assert "another Slack workspace" in json.dumps(ack)
+        await asyncio.sleep(0.2)
+        assert await count(app, Subscription) == 0
+        assert slack.responses == []

@@ -5,8 +5,10 @@ Message events in a round's thread become answers (stored before the event is ac
 listener, so a slow database never misses Slack's 3 seconds. Questions and reveals go out
 through ``chat.postMessage`` with rate-limit and server-error retries; a channel that is gone
 raises ChannelUnavailable, which pauses only its own study group. In HTTP mode a request is
-checked against Slack's signature before bolt sees it. The only module, with ``blocks.py`` and
-``events.py`` beside it, that imports slack_bolt and slack_sdk.
+checked against Slack's signature before bolt sees it; a command or event from a workspace
+this bot's token does not belong to is refused. Whether a member is an admin is asked again
+after a short while. The only module, with ``blocks.py`` and ``events.py`` beside it, that
+imports slack_bolt and slack_sdk.
 """
 
 from __future__ import annotations
@@ -18,13 +20,15 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
+from datetime import datetime, timedelta
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
-from slack_bolt.async_app import AsyncApp
+from slack_bolt.async_app import AsyncApp, AsyncBoltContext
+from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncRateLimitErrorRetryHandler,
@@ -57,6 +61,9 @@ CHANNEL_GONE = {
 CHANNEL_INTERVAL = 1.0  # seconds between two messages in one channel (Slack: 1 per second)
 SIGNATURE_WINDOW = 5 * 60  # seconds a signed request stays valid (Slack's own rule)
 TIMESTAMP = re.compile(r"[0-9]{1,12}")
+ANOTHER_WORKSPACE = (
+    "This prepbot serves another Slack workspace, so it cannot act here. Nothing was changed."
+)
 
 
 def web_client(settings: SlackSettings) -> AsyncWebClient:
@@ -199,10 +206,12 @@ class SlackRuntime:
             messages_per_minute_per_workspace=settings.messages_per_minute_per_workspace,
         )
         self.team_id = ""
+        self.enterprise_id: str | None = None  # set only for an org-wide (Enterprise Grid) install
         self.bot_user_id: str | None = None
         self.in_flight = InFlight()
         self._names: dict[str, str] = {}
-        self._admins: dict[str, bool] = {}
+        self._admins: dict[str, tuple[bool, datetime]] = {}  # answer, when Slack gave it
+        self._foreign_teams: set[str] = set()
         self._socket: AsyncSocketModeHandler | None = None
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -216,6 +225,7 @@ class SlackRuntime:
             # _http checks signatures itself: bolt's check logs each refused body at INFO.
             request_verification_enabled=False,
         )
+        self.app.use(self._only_own_workspace)
         self.app.event("message")(self._on_message)
         self.app.command("/prep")(ack=self._ack_prep, lazy=[self._run_prep])
 
@@ -235,6 +245,8 @@ class SlackRuntime:
         self.share_connections()
         identity = await self.client.auth_test()
         self.team_id, self.bot_user_id = str(identity["team_id"]), identity.get("user_id")
+        if identity.get("is_enterprise_install") and identity.get("enterprise_id"):
+            self.enterprise_id = str(identity["enterprise_id"])
         self.services.ctx.platforms[PLATFORM] = self.platform
         await self.catch_up_replies()
         if self.settings.mode == "socket":
@@ -307,6 +319,45 @@ class SlackRuntime:
             return "its signature is wrong (is slack.signing_secret this app's?)"
         return None
 
+    # Workspaces.
+
+    def serves(self, team_id: str | None, enterprise_id: str | None) -> bool:
+        """Say whether a request from this workspace (or org) is one this bot's token acts in.
+
+        A request that names no workspace is taken as this one's, as the listeners do.
+        """
+        if team_id is None and enterprise_id is None:
+            return True
+        if team_id == self.team_id:
+            return True
+        return self.enterprise_id is not None and enterprise_id == self.enterprise_id
+
+    async def _only_own_workspace(
+        self, context: AsyncBoltContext, next: Callable[[], Awaitable[None]]
+    ) -> BoltResponse | None:
+        """Refuse commands and events from a workspace this bot's token does not belong to.
+
+        A command is answered with one private line; an event is acknowledged, so Slack does
+        not send it again, and dropped. Nothing is read or written.
+        """
+        if self.serves(context.team_id, context.enterprise_id):
+            await next()
+            return None
+        team = str(context.team_id or context.enterprise_id)
+        if team not in self._foreign_teams:
+            self._foreign_teams.add(team)
+            log.warning(
+                "ignoring requests from Slack workspace %s: this bot's token belongs to %s "
+                "(is the app installed in another workspace?)",
+                team,
+                self.team_id,
+            )
+        if context.response_url is None:
+            return BoltResponse(status=200, body="")
+        return BoltResponse(
+            status=200, body={"response_type": "ephemeral", "text": ANOTHER_WORKSPACE}
+        )
+
     # Answers.
 
     async def _on_message(self, event: dict[str, Any], body: dict[str, Any]) -> None:
@@ -349,15 +400,29 @@ class SlackRuntime:
         self._names[user_id] = (
             profile.get("display_name") or profile.get("real_name") or user.get("name") or user_id
         )
-        self._admins[user_id] = bool(user.get("is_admin") or user.get("is_owner"))
+        admin = bool(user.get("is_admin") or user.get("is_owner"))
+        self._admins[user_id] = (admin, self.services.ctx.clock.now())
 
     async def is_admin(self, user_id: str) -> bool:
-        """Say whether a member is a workspace admin/owner or listed in the settings."""
+        """Say whether a member is a workspace admin/owner or listed in the settings.
+
+        Slack's answer is trusted for ``admin_recheck_seconds``, then asked again; when Slack
+        cannot say, the member is not an admin (admin commands are refused, nothing changes).
+        """
         if user_id in self.settings.admin_ids:
             return True
-        if user_id not in self._admins:
+        if not self._fresh_admin_answer(user_id):
+            self._admins.pop(user_id, None)
             await self._user(user_id)
-        return self._admins.get(user_id, False)
+        admin, _ = self._admins.get(user_id, (False, None))
+        return admin
+
+    def _fresh_admin_answer(self, user_id: str) -> bool:
+        if user_id not in self._admins:
+            return False
+        _, asked = self._admins[user_id]
+        age = self.services.ctx.clock.now() - asked
+        return timedelta(0) <= age < timedelta(seconds=self.settings.admin_recheck_seconds)
 
     async def catch_up_replies(self) -> int:
         """Record replies posted to open rounds while the bot was away; return how many."""
