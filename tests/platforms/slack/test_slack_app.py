@@ -399,6 +399,23 @@ async def test_a_demoted_admin_is_refused_and_a_promoted_member_accepted_within_
         assert group.paused
 
 
+async def test_help_lists_admin_commands_to_admins_only(database_url: str, fake: FakeSlack):
+    async with (
+        running(database_url, fake, "http") as (_, runtime),
+        aiohttp.ClientSession() as session,
+    ):
+        assert runtime.port is not None
+        slack = HttpSlack(session, runtime.port, fake)
+        await slack.command("help", "U0ADMIN")
+        admin_help = await reply_text(fake, 0)
+        await slack.command("help", "U0ALICE")
+        member_help = await reply_text(fake, 1)
+    for admin_command in ("/prep pause", "/prep post-now", "/prep unsubscribe"):
+        assert admin_command in admin_help
+        assert admin_command not in member_help
+    assert "/prep leaderboard" in member_help
+
+
 async def test_replies_posted_while_the_bot_was_down_are_picked_up(
     database_url: str, fake: FakeSlack
 ):

@@ -38,7 +38,6 @@ from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import select
 
-from prepbot.core.commands import CommandError, is_admin_command, parse_prep
 from prepbot.core.events import Invocation, Place, ReplyDeleted, ReplyEdited, ThreadReply
 from prepbot.core.views import MemberRef, QuestionCard, Response, RevealCard
 from prepbot.platforms.pacing import Pacer
@@ -480,10 +479,6 @@ class SlackRuntime:
     async def _prep(self, body: dict[str, Any], respond: Callable[..., Awaitable[Any]]) -> None:
         user_id = str(body.get("user_id", ""))
         text = str(body.get("text", ""))
-        try:
-            admin_needed = is_admin_command(parse_prep(text))
-        except CommandError:
-            admin_needed = False
         place = Place(
             PLATFORM,
             str(body.get("team_id") or self.team_id),
@@ -492,7 +487,7 @@ class SlackRuntime:
             str(body.get("channel_name", "")),
         )
         member = MemberRef(user_id, await self.display_name(user_id))
-        admin = await self.is_admin(user_id) if admin_needed else False
+        admin = await self.is_admin(user_id)  # every command: help, too, lists admin commands
         response = await self.services.commands.handle(Invocation(place, member, admin, text))
         await self._respond(respond, response)
 
