@@ -1,4 +1,5 @@
-"""Security: replayed and stale Slack requests, admin-only commands, and secrets kept out of logs.
+"""Security: replayed, stale and refused Slack requests, requests from another workspace,
+admin-only commands, and secrets and members' words kept out of logs.
 
 Already covered elsewhere, and not repeated here: unsigned, forged (wrong signature, wrong
 secret) and 6-minute-old requests get 401 (tests/platforms/slack/test_slack_app.py), and a
@@ -32,7 +33,7 @@ from prepbot.observability import configure_logging
 from prepbot.platforms.discord.adapter import DiscordRuntime
 from prepbot.platforms.slack.adapter import SlackRuntime
 from prepbot.settings import Settings
-from prepbot.store.models import Answer, Reply, Round, Subscription
+from prepbot.store.models import Answer, Community, Reply, Round, Subscription
 from tests.discord_fake import FakeDiscord
 from tests.slack_fake import (
     FakeSlack,
@@ -371,3 +372,185 @@ async def test_no_secret_reaches_any_log_line_even_when_things_fail(
     assert "DEBUG" in output
     leaks = [line for line in output.splitlines() if "SECRET" in line]
     assert not leaks, leaks[:3]
+
+
+# -- refused requests: no member's words in the logs, no 500 ------------------------------------
+
+MEMBER_TEXT = "my-private-answer-ZEBRA-42"
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"X-Slack-Request-Timestamp": str(int(time.time())), "X-Slack-Signature": "v0=deadbeef"},
+        "wrong-secret",
+        "stale",
+    ],
+    ids=["unsigned", "bad-signature", "wrong-secret", "stale"],
+)
+async def test_a_refused_request_is_logged_without_what_the_member_wrote(
+    database_url: str,
+    slack: FakeSlack,
+    caplog: pytest.LogCaptureFixture,
+    headers: dict[str, str] | str,
+):
+    caplog.set_level(logging.DEBUG)  # before the app is built: bolt copies the root's level
+    async with slack_running(slack_settings(database_url, slack)) as (app, runtime):
+        assert runtime.port is not None
+        event = message_event(CHANNEL, "U0ALICE", MEMBER_TEXT, next_ts(), thread_ts=next_ts())
+        body = json.dumps(event_callback(event)).encode()
+        if headers == "wrong-secret":
+            headers = sign(body, "not-the-signing-secret")
+        elif headers == "stale":
+            headers = sign(body, SIGNING, timestamp=int(time.time()) - 10 * 60)
+        assert isinstance(headers, dict)
+        caplog.clear()
+        assert await post(runtime.port, body, "application/json", headers) == 401
+        assert await count(app, Answer) == 0
+    leaks = [r for r in caplog.records if MEMBER_TEXT in r.getMessage()]
+    assert not leaks, leaks
+    refusals = [r for r in caplog.records if r.levelno >= logging.INFO and "refused" in r.message]
+    assert len(refusals) <= 1
+    assert all("\n" not in r.getMessage() for r in refusals)
+
+
+@pytest.mark.parametrize(
+    "timestamp",
+    ["", "not-a-number", "1e9", "-1", " 1700000000", "9" * 5000, "17000000000000000000000"],
+    ids=["empty", "words", "exponent", "negative", "space", "5000-digits", "huge"],
+)
+async def test_a_malformed_timestamp_gets_401_and_no_traceback(
+    database_url: str, slack: FakeSlack, caplog: pytest.LogCaptureFixture, timestamp: str
+):
+    caplog.set_level(logging.DEBUG)
+    async with slack_running(slack_settings(database_url, slack)) as (app, runtime):
+        assert runtime.port is not None
+        body = command_body(slack, "subscribe", "U0ADMIN", "ada")
+        headers = {"X-Slack-Request-Timestamp": timestamp, "X-Slack-Signature": "v0=00"}
+        caplog.clear()
+        status = await post(runtime.port, body, "application/x-www-form-urlencoded", headers)
+        assert status == 401
+        assert await count(app, Subscription) == 0
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (b'{"type": "event_callback", "event": ', "application/json"),
+        (b"payload=%7Bnot-json", "application/x-www-form-urlencoded"),
+        (b"\xff\xfe not utf-8", "application/x-www-form-urlencoded"),
+    ],
+    ids=["broken-json", "broken-payload", "not-utf-8"],
+)
+async def test_an_unreadable_unsigned_body_gets_401_and_no_traceback(
+    database_url: str,
+    slack: FakeSlack,
+    caplog: pytest.LogCaptureFixture,
+    body: bytes,
+    content_type: str,
+):
+    caplog.set_level(logging.DEBUG)
+    async with slack_running(slack_settings(database_url, slack)) as (_, runtime):
+        assert runtime.port is not None
+        caplog.clear()
+        headers = {"X-Slack-Request-Timestamp": str(int(time.time()))}
+        assert await post(runtime.port, body, content_type, headers) == 401
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
+
+
+# -- requests from another workspace ------------------------------------------------------------
+
+OTHER_TEAM = "T0OTHER"
+
+
+async def command_from(
+    port: int, fake: FakeSlack, text: str, user: str, team_id: str
+) -> tuple[int, str]:
+    """Send a signed /prep from a workspace; return the status and the acknowledgement's body."""
+    form = slash_command(
+        text,
+        user_id=user,
+        user_name=user,
+        channel_id=CHANNEL,
+        team_id=team_id,
+        response_url=fake.response_url(),
+    )
+    body = urlencode(form).encode()
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            f"http://127.0.0.1:{port}/slack/events",
+            data=body,
+            headers={"Content-Type": "application/x-www-form-urlencoded", **sign(body, SIGNING)},
+        ) as response,
+    ):
+        return response.status, await response.text()
+
+
+async def test_a_command_from_another_workspace_changes_nothing_here(
+    database_url: str, slack: FakeSlack
+):
+    async with slack_running(slack_settings(database_url, slack)) as (app, runtime):
+        assert runtime.port is not None
+        for text in ("subscribe 09:00 UTC daily", "post-now", "help"):
+            status, ack = await command_from(runtime.port, slack, text, "U0ADMIN", OTHER_TEAM)
+            assert status == 200, text
+            answer = json.loads(ack)
+            assert answer["response_type"] == "ephemeral"
+            assert "another Slack workspace" in answer["text"]
+        await asyncio.sleep(0.2)  # a lazy listener that wrongly ran would have answered by now
+        assert await count(app, Community) == 0
+        assert await count(app, Subscription) == 0
+        assert not slack.calls_to("chat.postMessage")
+        assert slack.responses == []
+
+        # The same commands from this bot's own workspace still work.
+        status, _ = await command_from(
+            runtime.port, slack, "subscribe 09:00 UTC daily", "U0ADMIN", slack.team_id
+        )
+        assert status == 200
+        await slack.wait_for(lambda: len(slack.responses) == 1)
+        assert "now a study group" in json.dumps(slack.responses[0][1])
+        async with app.db.transaction() as session:
+            assert (await session.scalars(select(Community.external_id))).all() == [slack.team_id]
+
+
+async def test_a_reply_from_another_workspace_is_not_taken_as_an_answer(
+    database_url: str, slack: FakeSlack
+):
+    async with slack_running(slack_settings(database_url, slack)) as (app, runtime):
+        assert runtime.port is not None
+        port = runtime.port
+        for n, text in enumerate(("subscribe 09:00 UTC daily", "post-now"), start=1):
+            await command_from(port, slack, text, "U0ADMIN", slack.team_id)
+            await slack.wait_for(lambda: len(slack.responses) == n)  # noqa: B023 (awaited here)
+        thread = slack.messages[CHANNEL][0]["ts"]
+        for team, text in ((OTHER_TEAM, "from elsewhere"), (slack.team_id, "from here")):
+            event = message_event(CHANNEL, "U0ALICE", text, next_ts(), thread_ts=thread, team=team)
+            body = json.dumps(event_callback(event, team_id=team)).encode()
+            assert await post(port, body, "application/json", sign(body, SIGNING)) == 200
+        async with app.db.transaction() as session:
+            assert (await session.scalars(select(Answer.text))).all() == ["from here"]
+        assert await count(app, Community) == 1
+
+
+async def test_a_command_from_another_workspace_is_refused_over_socket_mode(
+    database_url: str, slack: FakeSlack
+):
+    async with slack_running(slack_settings(database_url, slack, mode="socket")) as (app, _):
+        await slack.wait_for_socket()
+        form = slash_command(
+            "subscribe",
+            user_id="U0ADMIN",
+            user_name="ada",
+            channel_id=CHANNEL,
+            team_id=OTHER_TEAM,
+            response_url=slack.response_url(),
+        )
+        ack = await slack.wait_ack(await slack.send_envelope("slash_commands", form))
+        assert "another Slack workspace" in json.dumps(ack)
+        await asyncio.sleep(0.2)
+        assert await count(app, Subscription) == 0
+        assert slack.responses == []

@@ -194,6 +194,12 @@ class SlackSettings(BaseModel):
     admin_ids: list[str] = Field(
         default_factory=list, description="Member ids that may run admin commands besides admins."
     )
+    admin_recheck_seconds: int = Field(
+        default=60,
+        ge=0,
+        le=3600,
+        description="Ask Slack again whether a member is an admin once this old (0: every time).",
+    )
 
     @property
     def configured(self) -> bool:

@@ -7,7 +7,7 @@ import json
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
@@ -358,6 +358,62 @@ async def test_only_workspace_admins_run_admin_commands(database_url: str, fake:
         assert '"response_type": "ephemeral"' in text
         async with app.db.transaction() as db:
             assert await db.scalar(select(func.count()).select_from(Subscription)) == 0
+
+
+def clock_of(app: App) -> ManualClock:
+    clock = app.services.ctx.clock
+    assert isinstance(clock, ManualClock)
+    return clock
+
+
+async def test_a_demoted_admin_is_refused_and_a_promoted_member_accepted_within_a_minute(
+    database_url: str, fake: FakeSlack
+):
+    async with (
+        running(database_url, fake, "http") as (app, runtime),
+        aiohttp.ClientSession() as session,
+    ):
+        assert runtime.port is not None
+        slack = HttpSlack(session, runtime.port, fake)
+
+        async def command(text: str, user: str) -> str:
+            before = len(fake.responses)
+            await slack.command(text, user)
+            return await reply_text(fake, before)
+
+        assert "now a study group" in await command("subscribe 09:00 UTC daily", "U0ADMIN")
+        assert "Only admins" in await command("pause", "U0ALICE")
+        fake.users["U0ADMIN"]["is_admin"] = False  # a workspace owner demotes ada…
+        fake.users["U0ALICE"]["is_admin"] = True  # …and makes alice an admin
+        clock_of(app).advance(timedelta(seconds=runtime.settings.admin_recheck_seconds + 1))
+
+        assert "Only admins" in await command("pause", "U0ADMIN")
+        async with app.db.transaction() as db:
+            group = await db.scalar(select(Subscription))
+        assert group is not None
+        assert not group.paused
+        assert "Paused" in await command("pause", "U0ALICE")
+        async with app.db.transaction() as db:
+            group = await db.scalar(select(Subscription))
+        assert group is not None
+        assert group.paused
+
+
+async def test_help_lists_admin_commands_to_admins_only(database_url: str, fake: FakeSlack):
+    async with (
+        running(database_url, fake, "http") as (_, runtime),
+        aiohttp.ClientSession() as session,
+    ):
+        assert runtime.port is not None
+        slack = HttpSlack(session, runtime.port, fake)
+        await slack.command("help", "U0ADMIN")
+        admin_help = await reply_text(fake, 0)
+        await slack.command("help", "U0ALICE")
+        member_help = await reply_text(fake, 1)
+    for admin_command in ("/prep pause", "/prep post-now", "/prep unsubscribe"):
+        assert admin_command in admin_help
+        assert admin_command not in member_help
+    assert "/prep leaderboard" in member_help
 
 
 async def test_replies_posted_while_the_bot_was_down_are_picked_up(

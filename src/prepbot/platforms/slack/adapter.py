@@ -4,8 +4,11 @@ Message events in a round's thread become answers (stored before the event is ac
 ``process_before_response``); ``/prep`` is acknowledged at once and answered from a lazy
 listener, so a slow database never misses Slack's 3 seconds. Questions and reveals go out
 through ``chat.postMessage`` with rate-limit and server-error retries; a channel that is gone
-raises ChannelUnavailable, which pauses only its own study group. The only module, with
-``blocks.py`` and ``events.py`` beside it, that imports slack_bolt and slack_sdk.
+raises ChannelUnavailable, which pauses only its own study group. In HTTP mode a request is
+checked against Slack's signature before bolt sees it; a command or event from a workspace
+this bot's token does not belong to is refused. Whether a member is an admin is asked again
+after a short while. The only module, with ``blocks.py`` and ``events.py`` beside it, that
+imports slack_bolt and slack_sdk.
 """
 
 from __future__ import annotations
@@ -13,26 +16,28 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
+import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
-from slack_bolt.async_app import AsyncApp
+from slack_bolt.async_app import AsyncApp, AsyncBoltContext
+from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncRateLimitErrorRetryHandler,
     AsyncServerErrorRetryHandler,
 )
+from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import select
 
-from prepbot.core.commands import CommandError, is_admin_command, parse_prep
 from prepbot.core.events import Invocation, Place, ReplyDeleted, ReplyEdited, ThreadReply
 from prepbot.core.views import MemberRef, QuestionCard, Response, RevealCard
 from prepbot.platforms.pacing import Pacer
@@ -53,6 +58,11 @@ CHANNEL_GONE = {
     "team_access_not_granted": "the bot has no access to this workspace any more",
 }
 CHANNEL_INTERVAL = 1.0  # seconds between two messages in one channel (Slack: 1 per second)
+SIGNATURE_WINDOW = 5 * 60  # seconds a signed request stays valid (Slack's own rule)
+TIMESTAMP = re.compile(r"[0-9]{1,12}")
+ANOTHER_WORKSPACE = (
+    "This prepbot serves another Slack workspace, so it cannot act here. Nothing was changed."
+)
 
 
 def web_client(settings: SlackSettings) -> AsyncWebClient:
@@ -283,21 +293,26 @@ class SlackRuntime:
             messages_per_minute_per_workspace=settings.messages_per_minute_per_workspace,
         )
         self.team_id = ""
+        self.enterprise_id: str | None = None  # set only for an org-wide (Enterprise Grid) install
         self.bot_user_id: str | None = None
         self.in_flight = InFlight()
         self._names: dict[str, str] = {}
-        self._admins: dict[str, bool] = {}
+        self._admins: dict[str, tuple[bool, datetime]] = {}  # answer, when Slack gave it
+        self._foreign_teams: set[str] = set()
         self._socket: AsyncSocketModeHandler | None = None
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
         self.port: int | None = None
         signing = settings.signing_secret.get_secret_value() if settings.signing_secret else None
+        self._verifier = SignatureVerifier(signing) if signing else None
         self.app = AsyncApp(
             client=self.client,
             signing_secret=signing,
             process_before_response=True,
-            request_verification_enabled=settings.mode == "http",
+            # _http checks signatures itself: bolt's check logs each refused body at INFO.
+            request_verification_enabled=False,
         )
+        self.app.use(self._only_own_workspace)
         self.app.event("message")(self._on_message)
         self.app.command("/prep")(ack=self._ack_prep, lazy=[self._run_prep])
 
@@ -317,6 +332,8 @@ class SlackRuntime:
         self.share_connections()
         identity = await self.client.auth_test()
         self.team_id, self.bot_user_id = str(identity["team_id"]), identity.get("user_id")
+        if identity.get("is_enterprise_install") and identity.get("enterprise_id"):
+            self.enterprise_id = str(identity["enterprise_id"])
         self.services.ctx.platforms[PLATFORM] = self.platform
         await self.catch_up_replies()
         if self.settings.mode == "socket":
@@ -355,8 +372,78 @@ class SlackRuntime:
         return self._runner is not None
 
     async def _http(self, request: web.Request) -> web.Response:
-        response = await self.app.async_dispatch(await to_bolt_request(request))
+        """Hand a request to bolt once its Slack signature checks out; refuse it otherwise."""
+        body = await request.read()
+        problem = self._signature_problem(body, request.headers)
+        if problem is not None:  # one line, never the body: it holds what members wrote
+            log.info("refused a request to %s from %s: %s", request.path, request.remote, problem)
+            return web.json_response({"error": "invalid request"}, status=401)
+        try:
+            bolt_request = await to_bolt_request(request)
+        except ValueError:  # a signed body that is not UTF-8, JSON or a form (not from Slack)
+            log.warning("refused a signed request to %s: its body cannot be read", request.path)
+            return web.json_response({"error": "unreadable request"}, status=400)
+        response = await self.app.async_dispatch(bolt_request)
         return await to_aiohttp_response(response)
+
+    def _signature_problem(self, body: bytes, headers: Mapping[str, str]) -> str | None:
+        """Say what is wrong with a request's Slack signature, or None if Slack signed it."""
+        if self._verifier is None:
+            return "no signing secret is configured"
+        timestamp = headers.get("X-Slack-Request-Timestamp", "")
+        signature = headers.get("X-Slack-Signature", "")
+        if not signature:
+            return "it is not signed"
+        if not TIMESTAMP.fullmatch(timestamp):
+            return "its timestamp is missing or not a number"
+        if abs(time.time() - int(timestamp)) > SIGNATURE_WINDOW:
+            return "it was signed more than 5 minutes away from now (replayed, or a clock is off)"
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            return "its body is not UTF-8"
+        if not self._verifier.is_valid(text, timestamp, signature):
+            return "its signature is wrong (is slack.signing_secret this app's?)"
+        return None
+
+    # Workspaces.
+
+    def serves(self, team_id: str | None, enterprise_id: str | None) -> bool:
+        """Say whether a request from this workspace (or org) is one this bot's token acts in.
+
+        A request that names no workspace is taken as this one's, as the listeners do.
+        """
+        if team_id is None and enterprise_id is None:
+            return True
+        if team_id == self.team_id:
+            return True
+        return self.enterprise_id is not None and enterprise_id == self.enterprise_id
+
+    async def _only_own_workspace(
+        self, context: AsyncBoltContext, next: Callable[[], Awaitable[None]]
+    ) -> BoltResponse | None:
+        """Refuse commands and events from a workspace this bot's token does not belong to.
+
+        A command is answered with one private line; an event is acknowledged, so Slack does
+        not send it again, and dropped. Nothing is read or written.
+        """
+        if self.serves(context.team_id, context.enterprise_id):
+            await next()
+            return None
+        team = str(context.team_id or context.enterprise_id)
+        if team not in self._foreign_teams:
+            self._foreign_teams.add(team)
+            log.warning(
+                "ignoring requests from Slack workspace %s: this bot's token belongs to %s "
+                "(is the app installed in another workspace?)",
+                team,
+                self.team_id,
+            )
+        if context.response_url is None:
+            return BoltResponse(status=200, body="")
+        return BoltResponse(
+            status=200, body={"response_type": "ephemeral", "text": ANOTHER_WORKSPACE}
+        )
 
     # Answers.
 
@@ -400,15 +487,29 @@ class SlackRuntime:
         self._names[user_id] = (
             profile.get("display_name") or profile.get("real_name") or user.get("name") or user_id
         )
-        self._admins[user_id] = bool(user.get("is_admin") or user.get("is_owner"))
+        admin = bool(user.get("is_admin") or user.get("is_owner"))
+        self._admins[user_id] = (admin, self.services.ctx.clock.now())
 
     async def is_admin(self, user_id: str) -> bool:
-        """Say whether a member is a workspace admin/owner or listed in the settings."""
+        """Say whether a member is a workspace admin/owner or listed in the settings.
+
+        Slack's answer is trusted for ``admin_recheck_seconds``, then asked again; when Slack
+        cannot say, the member is not an admin (admin commands are refused, nothing changes).
+        """
         if user_id in self.settings.admin_ids:
             return True
-        if user_id not in self._admins:
+        if not self._fresh_admin_answer(user_id):
+            self._admins.pop(user_id, None)
             await self._user(user_id)
-        return self._admins.get(user_id, False)
+        admin, _ = self._admins.get(user_id, (False, None))
+        return admin
+
+    def _fresh_admin_answer(self, user_id: str) -> bool:
+        if user_id not in self._admins:
+            return False
+        _, asked = self._admins[user_id]
+        age = self.services.ctx.clock.now() - asked
+        return timedelta(0) <= age < timedelta(seconds=self.settings.admin_recheck_seconds)
 
     async def catch_up_replies(self) -> int:
         """Record replies posted to open rounds while the bot was away; return how many."""
@@ -466,10 +567,6 @@ class SlackRuntime:
     async def _prep(self, body: dict[str, Any], respond: Callable[..., Awaitable[Any]]) -> None:
         user_id = str(body.get("user_id", ""))
         text = str(body.get("text", ""))
-        try:
-            admin_needed = is_admin_command(parse_prep(text))
-        except CommandError:
-            admin_needed = False
         place = Place(
             PLATFORM,
             str(body.get("team_id") or self.team_id),
@@ -478,7 +575,7 @@ class SlackRuntime:
             str(body.get("channel_name", "")),
         )
         member = MemberRef(user_id, await self.display_name(user_id))
-        admin = await self.is_admin(user_id) if admin_needed else False
+        admin = await self.is_admin(user_id)  # every command: help, too, lists admin commands
         response = await self.services.commands.handle(Invocation(place, member, admin, text))
         await self._respond(respond, response)
 
