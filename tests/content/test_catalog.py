@@ -70,3 +70,45 @@ def test_ids_are_found_forgivingly_and_suggested_when_mistyped(catalog: Catalog)
 def test_topics_filter_scenarios(catalog: Catalog):
     ids = [s.id for s in catalog.with_topic("calibration")]
     assert ids == ["apple-calibration-equal-accuracy"]
+
+
+def topic_ids(catalog: Catalog, typed: str) -> list[str]:
+    return [t.id for t in catalog.match_topics(typed)]
+
+
+@pytest.mark.parametrize(
+    ("typed", "first"),
+    [
+        ("ra", "rag"),
+        ("RA", "rag"),
+        ("Calib", "calibration"),
+        ("distributed tr", "distributed-training"),
+        ("Distributed Training", "distributed-training"),
+        ("language mod", "llm"),
+        ("search retr", "retrieval"),
+        ("fine-tuning", "fine-tuning"),
+        ("agents", "agents"),
+        ("calibraton", "calibration"),
+        ("retreival", "retrieval"),
+        ("gradient sync", "distributed-training"),
+    ],
+)
+def test_topic_matching_finds_what_a_member_is_typing(catalog: Catalog, typed: str, first: str):
+    assert topic_ids(catalog, typed)[0] == first
+
+
+def test_topic_matches_by_prefix_rank_before_near_misses_and_partial_matches(catalog: Catalog):
+    assert topic_ids(catalog, "ra") == ["rag"]
+    # Both words start words of these two; "p" alone starts words of the others.
+    found = topic_ids(catalog, "interview p")
+    assert found[:2] == ["interview-prep", "interview-process"]
+    assert "privacy" in found[2:]
+    # A topic named after the word outranks one whose name only contains it.
+    assert topic_ids(catalog, "retr")[:2] == ["retrieval", "rag"]
+    assert topic_ids(catalog, "llm") == ["llm", "llm-serving"]
+
+
+def test_topic_matching_offers_at_most_the_limit_and_nothing_for_nonsense(catalog: Catalog):
+    assert len(catalog.match_topics("")) == min(25, len(catalog.topics))
+    assert len(catalog.match_topics("", limit=3)) == 3
+    assert catalog.match_topics("qwxzv plorkt") == []

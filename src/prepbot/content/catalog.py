@@ -14,7 +14,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from rapidfuzz.distance import Levenshtein
+from rapidfuzz.distance import Indel, Levenshtein
 from rapidfuzz.process import extract
 
 from prepbot.content.model import Scenario, Topic
@@ -30,6 +30,7 @@ FIELD_WEIGHTS: dict[str, float] = {
     "body": 0.6,
 }
 EXACT, PREFIX, FUZZY = 1.0, 0.6, 0.75
+TOPIC_NEAR_MISS = 0.8  # normalized similarity a typed word needs to a topic's word
 _STOPWORD_TEXT = (
     "a an and are as at be by can do does for from how i in into is it its of on or so that the "
     "this to we what when which who why will with would you your"
@@ -113,6 +114,37 @@ class Catalog:
         matches = extract(scenario_id.lower(), list(self._by_id), limit=limit, score_cutoff=60)
         return [match[0] for match in matches]
 
+    def match_topics(self, typed: str, limit: int = 25) -> list[Topic]:
+        """Return the topics a member may mean by what they have typed so far, best first.
+
+        Each typed word is matched against the words of a topic's id and name, ignoring case:
+        topics where every word starts one of theirs come first ("RA" finds rag, "distributed
+        tr" finds distributed-training), then those where some word does, then near misses
+        ("calibraton"). When no topic matches at all, the topics of the scenarios a search
+        finds are offered instead ("gradient sync" finds distributed-training).
+        """
+        topics = sorted(self.topics.values(), key=lambda t: t.id)
+        words = [w for w in normalize(typed) if w not in STOPWORDS] or normalize(typed)
+        if not words:
+            return topics[:limit]
+        ranked: list[tuple[tuple[int, float, bool, int, str], Topic]] = []
+        for topic in topics:
+            own, ids = _topic_words(topic), set(topic.id.split("-"))
+            starts = sum(any(w.startswith(word) for w in own) for word in words)
+            if starts:
+                tier, strength = (0 if starts == len(words) else 1), float(starts)
+                on_id = any(w.startswith(word) for w in ids for word in words)
+            else:
+                strength = sum(_similarity(word, own) for word in words)
+                if not strength:
+                    continue
+                tier, on_id = 2, any(_similarity(word, ids) for word in words)
+            ranked.append(((tier, -strength, not on_id, len(topic.id), topic.id), topic))
+        if not ranked:
+            related = (t for hit in self.search(typed, limit) for t in hit.scenario.topics)
+            return [self.topics[t] for t in dict.fromkeys(related) if t in self.topics][:limit]
+        return [topic for _, topic in sorted(ranked, key=lambda pair: pair[0])[:limit]]
+
     def with_topic(self, topic: str) -> list[Scenario]:
         """Return the scenarios tagged with a topic, ordered by id."""
         return [s for s in self._by_id.values() if topic in s.topics]
@@ -164,6 +196,27 @@ class Catalog:
                     if distance <= allowed:
                         found.append((word, FUZZY - 0.1 * (distance - 1)))
         return found
+
+
+def _topic_words(topic: Topic) -> set[str]:
+    """Return the words of a topic's id and name, as written and with plurals folded."""
+    words = set(re.findall(r"[a-z0-9]+", f"{topic.id} {topic.name}".lower()))
+    return {f for w in words - STOPWORDS for f in (w, _stem(w))}
+
+
+def _similarity(word: str, own: set[str]) -> float:
+    """Return how nearly a typed word (3+ letters) spells, or begins, one of a topic's words."""
+    if len(word) < 3:
+        return 0.0
+    best = max(
+        (
+            Indel.normalized_similarity(word, candidate)
+            for w in own
+            for candidate in (w, w[: len(word)])
+        ),
+        default=0.0,
+    )
+    return best if best >= TOPIC_NEAR_MISS else 0.0
 
 
 def normalize_id_words(text: str) -> list[str]:

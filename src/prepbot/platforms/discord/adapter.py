@@ -5,17 +5,22 @@ are the thread's messages (message-content intent): new, edited and deleted mess
 the answer, bots never count, and a resumed session that replays events changes nothing
 (answers are keyed by message id). At start-up and after a reconnect, replies made while the
 bot was away are read from the threads' history. Every interaction is deferred at once and
-answered from the services. Admin = *Manage Server* or a configured member id.
+answered from the services; whatever fails on the way (an unknown or outdated command, an
+option value the command cannot take, an error inside it) still gets a private, specific reply
+from the command tree's error handler. Admin = *Manage Server* or a configured member id.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
+import re
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any, Literal
 
 import discord
@@ -25,7 +30,7 @@ from sqlalchemy import select
 
 from prepbot.core.commands import Period
 from prepbot.core.events import Invocation, Place, ReplyDeleted, ReplyEdited, ThreadReply
-from prepbot.core.views import MemberRef, QuestionCard, Response, RevealCard
+from prepbot.core.views import ErrorView, MemberRef, QuestionCard, Response, RevealCard
 from prepbot.platforms.discord.embeds import DiscordMessage, clip, render
 from prepbot.services import Services
 from prepbot.services.ports import ChannelUnavailable, InFlight
@@ -47,6 +52,7 @@ ADMIN_SUBCOMMANDS = {
     "post-now",
     "reveal-now",
 }
+THINKING_IN_PUBLIC = "prep:thinking-in-public"  # Interaction.extras: a public "thinking…" shows
 BOT_PERMISSIONS = discord.Permissions(
     view_channel=True,
     send_messages=True,
@@ -130,6 +136,135 @@ def _timestamp(value: Any) -> datetime | None:
     except ValueError:
         return None
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+class BadOption(app_commands.AppCommandError):
+    """An option value a command cannot take; ``str()`` is the message for the member."""
+
+
+class ClosedChoice(app_commands.Transformer):
+    """A string option with a fixed set of values, which Discord shows by their labels."""
+
+    def __init__(self, noun: str, labels: Mapping[StrEnum, str]) -> None:
+        super().__init__()
+        self.noun = noun
+        self.labels = dict(labels)
+
+    @property
+    def type(self) -> discord.AppCommandOptionType:
+        """Say that Discord sends the value as a string."""
+        return discord.AppCommandOptionType.string
+
+    @property
+    def choices(self) -> list[app_commands.Choice[int | float | str]]:
+        """Return the choices Discord offers: a human label, the machine value."""
+        return [
+            app_commands.Choice[int | float | str](name=label, value=v.value)
+            for v, label in self.labels.items()
+        ]
+
+    async def transform(self, interaction: discord.Interaction, value: Any, /) -> StrEnum:
+        """Return the chosen value, or refuse one that is not among the choices."""
+        for choice in self.labels:
+            if choice.value == value:
+                return choice
+        *others, last = (f"{v.value}" for v in self.labels)
+        raise BadOption(f"{shown(value)} is not a {self.noun}: use {', '.join(others)} or {last}.")
+
+
+PERIOD = ClosedChoice(
+    "period", {Period.WEEK: "this week", Period.MONTH: "this month", Period.ALL: "all time"}
+)
+
+
+def shown(value: Any) -> str:
+    """Quote what a member typed, short and without breaking the code span."""
+    return f"`{clip(str(value).replace('`', chr(39)), 40)}`"
+
+
+def failure_message(interaction: discord.Interaction, error: app_commands.AppCommandError) -> str:
+    """Say, in a line, why a slash command could not run and what to do instead."""
+    command = interaction.command
+    name = f"/{command.qualified_name}" if command is not None else "/prep"
+    match error:
+        case BadOption():
+            return str(error)
+        case app_commands.CommandNotFound():
+            typed = shown("/" + " ".join([*error.parents, error.name]))
+            return f"Unknown command {typed}. Try `/prep help` to see what I can do."
+        case app_commands.CommandSignatureMismatch():
+            return (
+                f"`{name}` has changed since Discord loaded it. Reload Discord "
+                "(Ctrl+R, or reopen the app) and try again."
+            )
+        case app_commands.TransformerError():
+            option = _option_with_value(interaction, error.value) or "option"
+            value = shown(error.value)
+            return f"{value} is not a valid {option} for `{name}`: pick one from the list."
+        case _:
+            return f"Something went wrong running `{name}`; it has been logged. Try again soon."
+
+
+def _option_with_value(interaction: discord.Interaction, value: Any) -> str | None:
+    """Return the name of the option the member gave ``value`` for, if any."""
+    data: Mapping[str, Any] = interaction.data or {}
+    options: list[Any] = list(data.get("options") or [])
+    while options:
+        option = options.pop()
+        options.extend(option.get("options") or [])
+        if option.get("type") not in (1, 2) and option.get("value") == value:
+            return str(option["name"])
+    return None
+
+
+class PrepCommandTree(app_commands.CommandTree[discord.Client]):
+    """The /prep command tree; its error handler answers every failed interaction privately."""
+
+    async def on_error(
+        self, interaction: discord.Interaction, error: app_commands.AppCommandError, /
+    ) -> None:
+        """Log the failure once, then tell the member what went wrong, privately."""
+        expected = isinstance(
+            error,
+            BadOption
+            | app_commands.CommandNotFound
+            | app_commands.CommandSignatureMismatch
+            | app_commands.TransformerError,
+        )
+        command = interaction.command.qualified_name if interaction.command else "?"
+        if expected:
+            log.info("refused /%s from %s: %s", command, interaction.user.id, error)
+        else:
+            cause = getattr(error, "original", error)
+            log.error(
+                "/%s failed for %s",
+                command,
+                interaction.user.id,
+                exc_info=(type(cause), cause, cause.__traceback__),
+            )
+        try:
+            await answer_privately(interaction, failure_message(interaction, error))
+        except discord.HTTPException as failure:
+            log.warning(
+                "could not tell %s why the command failed: %s", interaction.user.id, failure
+            )
+
+
+async def answer_privately(interaction: discord.Interaction, text: str) -> None:
+    """Answer an interaction with a private error, whether or not it was deferred."""
+    if interaction.type is discord.InteractionType.autocomplete:
+        if not interaction.response.is_done():
+            await interaction.response.autocomplete([])
+        return
+    embeds = render(ErrorView(text)).embeds
+    if not interaction.response.is_done():
+        await interaction.response.send_message(embeds=embeds, ephemeral=True)
+        return
+    if interaction.extras.pop(THINKING_IN_PUBLIC, False):
+        # The first follow-up would inherit the public deferral: clear "thinking…" instead.
+        with contextlib.suppress(discord.HTTPException):
+            await interaction.delete_original_response()
+    await interaction.followup.send(embeds=embeds, ephemeral=True)
 
 
 class DiscordPlatform:
@@ -291,7 +426,7 @@ class PrepClient(discord.Client):
         intents.message_content = True
         super().__init__(intents=intents, chunk_guilds_at_startup=False)
         self.runtime = runtime
-        self.tree = app_commands.CommandTree(self)
+        self.tree = PrepCommandTree(self)
         self.tree.add_command(build_prep_group(runtime))
         self.ready_once = asyncio.Event()
 
@@ -517,6 +652,7 @@ class DiscordRuntime:
         public = subcommand in PUBLIC_SUBCOMMANDS or admin
         private = not public
         await interaction.response.defer(ephemeral=private, thinking=True)
+        interaction.extras[THINKING_IN_PUBLIC] = public
         text = " ".join([subcommand, *(w for w in words if w)])
         place = Place(
             PLATFORM,
@@ -539,20 +675,29 @@ class DiscordRuntime:
                 ephemeral=private or response.private,
                 allowed_mentions=discord.AllowedMentions.none(),
             )
+            interaction.extras[THINKING_IN_PUBLIC] = False
 
     async def topic_choices(self, current: str) -> list[app_commands.Choice[str]]:
-        """Return up to 25 topics matching what the member has typed."""
-        topics = self.services.ctx.catalog.topics
-        typed = current.lower()
-        found = [
-            t
-            for t in sorted(topics.values(), key=lambda t: t.id)
-            if typed in t.id or typed in t.name.lower()
-        ]
+        """Return up to 25 topics for what the member has typed, best first."""
         return [
             app_commands.Choice(name=clip(f"{t.name} ({t.id})", 100), value=t.id)
-            for t in found[:25]
+            for t in self.services.ctx.catalog.match_topics(current, limit=25)
         ]
+
+    async def topic_list_choices(self, current: str) -> list[app_commands.Choice[str]]:
+        """Complete the topic being typed after the ones already chosen ("rag calib")."""
+        catalog = self.services.ctx.catalog
+        words = re.split(r"[\s,]+", current.lower().lstrip())
+        chosen: list[str] = []
+        while len(words) > 1 and words[0] in catalog.topics:
+            chosen.append(words.pop(0))
+        choices: list[app_commands.Choice[str]] = []
+        for topic in catalog.match_topics(" ".join(words), limit=25 + len(chosen)):
+            value = " ".join([*chosen, topic.id])
+            if topic.id not in chosen and len(value) <= 100 and len(choices) < 25:
+                label = " + ".join([*chosen, f"{topic.name} ({topic.id})"])
+                choices.append(app_commands.Choice(name=clip(label, 100), value=value))
+        return choices
 
     async def scenario_choices(self, current: str) -> list[app_commands.Choice[str]]:
         """Return up to 25 scenario ids matching what the member has typed."""
@@ -566,50 +711,63 @@ class DiscordRuntime:
 
 def build_prep_group(runtime: DiscordRuntime) -> app_commands.Group:
     """Return the /prep command group: every subcommand of the shared grammar, typed."""
-    prep = app_commands.Group(name="prep", description="Interview-prep study group")
+    prep = app_commands.Group(
+        name="prep", description="Daily interview-prep study group: questions, practice, streaks"
+    )
+
+    async def topic_auto(_: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+        return await runtime.topic_choices(current)
 
     async def topics_auto(_: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
-        return await runtime.topic_choices(current)
+        return await runtime.topic_list_choices(current)
 
     async def ids_auto(_: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
         return await runtime.scenario_choices(current)
 
-    @prep.command(name="help", description="How to use /prep")
+    @prep.command(name="help", description="Show every /prep command and how to use it")
     async def help_(interaction: discord.Interaction) -> None:
         await runtime.run(interaction, "help")
 
-    @prep.command(name="today", description="This channel's open question")
+    @prep.command(name="today", description="Show this channel's open question of the day")
     async def today(interaction: discord.Interaction) -> None:
         await runtime.run(interaction, "today")
 
-    @prep.command(name="ask", description="A private practice question (not scored)")
-    @app_commands.autocomplete(topic=topics_auto)
+    @prep.command(name="ask", description="Get a private practice question, on a topic if you like")
+    @app_commands.describe(topic="Topic to practise, e.g. rag or calibration; empty for any")
+    @app_commands.autocomplete(topic=topic_auto)
     async def ask(interaction: discord.Interaction, topic: str | None = None) -> None:
         await runtime.run(interaction, "ask", topic)
 
-    @prep.command(name="search", description="Find scenarios")
+    @prep.command(name="search", description="Find scenarios by words, e.g. gradient sync GPUs")
+    @app_commands.describe(words="Words to look for in titles, questions and insights")
     async def search(interaction: discord.Interaction, words: str) -> None:
         await runtime.run(interaction, "search", words)
 
-    @prep.command(name="show", description="One scenario in full, with its insights")
+    @prep.command(name="show", description="Show one scenario in full, with its key insights")
+    @app_commands.describe(scenario="The scenario's id; type words from its title to find it")
     @app_commands.autocomplete(scenario=ids_auto)
     async def show(interaction: discord.Interaction, scenario: str) -> None:
         await runtime.run(interaction, "show", scenario)
 
-    @prep.command(name="topics", description="The topics")
+    @prep.command(name="topics", description="List the topics questions can be about")
     async def topics(interaction: discord.Interaction) -> None:
         await runtime.run(interaction, "topics")
 
-    @prep.command(name="streak", description="Your streak, or a member's")
+    @prep.command(name="streak", description="Show your answer streak, or another member's")
+    @app_commands.describe(member="Whose streak to show; leave empty for your own")
     async def streak(
         interaction: discord.Interaction, member: discord.Member | None = None
     ) -> None:
         await runtime.run(interaction, "streak", f"<@{member.id}>" if member else None)
 
-    @prep.command(name="leaderboard", description="Who answered most, on time")
+    @prep.command(name="leaderboard", description="Show who answered the most questions on time")
+    @app_commands.describe(
+        period="Which rounds count: this week, this month or all time",
+        community="Rank everyone in this server, not just this study group",
+    )
     async def leaderboard(
         interaction: discord.Interaction,
-        period: Period = Period.WEEK,
+        period: app_commands.Transform[Period, PERIOD] = Period.WEEK,
         community: bool = False,
     ) -> None:
         await runtime.run(
@@ -617,12 +775,12 @@ def build_prep_group(runtime: DiscordRuntime) -> app_commands.Group:
         )
 
     schedule_help = {
-        "time": "Local time of the question, HH:MM",
-        "timezone": "IANA time zone, e.g. Europe/London",
-        "days": "mon-fri, daily, or mon,wed,fri",
-        "reveal": "Reveal at HH:MM, or after a delay like +6h",
-        "topics": "Topic ids separated by spaces",
-        "difficulty": "easy, medium or hard",
+        "time": "When the question is posted, HH:MM in the group's time zone",
+        "timezone": "IANA time zone, e.g. Europe/London or America/New_York",
+        "days": "Days to post on: mon-fri, daily, or a list like mon,wed,fri",
+        "reveal": "When to reveal the insights: a time like 17:00, or a delay like +6h",
+        "topics": "Topic ids to draw questions from, separated by spaces",
+        "difficulty": "easy, medium or hard; several separated by spaces",
     }
 
     def schedule_command(name: str, description: str) -> app_commands.Command[Any, Any, None]:
@@ -645,14 +803,20 @@ def build_prep_group(runtime: DiscordRuntime) -> app_commands.Group:
         )
         return app_commands.Command(name=name, description=description, callback=described)
 
-    prep.add_command(schedule_command("subscribe", "Make this channel a study group (admins)"))
-    prep.add_command(schedule_command("schedule", "Change this study group's schedule (admins)"))
+    prep.add_command(
+        schedule_command(
+            "subscribe", "Make this channel a study group with a daily question (admins)"
+        )
+    )
+    prep.add_command(
+        schedule_command("schedule", "Change the time, days, reveal, topics or difficulty (admins)")
+    )
     for name, description in (
-        ("pause", "Stop posting for now (admins)"),
-        ("resume", "Start posting again (admins)"),
-        ("unsubscribe", "End this study group (admins)"),
-        ("post-now", "Post today's question now (admins)"),
-        ("reveal-now", "Reveal the open question now (admins)"),
+        ("pause", "Stop posting questions here until /prep resume (admins)"),
+        ("resume", "Start posting questions here again after a pause (admins)"),
+        ("unsubscribe", "End this channel's study group (admins)"),
+        ("post-now", "Post today's question here now, without waiting (admins)"),
+        ("reveal-now", "Reveal the open question's key insights now (admins)"),
     ):
         prep.add_command(_simple(runtime, name, description))
     return prep
