@@ -1,4 +1,4 @@
-"""Use cases called by platforms and the scheduler: rounds, answers, queries, admin, commands.
+"""Use cases for platforms and the scheduler: rounds, answers, queries, admin, status, commands.
 
 Platform-neutral: nothing here imports ``slack_bolt`` or ``discord``.
 """
@@ -13,6 +13,7 @@ from prepbot.services.base import ServiceContext
 from prepbot.services.commands import CommandService
 from prepbot.services.queries import QueryService
 from prepbot.services.rounds import RoundService
+from prepbot.services.status import StatusService
 
 
 @dataclass
@@ -25,16 +26,20 @@ class Services:
     queries: QueryService
     admin: AdminService
     commands: CommandService
+    status: StatusService
 
     @classmethod
     def build(cls, ctx: ServiceContext) -> Services:
         """Wire every service to ``ctx``."""
         rounds, queries, admin = RoundService(ctx), QueryService(ctx), AdminService(ctx)
+        status = StatusService(ctx, rounds)
+        admin.listeners.append(status.on_subscription_changed)
         return cls(
             ctx=ctx,
             rounds=rounds,
             answers=AnswerService(ctx),
             queries=queries,
             admin=admin,
-            commands=CommandService(ctx, rounds, queries, admin),
+            commands=CommandService(ctx, rounds, queries, admin, status),
+            status=status,
         )

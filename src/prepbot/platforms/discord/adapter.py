@@ -41,6 +41,7 @@ PUBLIC_SUBCOMMANDS = {"leaderboard"}
 ADMIN_SUBCOMMANDS = {
     "subscribe",
     "schedule",
+    "status",
     "pause",
     "resume",
     "unsubscribe",
@@ -440,7 +441,7 @@ class DiscordRuntime:
         admin = self.is_admin(interaction) if subcommand in ADMIN_SUBCOMMANDS else False
         # The first follow-up keeps the deferral's visibility, so decide it now: personal
         # results and refusals stay private; leaderboards and admins' changes are public.
-        public = subcommand in PUBLIC_SUBCOMMANDS or admin
+        public = subcommand in PUBLIC_SUBCOMMANDS or (admin and subcommand != "status")
         private = not public
         await interaction.response.defer(ephemeral=private, thinking=True)
         text = " ".join([subcommand, *(w for w in words if w)])
@@ -574,6 +575,7 @@ def build_prep_group(runtime: DiscordRuntime) -> app_commands.Group:
     prep.add_command(schedule_command("subscribe", "Make this channel a study group (admins)"))
     prep.add_command(schedule_command("schedule", "Change this study group's schedule (admins)"))
     for name, description in (
+        ("status", "Schedule, next question, pause and rotation of this group (admins)"),
         ("pause", "Stop posting for now (admins)"),
         ("resume", "Start posting again (admins)"),
         ("unsubscribe", "End this study group (admins)"),
