@@ -520,6 +520,7 @@ class FakeSlack:
             "chat.postEphemeral": self._chat_post_ephemeral,
             "chat.update": self._chat_update,
             "conversations.replies": self._conversations_replies,
+            "conversations.history": self._conversations_history,
             "conversations.info": self._conversations_info,
             "users.info": self._users_info,
         }
@@ -561,6 +562,16 @@ class FakeSlack:
         }
         if blocks:
             message["blocks"] = blocks
+        metadata = params.get("metadata")
+        if isinstance(metadata, str):  # a form-encoded call sends it as JSON text
+            try:
+                metadata = json.loads(metadata)
+            except ValueError:
+                return {"ok": False, "error": "invalid_metadata_format"}
+        if metadata:
+            if not isinstance(metadata, dict) or not metadata.get("event_type"):
+                return {"ok": False, "error": "invalid_metadata_format"}
+            message["metadata"] = metadata
         thread_ts = params.get("thread_ts") or None
         if thread_ts and _truthy(params.get("reply_broadcast")):
             message["subtype"] = "thread_broadcast"
@@ -637,11 +648,47 @@ class FakeSlack:
             if not positions:
                 return {"ok": False, "error": "invalid_cursor"}
             start = positions[0]
+        oldest = _ts_or_none(params.get("oldest"))
+        if oldest is not None:
+            thread = [m for m in thread if _ts_key(m["ts"]) >= _ts_key(oldest)]
         page = thread[start : start + limit]
         more = start + limit < len(thread)
-        body: dict[str, Any] = {"ok": True, "messages": [dict(m) for m in page], "has_more": more}
+        shown = [_shown(m, _truthy(params.get("include_all_metadata"))) for m in page]
+        body: dict[str, Any] = {"ok": True, "messages": shown, "has_more": more}
         if more:
             body["response_metadata"] = {"next_cursor": _encode_cursor(thread[start + limit]["ts"])}
+        return body
+
+    def _conversations_history(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Top-level messages of a channel, newest first, as Slack pages them."""
+        channel = params.get("channel")
+        if not channel:
+            return {"ok": False, "error": "channel_not_found"}
+        if channel in self.channel_errors:
+            return {"ok": False, "error": self.channel_errors[channel]}
+        top = [m for m in self.messages.get(channel, []) if m.get("thread_ts") in (None, m["ts"])]
+        top.sort(key=lambda m: _ts_key(m["ts"]), reverse=True)
+        oldest = _ts_or_none(params.get("oldest"))
+        if oldest is not None:
+            top = [m for m in top if _ts_key(m["ts"]) >= _ts_key(oldest)]
+        try:
+            limit = max(1, min(int(params.get("limit") or 100), 999))
+        except (TypeError, ValueError):
+            return {"ok": False, "error": "invalid_limit"}
+        start = 0
+        cursor = params.get("cursor")
+        if cursor:
+            start_ts = _decode_cursor(str(cursor))
+            positions = [i for i, m in enumerate(top) if m["ts"] == start_ts]
+            if not positions:
+                return {"ok": False, "error": "invalid_cursor"}
+            start = positions[0]
+        page = top[start : start + limit]
+        more = start + limit < len(top)
+        shown = [_shown(m, _truthy(params.get("include_all_metadata"))) for m in page]
+        body: dict[str, Any] = {"ok": True, "messages": shown, "has_more": more}
+        if more:
+            body["response_metadata"] = {"next_cursor": _encode_cursor(top[start + limit]["ts"])}
         return body
 
     def _conversations_info(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -760,6 +807,24 @@ def _json(
 
 def _ok_false(error: str, **extra: Any) -> web.Response:
     return _json({"ok": False, "error": error, **extra})
+
+
+def _shown(message: dict[str, Any], with_metadata: bool) -> dict[str, Any]:
+    """Return a stored message as a history method shows it (metadata only when asked for)."""
+    shown = dict(message)
+    if not with_metadata:
+        shown.pop("metadata", None)
+    return shown
+
+
+def _ts_or_none(value: Any) -> str | None:
+    """Return a message timestamp parameter as a ts string, or None when absent."""
+    if value in (None, ""):
+        return None
+    try:
+        return f"{float(value):.6f}"
+    except (TypeError, ValueError):
+        return None
 
 
 def _encode_cursor(ts: str) -> str:

@@ -261,7 +261,7 @@ async def test_one_process_runs_slack_and_discord_reports_health_and_stops_clean
 async def _open_round(url: str, thread: str) -> None:
     """Make the posted message today's open round of the Slack group, as a post would."""
     from prepbot.store.db import Database
-    from prepbot.store.models import Round, RoundStatus
+    from prepbot.store.models import Round, RoundStatus, RoundThread
 
     db = Database(url)
     try:
@@ -282,6 +282,10 @@ async def _open_round(url: str, thread: str) -> None:
                     reveal_due_at=now.replace(year=now.year + 1),
                 )
             )
+            await session.flush()
+            round_id = await session.scalar(select(Round.id))
+            assert round_id is not None
+            session.add(RoundThread(subscription_id=group.id, message_id=thread, round_id=round_id))
     finally:
         await db.close()
 

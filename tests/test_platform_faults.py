@@ -199,6 +199,7 @@ async def slack_running(
         }
     )
     app = await build_app(configured, clock)
+    app.services.ctx.lease_clock = clock  # simulated days: a lease runs out in them too
     runtime = SlackRuntime(configured.slack, app.services)
     try:
         await runtime.start()
@@ -323,6 +324,7 @@ async def discord_running(
         }
     )
     app = await build_app(configured, clock)
+    app.services.ctx.lease_clock = clock  # simulated days: a lease runs out in them too
     runtime = DiscordRuntime(configured.discord, app.services)
     try:
         await runtime.start(timeout=30)

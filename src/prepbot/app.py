@@ -176,7 +176,9 @@ async def run_bot(settings: Settings, stop: asyncio.Event) -> None:
             runtimes["discord"] = await _start_discord(settings, app)
         if settings.http.enabled:
             health = HealthServer(
-                app.services.ctx.metrics, _health_checks(app, scheduler, runtimes)
+                app.services.ctx.metrics,
+                _health_checks(app, scheduler, runtimes),
+                problems=app.services.status.health_problems,
             )
             await health.start(settings.http.host, settings.http.port)
         await run_scheduling(

@@ -58,6 +58,12 @@ class Metrics:
             ["component"],
             registry=self.registry,
         )
+        self.paused_groups = Gauge(
+            "prepbot_paused_study_groups",
+            "Active study groups that are paused, by who paused them (platform or admin).",
+            ["reason"],
+            registry=self.registry,
+        )
         self.tick_failures = Counter(
             "prepbot_tick_failures",
             "Scheduler ticks (or job rebuilds) that failed and will be retried.",
@@ -132,14 +138,28 @@ class Problems:
 
 
 HealthCheck = Callable[[], Awaitable[tuple[bool, str]]]
+ProblemSource = Callable[[], Awaitable[list[dict[str, Any]]]]
 
 
 class HealthServer:
-    """``/healthz`` (JSON; 200 when every check passes, else 503) and ``/metrics``."""
+    """``/healthz`` (JSON) and ``/metrics``.
 
-    def __init__(self, metrics: Metrics, checks: dict[str, HealthCheck]) -> None:
+    ``/healthz`` says ``ok`` (200) when every check passes and nothing is wrong; ``degraded``
+    (still 200: a paused study group must not take the instance out of a load balancer) when
+    every check passes but ``problems`` lists something (each with what, where and since
+    when); ``unhealthy`` (503) when a check fails, such as a database that does not answer.
+    Reading either endpoint first calls ``problems``, which also refreshes its gauges.
+    """
+
+    def __init__(
+        self,
+        metrics: Metrics,
+        checks: dict[str, HealthCheck],
+        problems: ProblemSource | None = None,
+    ) -> None:
         self.metrics = metrics
         self.checks = checks
+        self.problems = problems
         self._runner: Any = None
         self.port: int | None = None
 
@@ -175,16 +195,35 @@ class HealthServer:
             healthy = healthy and ok
         return healthy, results
 
+    async def current_problems(self) -> list[dict[str, Any]]:
+        """Return what is wrong right now; a source that fails is itself a problem."""
+        if self.problems is None:
+            return []
+        try:
+            return await self.problems()
+        except Exception as error:  # e.g. the database is down: its check says so too
+            return [
+                {
+                    "key": "health:problems",
+                    "component": "health",
+                    "message": f"cannot list current problems: {type(error).__name__}: {error}",
+                    "since": datetime.now(UTC).isoformat(),
+                }
+            ]
+
     async def _healthz(self, _: Any) -> Any:
         from aiohttp import web
 
         healthy, results = await self.report()
-        body = {"status": "ok" if healthy else "unhealthy", "checks": results}
+        problems = await self.current_problems()
+        status = "unhealthy" if not healthy else "degraded" if problems else "ok"
+        body = {"status": status, "checks": results, "problems": problems}
         return web.json_response(body, status=200 if healthy else 503)
 
     async def _metrics(self, _: Any) -> Any:
         from aiohttp import web
 
+        await self.current_problems()  # brings the gauges behind the problems up to date
         return web.Response(
             body=self.metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST}
         )

@@ -119,6 +119,11 @@ class Reschedule:
 
 
 @dataclass(frozen=True)
+class Status:
+    """Show this study group's schedule, next post and reveal, pause and rotation (admin)."""
+
+
+@dataclass(frozen=True)
 class Pause:
     """Stop posting until resumed (admin)."""
 
@@ -154,13 +159,14 @@ Command = (
     | Leaderboard
     | Subscribe
     | Reschedule
+    | Status
     | Pause
     | Resume
     | Unsubscribe
     | PostNow
     | RevealNow
 )
-ADMIN_COMMANDS = (Subscribe, Reschedule, Pause, Resume, Unsubscribe, PostNow, RevealNow)
+ADMIN_COMMANDS = (Subscribe, Reschedule, Status, Pause, Resume, Unsubscribe, PostNow, RevealNow)
 
 SCHEDULE_ARGS = "[HH:MM] [timezone] [days] [reveal=HH:MM|reveal=+6h] [easy|medium|hard] [topics…]"
 USAGE: dict[str, str] = {
@@ -174,6 +180,7 @@ USAGE: dict[str, str] = {
     "leaderboard": "/prep leaderboard [week|month|all] [community]",
     "subscribe": f"/prep subscribe {SCHEDULE_ARGS}",
     "schedule": f"/prep schedule {SCHEDULE_ARGS}",
+    "status": "/prep status",
     "pause": "/prep pause",
     "resume": "/prep resume",
     "unsubscribe": "/prep unsubscribe",
@@ -181,7 +188,7 @@ USAGE: dict[str, str] = {
     "reveal-now": "/prep reveal-now",
 }
 ADMIN_WORDS = frozenset(
-    {"subscribe", "schedule", "pause", "resume", "unsubscribe", "post-now", "reveal-now"}
+    {"subscribe", "schedule", "status", "pause", "resume", "unsubscribe", "post-now", "reveal-now"}
 )
 MEMBER_MENTION = re.compile(r"^<@!?(?P<id>[A-Za-z0-9_.-]+)(?:\|[^>]*)?>$|^@(?P<name>\S+)$")
 
@@ -205,12 +212,13 @@ def parse_prep(text: str) -> Command:
         raise CommandError(f"Unknown command `{words[0]}`.{hint} Try `/prep help`.")
     usage = f"Usage: `{USAGE[verb]}`"
     match verb:
-        case "help" | "today" | "topics" | "pause" | "resume" | "unsubscribe":
+        case "help" | "today" | "topics" | "status" | "pause" | "resume" | "unsubscribe":
             _no_args(args, usage)
             simple: dict[str, Command] = {
                 "help": Help(),
                 "today": Today(),
                 "topics": Topics(),
+                "status": Status(),
                 "pause": Pause(),
                 "resume": Resume(),
                 "unsubscribe": Unsubscribe(),

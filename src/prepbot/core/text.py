@@ -5,7 +5,7 @@ Pure; imports no database and no chat platform.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from prepbot.core.views import (
@@ -18,6 +18,7 @@ from prepbot.core.views import (
     RevealCard,
     ScenarioDetail,
     SearchResults,
+    StatusView,
     StreakView,
     TopicsView,
     View,
@@ -34,6 +35,93 @@ def local_time(moment: datetime, timezone: str | None) -> str:
     zone = ZoneInfo(timezone or "UTC")
     local = moment.astimezone(zone)
     return f"{local:%a} {local.day} {local:%b %H:%M} {zone.key}"
+
+
+def relative(moment: datetime, now: datetime) -> str:
+    """Return how far a moment is from now: 'in 3 h 20 min', '5 min ago', 'now'."""
+    delta = moment - now
+    seconds = abs(delta.total_seconds())
+    if seconds < 60:
+        return "now"
+    minutes = int(seconds // 60)
+    days, minutes = divmod(minutes, 24 * 60)
+    hours, minutes = divmod(minutes, 60)
+    if days:
+        span = f"{days} day{'s' if days > 1 else ''}" + (f" {hours} h" if hours else "")
+    elif hours:
+        span = f"{hours} h" + (f" {minutes} min" if minutes else "")
+    else:
+        span = f"{minutes} min"
+    return f"in {span}" if delta > timedelta(0) else f"{span} ago"
+
+
+def status_title(view: StatusView) -> str:
+    """Return the heading of a study group's status."""
+    return f"📋 Study group status — {view.channel}"
+
+
+def status_lines(view: StatusView) -> list[tuple[str, str]]:
+    """Return a study group's status as (label, plain text) lines, for every platform."""
+
+    def when(moment: datetime) -> str:
+        return f"{local_time(moment, view.timezone)} ({relative(moment, view.now)})"
+
+    filters = []
+    if view.topics:
+        filters.append("topics " + ", ".join(view.topics))
+    if view.difficulties:
+        filters.append("difficulty " + "/".join(view.difficulties))
+    day = view.today_date
+    today = {
+        "none": "no question yet",
+        "off": "no question (not one of the group's days)",
+        "claimed": "the question is being posted",
+        "posted": "question posted, answers open",
+        "revealed": "question posted and revealed",
+    }.get(view.today, view.today)
+    lines = [
+        (
+            "Schedule",
+            f"posts at {view.post_at} ({view.days}, {view.timezone}); reveal {view.reveal}",
+        ),
+        ("Filters", "; ".join(filters) if filters else "none (every scenario in the bank)"),
+        (f"Today ({day:%a} {day.day} {day:%b})", today),
+    ]
+    if view.next_post is not None:
+        lines.append(("Next question", when(view.next_post)))
+    else:
+        lines.append(("Next question", "none while the group is paused"))
+    if view.next_reveal is not None:
+        after = "" if view.next_reveal_is_open_round else ", after the next question"
+        lines.append(("Next reveal", when(view.next_reveal) + after))
+    if view.paused:
+        since = (
+            f"since {local_time(view.paused_since, view.timezone)} — " if view.paused_since else ""
+        )
+        detail = f" ({view.pause_detail})" if view.pause_detail else ""
+        lines.append(("⏸ Paused", f"{since}{view.pause_cause}{detail}. {view.pause_next_step}."))
+    else:
+        lines.append(("State", "active (not paused)"))
+    rotation = (
+        f"{view.rotation_left} of {view.eligible} matching scenarios unused in cycle "
+        f"{view.rotation_cycle}"
+    )
+    if view.eligible and view.rotation_left == 0:
+        rotation += f"; the next question starts cycle {view.rotation_cycle + 1}"
+    else:
+        rotation += "; none repeats before all are used"
+    lines.append(("Rotation", rotation))
+    if view.problems:
+        lines += [
+            (
+                f"⚠ Problem ({problem.component})",
+                f"{problem.message} (since {local_time(problem.since, view.timezone)})",
+            )
+            for problem in view.problems
+        ]
+    else:
+        lines.append(("Problems", "none"))
+    return lines
 
 
 def render_text(view: View) -> str:
@@ -66,6 +154,10 @@ def render_text(view: View) -> str:
             return "\n".join(lines)
         case HelpView():
             return _help(view)
+        case StatusView():
+            lines = [status_title(view)]
+            lines += [f"{label}: {text}" for label, text in status_lines(view)]
+            return "\n".join(lines)
         case Notice():
             return view.text
         case ErrorView():

@@ -204,6 +204,48 @@ class HelpView:
 
 
 @dataclass(frozen=True)
+class StatusProblem:
+    """Something wrong right now that touches a study group (or the whole bot)."""
+
+    component: str
+    message: str
+    since: datetime
+
+
+@dataclass(frozen=True)
+class StatusView:
+    """An admin's view of a study group: schedule, what comes next, pause, rotation, problems.
+
+    Times are UTC moments; ``now`` lets a renderer say how far away they are. ``next_post`` is
+    None while the group is paused. ``today`` is 'off' (not a scheduled day), 'none', 'claimed',
+    'posted' or 'revealed'.
+    """
+
+    channel: str
+    now: datetime
+    timezone: str
+    post_at: str
+    days: str
+    reveal: str
+    topics: tuple[str, ...]
+    difficulties: tuple[str, ...]
+    today: str
+    today_date: date
+    next_post: datetime | None
+    next_reveal: datetime | None
+    next_reveal_is_open_round: bool
+    paused: bool
+    pause_cause: str | None
+    pause_next_step: str | None
+    pause_detail: str | None
+    paused_since: datetime | None
+    rotation_left: int
+    rotation_cycle: int
+    eligible: int
+    problems: tuple[StatusProblem, ...] = ()
+
+
+@dataclass(frozen=True)
 class Notice:
     """A short confirmation or status line."""
 
@@ -226,6 +268,7 @@ View = (
     | SearchResults
     | TopicsView
     | HelpView
+    | StatusView
     | Notice
     | ErrorView
 )

@@ -1,4 +1,4 @@
-"""Use cases called by platforms and the scheduler: rounds, answers, queries, admin, commands.
+"""Use cases for platforms and the scheduler: rounds, answers, queries, admin, status, commands.
 
 Platform-neutral: nothing here imports ``slack_bolt`` or ``discord``.
 """
@@ -13,6 +13,7 @@ from prepbot.services.base import ServiceContext
 from prepbot.services.commands import CommandService
 from prepbot.services.queries import QueryService
 from prepbot.services.rounds import RoundService
+from prepbot.services.status import StatusService
 
 
 @dataclass
@@ -25,6 +26,7 @@ class Services:
     queries: QueryService
     admin: AdminService
     commands: CommandService
+    status: StatusService
 
     @classmethod
     def build(cls, ctx: ServiceContext) -> Services:
@@ -36,11 +38,14 @@ class Services:
             await answers.adopt(subscription_id, thread_id)
 
         ctx.thread_listeners.append(adopt)  # replies held while a question was being posted
+        status = StatusService(ctx, rounds)
+        admin.listeners.append(status.on_subscription_changed)
         return cls(
             ctx=ctx,
             rounds=rounds,
             answers=answers,
             queries=queries,
             admin=admin,
-            commands=CommandService(ctx, rounds, queries, admin),
+            commands=CommandService(ctx, rounds, queries, admin, status),
+            status=status,
         )

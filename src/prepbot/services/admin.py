@@ -1,8 +1,9 @@
 """Study-group administration: subscribe, reschedule, pause, resume, unsubscribe.
 
 Schedule and filter changes are validated against the question bank before anything is
-stored. Listeners (the scheduler, later) hear about every change so live jobs follow at
-once. Imports no chat platform library.
+stored. Listeners (the scheduler, the paused-groups gauge) hear about every change so they
+follow at once. A resume forgets the pause's reason and the group's current problems. Imports
+no chat platform library.
 """
 
 from __future__ import annotations
@@ -26,6 +27,12 @@ from prepbot.store.models import Subscription
 SubscriptionListener = Callable[[Subscription], Awaitable[None]]
 
 
+def group_problem_keys(subscription_id: int) -> tuple[str, str]:
+    """Return the problem-registry key of a study group and the prefix of its sub-keys."""
+    key = f"subscription:{subscription_id}"
+    return key, key + ":"
+
+
 class AdminError(Exception):
     """An admin request that cannot be carried out; ``str()`` says why, for the user."""
 
@@ -41,6 +48,11 @@ class AdminService:
         """Return the subscription of a channel, active or not."""
         async with self.ctx.db.transaction() as session:
             return await session.scalar(subscription_at(place))
+
+    async def get(self, subscription_id: int) -> Subscription | None:
+        """Return a subscription as it is stored now."""
+        async with self.ctx.db.transaction() as session:
+            return await session.get(Subscription, subscription_id)
 
     async def subscribe(self, place: Place, change: ScheduleChange) -> Subscription:
         """Make a channel a study group (or bring an unsubscribed one back)."""
@@ -64,6 +76,7 @@ class AdminService:
             )
             subscription.channel_name = place.channel_name
             subscription.active, subscription.paused, subscription.paused_reason = True, False, None
+            subscription.paused_at = None
             store_schedule(subscription, schedule)
             self._apply_filters(subscription, change)
             session.add(subscription)
@@ -83,11 +96,19 @@ class AdminService:
     async def set_paused(
         self, subscription: Subscription, paused: bool, reason: str | None
     ) -> Subscription:
-        """Pause or resume a study group."""
+        """Pause or resume a study group; a resume also forgets the group's current problems."""
         async with self.ctx.db.transaction() as session:
             stored = await session.get(Subscription, subscription.id)
             assert stored is not None
+            if paused and not stored.paused:
+                stored.paused_at = self.ctx.clock.now()
             stored.paused, stored.paused_reason = paused, reason if paused else None
+            if not paused:
+                stored.paused_at = None
+        if not paused:
+            key, prefix = group_problem_keys(stored.id)
+            self.ctx.problems.clear(key)
+            self.ctx.problems.clear_matching(prefix)
         await self._notify(stored)
         return stored
 

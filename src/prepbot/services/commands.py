@@ -23,6 +23,7 @@ from prepbot.core.commands import (
     RevealNow,
     Search,
     Show,
+    Status,
     Streak,
     Subscribe,
     Today,
@@ -32,12 +33,14 @@ from prepbot.core.commands import (
     parse_prep,
 )
 from prepbot.core.events import Invocation
+from prepbot.core.pauses import ADMIN_PAUSE, PauseKind, explain_pause
 from prepbot.core.views import ErrorView, HelpView, Notice, Response, View
 from prepbot.observability import Timer
 from prepbot.services.admin import AdminError, AdminService
 from prepbot.services.base import ServiceContext, schedule_of
 from prepbot.services.queries import QueryService
 from prepbot.services.rounds import NoEligibleScenario, RoundService
+from prepbot.services.status import StatusService
 from prepbot.store.models import Subscription
 
 log = logging.getLogger(__name__)
@@ -53,6 +56,7 @@ DESCRIPTIONS = {
     "leaderboard": "who answered most, on time",
     "subscribe": "make this channel a study group",
     "schedule": "change this study group's schedule or topics",
+    "status": "schedule, next question, pause and rotation of this study group",
     "pause": "stop posting for now",
     "resume": "start posting again",
     "unsubscribe": "end this study group",
@@ -60,9 +64,22 @@ DESCRIPTIONS = {
     "reveal-now": "reveal the open question now",
 }
 PUBLIC = ("help", "today", "ask", "search", "show", "topics", "streak", "leaderboard")
-ADMIN = ("subscribe", "schedule", "pause", "resume", "unsubscribe", "post-now", "reveal-now")
+ADMIN = (
+    "subscribe",
+    "schedule",
+    "status",
+    "pause",
+    "resume",
+    "unsubscribe",
+    "post-now",
+    "reveal-now",
+)
 NOT_SUBSCRIBED = (
     "This channel is not a study group yet. An admin can start one with /prep subscribe."
+)
+NOT_SUBSCRIBED_STATUS = (
+    "This channel is not a study group, so there is no status to show. Start one here with "
+    f"`{USAGE['subscribe']}`, e.g. `/prep subscribe 09:00 Europe/London mon-fri`."
 )
 
 
@@ -75,8 +92,10 @@ class CommandService:
         rounds: RoundService,
         queries: QueryService,
         admin: AdminService,
+        status: StatusService,
     ) -> None:
         self.ctx, self.rounds, self.queries, self.admin = ctx, rounds, queries, admin
+        self.status = status
 
     async def handle(self, invocation: Invocation) -> Response:
         """Answer one /prep invocation; errors become friendly messages."""
@@ -143,6 +162,10 @@ class CommandService:
                         "Answer each question in its thread."
                     )
                 )
+            case Status():
+                if active is None:
+                    return Response.one(Notice(NOT_SUBSCRIBED_STATUS), private=True)
+                return Response.one(await self.status.status(active), private=True)
         if active is None:
             return Response.one(ErrorView(NOT_SUBSCRIBED), private=True)
         return Response.one(await self._admin(command, active))
@@ -155,7 +178,7 @@ class CommandService:
                     f"Schedule updated: {schedule_of(changed).describe()}{_filters(changed)}."
                 )
             case Pause():
-                await self.admin.set_paused(subscription, True, "paused by an admin")
+                await self.admin.set_paused(subscription, True, ADMIN_PAUSE)
                 return Notice("Paused. No new questions until /prep resume.")
             case Resume():
                 await self.admin.set_paused(subscription, False, None)
@@ -166,20 +189,49 @@ class CommandService:
                 return Notice("This channel is no longer a study group. Its history is kept.")
             case PostNow():
                 if subscription.paused:
-                    return ErrorView("This study group is paused. /prep resume first.")
+                    why = explain_pause(subscription.paused_reason)
+                    return ErrorView(f"This study group is paused: {why.cause}. {why.next_step()}.")
                 today = self.queries.today_of(subscription)
                 outcome = await self.rounds.post_round(subscription.id, today)
                 if outcome is None:
-                    return ErrorView("Could not post: the channel is unavailable.")
+                    return await self._not_posted(subscription, "post today's question")
                 if not outcome.posted_now:
                     return Notice("Today's question is already posted. See /prep today.")
                 return Notice("Posted today's question.")
             case RevealNow():
+                unsent = await self.status.unsent_reveals(subscription.id)
                 cards = await self.rounds.reveal_open(subscription.id)
                 if not cards:
                     return Notice("There is no open question to reveal.")
-                return Notice(f"Revealed {len(cards)} question{'s' if len(cards) > 1 else ''}.")
+                revealed = f"Revealed {len(cards)} question{'s' if len(cards) > 1 else ''}"
+                if await self.status.unsent_reveals(subscription.id) > unsent:
+                    return await self._not_posted(
+                        subscription,
+                        "post the reveal",
+                        f"{revealed} (answers are closed and streaks updated), but ",
+                    )
+                return Notice(f"{revealed}.")
         raise AssertionError(f"unhandled command {command!r}")
+
+    async def _not_posted(
+        self, subscription: Subscription, what: str, before: str = ""
+    ) -> ErrorView:
+        """Say why a post did not reach the channel, that the group is paused, how to resume."""
+        now = await self.admin.get(subscription.id)
+        await self.status.refresh()
+        start = f"{before}could not {what}" if before else f"Could not {what}"
+        if now is None or not now.paused:
+            return ErrorView(
+                f"{start}: nothing reached the channel. Try again, or see /prep status."
+            )
+        why = explain_pause(now.paused_reason)
+        if why.kind is PauseKind.ADMIN:
+            return ErrorView(f"{start}: this study group is paused. {why.next_step()}.")
+        detail = f" ({why.detail})" if why.detail else ""
+        return ErrorView(
+            f"{start}: {why.cause}{detail}. This study group is now paused: no questions are "
+            f"posted until it is resumed. {why.next_step()}."
+        )
 
     async def _leaderboard(
         self, subscription: Subscription | None, period: Period, community: bool
@@ -199,7 +251,7 @@ class CommandService:
         """Return the help for this channel and caller."""
         state = None
         if subscription is not None:
-            paused = f" — paused ({subscription.paused_reason})" if subscription.paused else ""
+            paused = _paused_state(subscription) if subscription.paused else ""
             state = f"study group, {schedule_of(subscription).describe()}{paused}"
         return HelpView(
             commands=tuple((f"`{USAGE[v]}`", DESCRIPTIONS[v]) for v in PUBLIC),
@@ -208,6 +260,15 @@ class CommandService:
             else (),
             subscription=state,
         )
+
+
+def _paused_state(subscription: Subscription) -> str:
+    """Return ' — paused …' for the help: who paused it, or what the platform said."""
+    why = explain_pause(subscription.paused_reason)
+    if why.kind is PauseKind.ADMIN:
+        return " — paused by an admin"
+    detail = f" ({why.detail})" if why.detail else ""
+    return f" — paused: {why.cause}{detail}"
 
 
 def _filters(subscription: Subscription) -> str:

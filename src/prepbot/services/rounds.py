@@ -545,4 +545,5 @@ class RoundService:
             if subscription is not None:
                 subscription.paused = True
                 subscription.paused_reason = reason
+                subscription.paused_at = self.ctx.clock.now()
         log.warning("paused subscription %s: %s", subscription_id, reason)

@@ -46,6 +46,7 @@ PUBLIC_SUBCOMMANDS = {"leaderboard"}
 ADMIN_SUBCOMMANDS = {
     "subscribe",
     "schedule",
+    "status",
     "pause",
     "resume",
     "unsubscribe",
@@ -649,7 +650,7 @@ class DiscordRuntime:
         admin = self.is_admin(interaction) if subcommand in ADMIN_SUBCOMMANDS else False
         # The first follow-up keeps the deferral's visibility, so decide it now: personal
         # results and refusals stay private; leaderboards and admins' changes are public.
-        public = subcommand in PUBLIC_SUBCOMMANDS or admin
+        public = subcommand in PUBLIC_SUBCOMMANDS or (admin and subcommand != "status")
         private = not public
         await interaction.response.defer(ephemeral=private, thinking=True)
         interaction.extras[THINKING_IN_PUBLIC] = public
@@ -812,6 +813,7 @@ def build_prep_group(runtime: DiscordRuntime) -> app_commands.Group:
         schedule_command("schedule", "Change the time, days, reveal, topics or difficulty (admins)")
     )
     for name, description in (
+        ("status", "Show the schedule, next question, any pause and the rotation left (admins)"),
         ("pause", "Stop posting questions here until /prep resume (admins)"),
         ("resume", "Start posting questions here again after a pause (admins)"),
         ("unsubscribe", "End this channel's study group (admins)"),

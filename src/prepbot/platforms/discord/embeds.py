@@ -11,18 +11,20 @@ from dataclasses import dataclass, field
 
 import discord
 
-from prepbot.core.text import local_time, render_text
+from prepbot.core.text import local_time, render_text, status_lines, status_title
 from prepbot.core.views import (
     ErrorView,
     MemberRef,
     QuestionCard,
     RevealCard,
     ScenarioDetail,
+    StatusView,
     View,
 )
 
 TITLE, DESCRIPTION, FIELD_VALUE, FIELDS, TOTAL = 256, 4096, 1024, 25, 6000
 QUESTION_COLOUR, REVEAL_COLOUR, ERROR_COLOUR = 0x3B82F6, 0x22C55E, 0xEF4444
+PAUSED_COLOUR = 0xF59E0B
 
 
 @dataclass
@@ -54,6 +56,8 @@ def render(view: View) -> DiscordMessage:
         case ScenarioDetail():
             reveal = reveal_message(view.reveal)
             return DiscordMessage(embeds=[question_embed(view.question), *reveal.embeds])
+        case StatusView():
+            return DiscordMessage(embeds=[status_embed(view)])
         case ErrorView():
             embed = discord.Embed(
                 description=clip(f"⚠️ {view.text}", DESCRIPTION), colour=ERROR_COLOUR
@@ -87,6 +91,25 @@ def question_embed(card: QuestionCard) -> discord.Embed:
     if card.reveal_at is not None and card.timezone:
         footer += f" · reveal {local_time(card.reveal_at, card.timezone)}"
     embed.set_footer(text=clip(footer, 2048))
+    return embed
+
+
+def status_embed(view: StatusView) -> discord.Embed:
+    """Return a study group's status: a field per fact, amber while the group is paused."""
+    embed = discord.Embed(
+        title=clip(status_title(view), TITLE),
+        colour=PAUSED_COLOUR if view.paused else REVEAL_COLOUR,
+    )
+    lines = [(clip(label, TITLE), clip(text, FIELD_VALUE)) for label, text in status_lines(view)]
+    budget = TOTAL - len(embed) - 100  # room for the line that says what was left out
+    for index, (name, value) in enumerate(lines):
+        last_slot = len(embed.fields) == FIELDS - 1 and index < len(lines) - 1
+        if len(name) + len(value) > budget or last_slot:
+            rest = len(lines) - index
+            embed.add_field(name="…", value=f"and {rest} more lines than fit here", inline=False)
+            break
+        embed.add_field(name=name, value=value, inline=False)
+        budget -= len(name) + len(value)
     return embed
 
 

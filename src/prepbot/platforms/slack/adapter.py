@@ -131,15 +131,15 @@ class SlackPlatform:
         community_id: str | None = None,
         since: datetime,
     ) -> str | None:
-        """Look in the channel's history since ``since`` for the bot's post of this round.
+        """Look in the channel's newest messages for the bot's post of this round.
 
         Every post carries message metadata naming its round, so it is found even when the
-        process that posted it died or Slack answered too late to tell us its ts.
+        process that posted it died or Slack answered too late to tell us its ts. The newest
+        1,000 messages are searched rather than those since ``since``: a clock that is off
+        between this host and Slack must not hide the post.
         """
         wanted = _marker(QUESTION, card)
-        async for message in self._history(
-            self.client.conversations_history, channel=channel_id, since=since
-        ):
+        async for message in self._history(self.client.conversations_history, channel=channel_id):
             if _carries(message, wanted):
                 return str(message["ts"])
         return None
@@ -156,22 +156,21 @@ class SlackPlatform:
         """Look in the round's thread for the bot's reveal of it."""
         wanted = _marker(REVEAL, card)
         async for message in self._history(
-            self.client.conversations_replies, channel=channel_id, ts=thread_id, since=since
+            self.client.conversations_replies, channel=channel_id, ts=thread_id
         ):
             if _carries(message, wanted):
                 return str(message["ts"])
         return None
 
     async def _history(
-        self, method: Callable[..., Awaitable[Any]], *, since: datetime, **params: Any
+        self, method: Callable[..., Awaitable[Any]], **params: Any
     ) -> AsyncIterator[dict[str, Any]]:
-        """Yield the messages a history method returns since ``since``, page by page."""
+        """Yield the messages a history method returns, page by page, a few pages at most."""
         cursor: str | None = None
         for _ in range(LOOKUP_PAGES):
             try:
                 page = await method(
                     **params,
-                    oldest=f"{since.timestamp():.6f}",
                     include_all_metadata=True,
                     limit=200,
                     cursor=cursor,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from prepbot.core.text import local_time, render_text
+from prepbot.core.text import local_time, render_text, status_lines, status_title
 from prepbot.core.views import (
     ErrorView,
     HelpView,
@@ -24,6 +24,7 @@ from prepbot.core.views import (
     RevealCard,
     ScenarioDetail,
     SearchResults,
+    StatusView,
     StreakView,
     TopicsView,
     View,
@@ -96,6 +97,8 @@ def render(view: View, *, mention: Mention = default_mention) -> SlackMessage:
             blocks = topics_blocks(view)
         case HelpView():
             blocks = help_blocks(view)
+        case StatusView():
+            blocks = status_blocks(view)
         case Notice():
             blocks = notice_blocks(view)
         case ErrorView():
@@ -186,6 +189,16 @@ def help_blocks(view: HelpView) -> list[Block]:
         admin = [f"{escape(usage)} — {escape(what)}" for usage, what in view.admin_commands]
         blocks += _sections(["*Admins:*", *admin])
     return _fit(blocks, [], "…and more commands than fit in one message.")
+
+
+def status_blocks(view: StatusView) -> list[Block]:
+    """Render a study group's status: one bold-labelled line per fact, the pause set apart."""
+    lines = [f"*{escape(label)}:* {escape(text)}" for label, text in status_lines(view)]
+    return _fit(
+        [_header(status_title(view)), *_sections(lines)],
+        [],
+        "…and more problems than fit in one message.",
+    )
 
 
 def notice_blocks(view: Notice) -> list[Block]:
