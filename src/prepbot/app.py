@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import sys
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -99,7 +98,7 @@ async def run_console(
     out: TextIO,
     catalog: Catalog | None = None,
 ) -> None:
-    """Run the terminal study group until the input ends.
+    """Run the terminal study group until the input ends or a line quits.
 
     ``lines`` may be a factory that gets the session, so a prompt can name the current member.
     """
@@ -121,7 +120,8 @@ async def run_console(
         await session.start()
         source = lines(session) if callable(lines) else lines
         async for line in source:
-            await session.handle(line)
+            if not await session.handle(line):
+                break
     finally:
         await app.close()
         if isinstance(lock, SqliteSingleProcess):
@@ -246,19 +246,6 @@ def _health_checks(app: App, scheduler: Any, runtimes: dict[str, Any]) -> dict[s
 
         checks[name] = connected
     return checks
-
-
-async def stdin_lines(prompt: Callable[[], str] = lambda: "> ") -> AsyncIterator[str]:
-    """Yield lines from standard input without blocking the event loop; prompt on a terminal."""
-    interactive = sys.stdin.isatty()
-    while True:
-        if interactive:
-            sys.stdout.write(prompt())
-            sys.stdout.flush()
-        line = await asyncio.to_thread(sys.stdin.readline)
-        if not line:
-            return
-        yield line
 
 
 async def iterate(lines: Iterable[str]) -> AsyncIterator[str]:

@@ -255,7 +255,8 @@ def run() -> None:
     """Run the bot. With no Slack or Discord configured: a study group in this terminal."""
     import sys
 
-    from prepbot.app import run_console, safe_url, stdin_lines
+    from prepbot.app import run_console, safe_url
+    from prepbot.platforms.console.lines import console_lines, on_a_terminal
 
     settings = _settings()
     from prepbot.app import chat_configured
@@ -269,18 +270,18 @@ def run() -> None:
             "PREPBOT_SLACK__BOT_TOKEN (with PREPBOT_SLACK__APP_TOKEN or _SIGNING_SECRET) or "
             "PREPBOT_DISCORD__TOKEN"
         )
-    if sys.stdin.isatty():
+    if on_a_terminal():
         _say(
             "prepbot: no Slack or Discord configured, so this terminal is the chat channel "
             f"(database: {safe_url(settings.database.url)}). To connect, set "
             "PREPBOT_SLACK__BOT_TOKEN and PREPBOT_SLACK__APP_TOKEN, or PREPBOT_DISCORD__TOKEN. "
-            "Type /help; Ctrl-D quits.",
+            "Type /help; /quit or Ctrl-C quits.",
             err=True,
         )
     _serve(
         lambda: run_console(
             settings,
-            lambda session: stdin_lines(lambda: f"{session.member.name}> "),
+            lambda session: console_lines(lambda: f"{session.member.name}> "),
             sys.stdout,
         )
     )
