@@ -42,6 +42,35 @@ def main() -> None:
     app()
 
 
+def _print_version(wanted: bool) -> None:
+    """Print ``prepbot <version>`` and stop, for ``--version``."""
+    if not wanted:
+        return
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        found = version("prepbot")
+    except PackageNotFoundError:  # run from a source checkout that is not installed
+        from prepbot import __version__ as found
+    _say(f"prepbot {found}")
+    raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    _version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print prepbot's version and exit.",
+        ),
+    ] = False,
+) -> None:
+    """Turn a Slack or Discord channel into a daily AI/ML interview-prep study group."""
+
+
 def _console(stderr: bool = False) -> Console:
     from rich.console import Console
 
