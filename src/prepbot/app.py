@@ -68,6 +68,20 @@ def safe_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
+def database_reason(settings: Settings, error: BaseException) -> str:
+    """Say in one line, without secrets, why the configured database failed."""
+    from prepbot.observability import redact
+    from prepbot.store.db import CONNECT_TIMEOUT_SECONDS
+
+    cause = getattr(error, "orig", None) or error
+    lines = str(cause).strip().splitlines()
+    if isinstance(cause, TimeoutError):
+        reason = f"no answer within {CONNECT_TIMEOUT_SECONDS} seconds"
+    else:
+        reason = lines[0] if lines else type(cause).__name__
+    return redact(reason, settings.secrets())
+
+
 async def build_app(settings: Settings, clock: Clock, catalog: Catalog | None = None) -> App:
     """Open and upgrade the database and wire the services to it."""
     db = Database(settings.database.url)
@@ -75,11 +89,7 @@ async def build_app(settings: Settings, clock: Clock, catalog: Catalog | None = 
         await db.upgrade()
     except Exception as error:
         await db.close()
-        from prepbot.observability import redact
-
-        reason = redact(
-            str(getattr(error, "orig", None) or error).splitlines()[0], settings.secrets()
-        )
+        reason = database_reason(settings, error)
         raise StartupError(
             "database.url", f"cannot use {safe_url(settings.database.url)}: {reason}"
         ) from None

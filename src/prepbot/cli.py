@@ -360,9 +360,11 @@ def db_upgrade() -> None:
     """Create or upgrade the database schema to the latest version."""
     import asyncio
 
+    from prepbot.app import StartupError, database_reason, safe_url
     from prepbot.store.db import Database
 
     settings = _settings()
+    url = settings.database.url
 
     async def upgrade() -> str | None:
         db = Database(settings.database.url)
@@ -374,9 +376,10 @@ def db_upgrade() -> None:
 
     try:
         revision = asyncio.run(upgrade())
-    except OSError as error:
-        _fail(f"cannot reach the database {settings.database.url}: {error}")
-    _say(f"database {settings.database.url} is at revision {revision}")
+    except Exception as error:
+        reason = database_reason(settings, error)
+        _fail(str(StartupError("database.url", f"cannot use {safe_url(url)}: {reason}")))
+    _say(f"database {safe_url(url)} is at revision {revision}")
 
 
 @discord_app.command("invite-url")
