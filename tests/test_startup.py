@@ -3,16 +3,19 @@ a database server that never answers; and no command prints the database passwor
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import socket
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import make_url
+
+from tests.slack_fake import FakeSlack
 
 SLACK_BOT = "xoxb-111-222-SUPERSECRETbot"
 SLACK_APP = "xapp-1-A1-333-SUPERSECRETapp"
@@ -41,6 +44,62 @@ def prepbot(
 def error_lines(stderr: str) -> list[str]:
     assert "Traceback" not in stderr, stderr
     return [line for line in stderr.splitlines() if line.startswith("error: ")]
+
+
+@pytest.fixture
+async def slack() -> AsyncIterator[FakeSlack]:
+    async with FakeSlack(bot_token=SLACK_BOT, app_token=SLACK_APP) as fake:
+        yield fake
+
+
+def slack_env(slack: FakeSlack, url: str, **extra: str) -> dict[str, str]:
+    return clean_env(
+        PREPBOT_DATABASE__URL=url,
+        PREPBOT_SLACK__BOT_TOKEN=SLACK_BOT,
+        PREPBOT_SLACK__APP_TOKEN=SLACK_APP,
+        PREPBOT_SLACK__API_URL=slack.api_url,
+        **extra,
+    )
+
+
+async def test_a_second_bot_on_one_sqlite_file_stops_before_it_connects(
+    slack: FakeSlack, tmp_path: Path
+):
+    env = slack_env(slack, f"sqlite:///{tmp_path / 'prepbot.db'}", PREPBOT_HTTP__ENABLED="false")
+    first = await asyncio.create_subprocess_exec(
+        "prepbot",
+        "run",
+        env=env,
+        cwd=tmp_path,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        await slack.wait_for_socket(timeout=60)
+        second = await asyncio.to_thread(prepbot, env, tmp_path, "run")
+        assert first.returncode is None  # the first one runs on
+    finally:
+        first.terminate()
+        await asyncio.wait_for(first.wait(), timeout=60)
+    assert second.returncode == 2
+    (line,) = error_lines(second.stderr)
+    assert line.startswith(f"error: another prepbot (pid {first.pid}) is already running on")
+    assert len(slack.calls_to("apps.connections.open")) == 1  # the second never connected
+
+
+async def test_a_busy_health_port_is_one_line_naming_the_setting(slack: FakeSlack, tmp_path: Path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = slack_env(slack, f"sqlite:///{tmp_path / 'prepbot.db'}", PREPBOT_HTTP__PORT=str(port))
+        done = await asyncio.to_thread(prepbot, env, tmp_path, "run")
+    assert done.returncode == 2
+    (line,) = error_lines(done.stderr)
+    assert line.startswith(
+        f"error: setting http.port (PREPBOT_HTTP__PORT): 127.0.0.1:{port} is already in use"
+    )
 
 
 @contextlib.contextmanager

@@ -11,7 +11,7 @@ import secrets
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from prepbot.content.catalog import Catalog
 from prepbot.content.loader import load_packs
@@ -22,6 +22,9 @@ from prepbot.services import Services
 from prepbot.services.base import ServiceContext
 from prepbot.settings import Settings
 from prepbot.store.db import Database
+
+if TYPE_CHECKING:
+    from prepbot.leadership import Leadership
 
 
 class ContentError(Exception):
@@ -102,6 +105,25 @@ async def build_app(settings: Settings, clock: Clock, catalog: Catalog | None = 
     return App(db=db, services=Services.build(ctx))
 
 
+async def lock_embedded_database(settings: Settings) -> Leadership:
+    """Return the database's leadership, already taken on SQLite so a second process stops.
+
+    Called before the database is opened or any platform connects; on PostgreSQL the lock is
+    only competed for later, by the scheduler.
+    """
+    from prepbot.leadership import SqliteSingleProcess, leadership_for
+
+    lock = leadership_for(settings.database.url)
+    if isinstance(lock, SqliteSingleProcess):
+        try:
+            await lock.acquire()  # raises AlreadyRunning for a second process on one file
+        except OSError as error:
+            raise StartupError(
+                "database.url", f"cannot create the lock file {lock.path}: {error.strerror}"
+            ) from None
+    return lock
+
+
 async def run_console(
     settings: Settings,
     lines: AsyncIterator[str] | Callable[[ConsoleSession], AsyncIterator[str]],
@@ -112,11 +134,7 @@ async def run_console(
 
     ``lines`` may be a factory that gets the session, so a prompt can name the current member.
     """
-    from prepbot.leadership import SqliteSingleProcess, leadership_for
-
-    lock = leadership_for(settings.database.url)
-    if isinstance(lock, SqliteSingleProcess):
-        await lock.acquire()  # raises AlreadyRunning for a second process on one file
+    lock = await lock_embedded_database(settings)
     clock = ManualClock(datetime.now(UTC))
     try:
         app = await build_app(settings, clock, catalog)
@@ -134,8 +152,7 @@ async def run_console(
                 break
     finally:
         await app.close()
-        if isinstance(lock, SqliteSingleProcess):
-            await lock.release()
+        await lock.release()
 
 
 def chat_configured(settings: Settings) -> bool:
@@ -165,11 +182,15 @@ async def run_bot(settings: Settings, stop: asyncio.Event) -> None:
     from datetime import timedelta
 
     from prepbot.core.clock import SystemClock
-    from prepbot.leadership import leadership_for
     from prepbot.observability import HealthServer
     from prepbot.scheduling import RoundScheduler, run_scheduling
 
-    app = await build_app(settings, SystemClock())
+    leadership = await lock_embedded_database(settings)  # a second SQLite process stops here
+    try:
+        app = await build_app(settings, SystemClock())
+    except BaseException:
+        await leadership.release()
+        raise
     runtimes: dict[str, Any] = {}
     health: HealthServer | None = None
     takeover = timedelta(seconds=settings.scheduler.takeover_seconds)
@@ -189,15 +210,14 @@ async def run_bot(settings: Settings, stop: asyncio.Event) -> None:
                 app.services.ctx.metrics, _health_checks(app, scheduler, runtimes)
             )
             await health.start(settings.http.host, settings.http.port)
-        await run_scheduling(
-            scheduler, leadership_for(settings.database.url), stop, poll=takeover / 3
-        )
+        await run_scheduling(scheduler, leadership, stop, poll=takeover / 3)
     finally:
         if health is not None:
             await health.stop()
         for runtime in reversed(list(runtimes.values())):
             await runtime.stop()
         await app.close()
+        await leadership.release()
 
 
 async def _start_slack(settings: Settings, app: App) -> Any:
