@@ -178,6 +178,14 @@ def test_help_is_fast_because_it_imports_nothing_heavy():
     assert "content" in done.stdout
 
 
+def test_version_prints_the_installed_version():
+    from importlib.metadata import version
+
+    done = subprocess.run(["prepbot", "--version"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == f"prepbot {version('prepbot')}\n"
+
+
 def test_the_installed_console_script_runs():
     done = subprocess.run(
         ["prepbot", "content", "check", str(BUILTIN_PACK)], capture_output=True, text=True

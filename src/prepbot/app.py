@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import sys
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from prepbot.content.catalog import Catalog
 from prepbot.content.loader import load_packs
@@ -23,6 +22,9 @@ from prepbot.services import Services
 from prepbot.services.base import ServiceContext
 from prepbot.settings import Settings
 from prepbot.store.db import Database
+
+if TYPE_CHECKING:
+    from prepbot.leadership import Leadership
 
 
 class ContentError(Exception):
@@ -69,6 +71,20 @@ def safe_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
+def database_reason(settings: Settings, error: BaseException) -> str:
+    """Say in one line, without secrets, why the configured database failed."""
+    from prepbot.observability import redact
+    from prepbot.store.db import CONNECT_TIMEOUT_SECONDS
+
+    cause = getattr(error, "orig", None) or error
+    lines = str(cause).strip().splitlines()
+    if isinstance(cause, TimeoutError):
+        reason = f"no answer within {CONNECT_TIMEOUT_SECONDS} seconds"
+    else:
+        reason = lines[0] if lines else type(cause).__name__
+    return redact(reason, settings.secrets())
+
+
 async def build_app(settings: Settings, clock: Clock, catalog: Catalog | None = None) -> App:
     """Open and upgrade the database and wire the services to it."""
     db = Database(settings.database.url)
@@ -76,11 +92,7 @@ async def build_app(settings: Settings, clock: Clock, catalog: Catalog | None = 
         await db.upgrade()
     except Exception as error:
         await db.close()
-        from prepbot.observability import redact
-
-        reason = redact(
-            str(getattr(error, "orig", None) or error).splitlines()[0], settings.secrets()
-        )
+        reason = database_reason(settings, error)
         raise StartupError(
             "database.url", f"cannot use {safe_url(settings.database.url)}: {reason}"
         ) from None
@@ -93,21 +105,36 @@ async def build_app(settings: Settings, clock: Clock, catalog: Catalog | None = 
     return App(db=db, services=Services.build(ctx))
 
 
+async def lock_embedded_database(settings: Settings) -> Leadership:
+    """Return the database's leadership, already taken on SQLite so a second process stops.
+
+    Called before the database is opened or any platform connects; on PostgreSQL the lock is
+    only competed for later, by the scheduler.
+    """
+    from prepbot.leadership import SqliteSingleProcess, leadership_for
+
+    lock = leadership_for(settings.database.url)
+    if isinstance(lock, SqliteSingleProcess):
+        try:
+            await lock.acquire()  # raises AlreadyRunning for a second process on one file
+        except OSError as error:
+            raise StartupError(
+                "database.url", f"cannot create the lock file {lock.path}: {error.strerror}"
+            ) from None
+    return lock
+
+
 async def run_console(
     settings: Settings,
     lines: AsyncIterator[str] | Callable[[ConsoleSession], AsyncIterator[str]],
     out: TextIO,
     catalog: Catalog | None = None,
 ) -> None:
-    """Run the terminal study group until the input ends.
+    """Run the terminal study group until the input ends or a line quits.
 
     ``lines`` may be a factory that gets the session, so a prompt can name the current member.
     """
-    from prepbot.leadership import SqliteSingleProcess, leadership_for
-
-    lock = leadership_for(settings.database.url)
-    if isinstance(lock, SqliteSingleProcess):
-        await lock.acquire()  # raises AlreadyRunning for a second process on one file
+    lock = await lock_embedded_database(settings)
     clock = ManualClock(datetime.now(UTC))
     try:
         app = await build_app(settings, clock, catalog)
@@ -121,11 +148,11 @@ async def run_console(
         await session.start()
         source = lines(session) if callable(lines) else lines
         async for line in source:
-            await session.handle(line)
+            if not await session.handle(line):
+                break
     finally:
         await app.close()
-        if isinstance(lock, SqliteSingleProcess):
-            await lock.release()
+        await lock.release()
 
 
 def chat_configured(settings: Settings) -> bool:
@@ -155,11 +182,15 @@ async def run_bot(settings: Settings, stop: asyncio.Event) -> None:
     from datetime import timedelta
 
     from prepbot.core.clock import SystemClock
-    from prepbot.leadership import leadership_for
     from prepbot.observability import HealthServer
     from prepbot.scheduling import RoundScheduler, run_scheduling
 
-    app = await build_app(settings, SystemClock())
+    leadership = await lock_embedded_database(settings)  # a second SQLite process stops here
+    try:
+        app = await build_app(settings, SystemClock())
+    except BaseException:
+        await leadership.release()
+        raise
     runtimes: dict[str, Any] = {}
     health: HealthServer | None = None
     takeover = timedelta(seconds=settings.scheduler.takeover_seconds)
@@ -181,15 +212,14 @@ async def run_bot(settings: Settings, stop: asyncio.Event) -> None:
                 problems=app.services.status.health_problems,
             )
             await health.start(settings.http.host, settings.http.port)
-        await run_scheduling(
-            scheduler, leadership_for(settings.database.url), stop, poll=takeover / 3
-        )
+        await run_scheduling(scheduler, leadership, stop, poll=takeover / 3)
     finally:
         if health is not None:
             await health.stop()
         for runtime in reversed(list(runtimes.values())):
             await runtime.stop()
         await app.close()
+        await leadership.release()
 
 
 async def _start_slack(settings: Settings, app: App) -> Any:
@@ -248,19 +278,6 @@ def _health_checks(app: App, scheduler: Any, runtimes: dict[str, Any]) -> dict[s
 
         checks[name] = connected
     return checks
-
-
-async def stdin_lines(prompt: Callable[[], str] = lambda: "> ") -> AsyncIterator[str]:
-    """Yield lines from standard input without blocking the event loop; prompt on a terminal."""
-    interactive = sys.stdin.isatty()
-    while True:
-        if interactive:
-            sys.stdout.write(prompt())
-            sys.stdout.flush()
-        line = await asyncio.to_thread(sys.stdin.readline)
-        if not line:
-            return
-        yield line
 
 
 async def iterate(lines: Iterable[str]) -> AsyncIterator[str]:

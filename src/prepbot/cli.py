@@ -42,6 +42,35 @@ def main() -> None:
     app()
 
 
+def _print_version(wanted: bool) -> None:
+    """Print ``prepbot <version>`` and stop, for ``--version``."""
+    if not wanted:
+        return
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        found = version("prepbot")
+    except PackageNotFoundError:  # run from a source checkout that is not installed
+        from prepbot import __version__ as found
+    _say(f"prepbot {found}")
+    raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    _version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print prepbot's version and exit.",
+        ),
+    ] = False,
+) -> None:
+    """Turn a Slack or Discord channel into a daily AI/ML interview-prep study group."""
+
+
 def _console(stderr: bool = False) -> Console:
     from rich.console import Console
 
@@ -255,7 +284,8 @@ def run() -> None:
     """Run the bot. With no Slack or Discord configured: a study group in this terminal."""
     import sys
 
-    from prepbot.app import run_console, safe_url, stdin_lines
+    from prepbot.app import run_console, safe_url
+    from prepbot.platforms.console.lines import console_lines, on_a_terminal
 
     settings = _settings()
     from prepbot.app import chat_configured
@@ -269,18 +299,18 @@ def run() -> None:
             "PREPBOT_SLACK__BOT_TOKEN (with PREPBOT_SLACK__APP_TOKEN or _SIGNING_SECRET) or "
             "PREPBOT_DISCORD__TOKEN"
         )
-    if sys.stdin.isatty():
+    if on_a_terminal():
         _say(
             "prepbot: no Slack or Discord configured, so this terminal is the chat channel "
             f"(database: {safe_url(settings.database.url)}). To connect, set "
             "PREPBOT_SLACK__BOT_TOKEN and PREPBOT_SLACK__APP_TOKEN, or PREPBOT_DISCORD__TOKEN. "
-            "Type /help; Ctrl-D quits.",
+            "Type /help; /quit or Ctrl-C quits.",
             err=True,
         )
     _serve(
         lambda: run_console(
             settings,
-            lambda session: stdin_lines(lambda: f"{session.member.name}> "),
+            lambda session: console_lines(lambda: f"{session.member.name}> "),
             sys.stdout,
         )
     )
@@ -330,9 +360,11 @@ def db_upgrade() -> None:
     """Create or upgrade the database schema to the latest version."""
     import asyncio
 
+    from prepbot.app import StartupError, database_reason, safe_url
     from prepbot.store.db import Database
 
     settings = _settings()
+    url = settings.database.url
 
     async def upgrade() -> str | None:
         db = Database(settings.database.url)
@@ -344,9 +376,10 @@ def db_upgrade() -> None:
 
     try:
         revision = asyncio.run(upgrade())
-    except OSError as error:
-        _fail(f"cannot reach the database {settings.database.url}: {error}")
-    _say(f"database {settings.database.url} is at revision {revision}")
+    except Exception as error:
+        reason = database_reason(settings, error)
+        _fail(str(StartupError("database.url", f"cannot use {safe_url(url)}: {reason}")))
+    _say(f"database {safe_url(url)} is at revision {revision}")
 
 
 @discord_app.command("invite-url")

@@ -73,7 +73,7 @@ def _content(settings: Settings) -> Finding:
 async def _database(settings: Settings) -> Finding:
     from alembic.script import ScriptDirectory
 
-    from prepbot.app import safe_url
+    from prepbot.app import database_reason, safe_url
     from prepbot.store.db import Database, alembic_config
 
     where = safe_url(settings.database.url)
@@ -82,7 +82,7 @@ async def _database(settings: Settings) -> Finding:
     try:
         current = await db.current_revision()
     except Exception as error:
-        reason = str(getattr(error, "orig", None) or error).splitlines()[0]
+        reason = database_reason(settings, error)
         return Finding(
             False,
             "database",

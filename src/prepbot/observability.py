@@ -7,6 +7,7 @@ replaced by '***' before a line is written. Imports no chat platform library.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import time
@@ -172,7 +173,11 @@ class HealthServer:
         app.router.add_get("/metrics", self._metrics)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        await web.TCPSite(self._runner, host, port).start()
+        try:
+            await web.TCPSite(self._runner, host, port).start()
+        except OSError as error:
+            await self.stop()
+            raise _listen_failure(host, port, error) from None
         self.port = int(self._runner.addresses[0][1])
         log.info("health and metrics on http://%s:%s/healthz", host, self.port)
 
@@ -227,6 +232,20 @@ class HealthServer:
         return web.Response(
             body=self.metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST}
         )
+
+
+def _listen_failure(host: str, port: int, error: OSError) -> Exception:
+    """Name the setting to change when the health endpoint cannot listen, in one line."""
+    from prepbot.app import StartupError  # imported late: app builds on this module
+
+    if error.errno == errno.EADDRINUSE:
+        return StartupError(
+            "http.port",
+            f"{host}:{port} is already in use (another prepbot or another program listens "
+            "there); choose a free port, or 0 for any",
+        )
+    reason = error.strerror or str(error)
+    return StartupError("http.host", f"cannot listen on {host}:{port}: {reason}")
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:

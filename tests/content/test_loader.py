@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
+
+import pytest
 
 from prepbot.content.loader import Problem, load_packs
 from tests.conftest import BUILTIN_PACK, PackFactory, scenario_data
@@ -143,3 +147,69 @@ def test_a_single_file_can_be_checked_against_its_pack(make_pack: PackFactory):
     report = load_packs([pack / "deep" / "sample-scenario.yaml"])
     assert report.ok, report.problems
     assert report.packs == [pack]
+
+
+def billion_laughs(levels: int = 9) -> str:
+    """Return the classic YAML bomb: nine aliases per level, 9**levels values once expanded."""
+    lines = ['a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    previous = "a"
+    for name in "bcdefghijk"[: levels - 1]:
+        lines.append(f"{name}: &{name} [{', '.join([f'*{previous}'] * 9)}]")
+        previous = name
+    return "\n".join(lines) + "\n"
+
+
+HOSTILE_FILES = {
+    "billion-laughs": (
+        billion_laughs(),
+        ":5: invalid YAML: its aliases expand to more than 20000 values; write the values out",
+    ),
+    "self-reference": (
+        "id: &a [*a]\n",
+        ":1: invalid YAML: the alias *a refers to a node that contains it",
+    ),
+    "deep-nesting": ("id: " + "[" * 100_000 + "]" * 100_000 + "\n", ":1: invalid YAML: nested"),
+    "huge": ("id: huge\n" + "# padding\n" * 30_000, ": too large: content files may be at most"),
+}
+
+
+@pytest.mark.parametrize(("text", "expected"), HOSTILE_FILES.values(), ids=list(HOSTILE_FILES))
+def test_a_hostile_yaml_file_is_one_content_error_not_a_hang(
+    text: str, expected: str, make_pack: PackFactory, tmp_path: Path
+):
+    pack = make_pack({"hostile.yaml": text})
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREPBOT_")}
+    checked = subprocess.run(
+        ["prepbot", "content", "check", str(pack)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=60,  # a hang fails this test instead of stalling the suite
+    )
+    assert checked.returncode == 1, checked.stderr
+    (line,) = checked.stdout.splitlines()
+    assert line.startswith(f"{pack / 'hostile.yaml'}{expected}")
+    assert "Traceback" not in checked.stderr
+
+
+def test_prepbot_run_refuses_a_billion_laughs_pack_with_the_same_line(
+    make_pack: PackFactory, tmp_path: Path
+):
+    pack = make_pack({"hostile.yaml": billion_laughs()})
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREPBOT_")}
+    env["PREPBOT_CONTENT__PACKS"] = f'["{pack}"]'
+    env["PREPBOT_DATABASE__URL"] = f"sqlite:///{tmp_path / 'prepbot.db'}"
+    done = subprocess.run(
+        ["prepbot", "run"],
+        input="",
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    first, last = done.stderr.splitlines()
+    assert first.startswith(f"{pack / 'hostile.yaml'}:5: invalid YAML: its aliases expand")
+    assert last.startswith("error: 1 problems in the content packs")

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
 import re
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -291,3 +293,172 @@ def test_a_second_console_on_one_sqlite_file_is_refused(tmp_path: Path):
     finally:
         first.communicate(input="", timeout=30)
     assert first.returncode == 0
+
+
+def asyncio_run(coroutine: Any) -> Any:
+    return asyncio.run(coroutine)
+
+
+def console_env(url: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREPBOT_")}
+    return env | {"PREPBOT_DATABASE__URL": url}
+
+
+class Terminal:
+    """`prepbot run` in a pseudo-terminal, typed at as a person would."""
+
+    def __init__(self, url: str, cwd: Path) -> None:
+        import fcntl
+        import struct
+        import termios
+
+        master, slave = os.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+        # No terminal emulator answers prompt_toolkit's cursor-position request here.
+        env = console_env(url) | {"TERM": "xterm", "PROMPT_TOOLKIT_NO_CPR": "1"}
+        self.process = subprocess.Popen(
+            ["prepbot", "run"],
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            env=env,
+            cwd=cwd,
+            start_new_session=True,  # the pseudo-terminal is its controlling terminal
+        )
+        os.close(slave)
+        self.master = master
+        self.screen = b""
+        self.seen = 0
+
+    def wait_for(self, text: str, timeout: float = 60) -> None:
+        """Read what the program writes until ``text`` appears after what was awaited before."""
+        import select
+
+        wanted = text.encode()
+        while wanted not in self.screen[self.seen :]:
+            ready, _, _ = select.select([self.master], [], [], timeout)
+            assert ready, f"no {text!r} on the terminal; it shows {self.screen[-600:]!r}"
+            try:
+                chunk = os.read(self.master, 65536)
+            except OSError:  # the program ended and closed the terminal
+                chunk = b""
+            assert chunk, f"the program ended before {text!r}: {self.screen[-600:]!r}"
+            self.screen += chunk
+        self.seen = self.screen.index(wanted, self.seen) + len(wanted)
+
+    def type(self, keys: str) -> None:
+        os.write(self.master, keys.encode())
+
+    def exit_code(self, timeout: float = 60) -> int:
+        try:
+            return self.process.wait(timeout=timeout)
+        finally:
+            self.drain()
+
+    def drain(self) -> None:
+        import select
+
+        while select.select([self.master], [], [], 0)[0]:
+            try:
+                chunk = os.read(self.master, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            self.screen += chunk
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        os.close(self.master)
+
+
+@pytest.fixture
+def terminal(database_url: str, tmp_path: Path):
+    opened = Terminal(database_url, tmp_path)
+    yield opened
+    opened.close()
+
+
+PROMPT = "me>"  # the prompt names the current member
+
+
+def test_arrow_keys_edit_the_line_and_ctrl_c_quits_keeping_the_answer(
+    terminal: Terminal, database_url: str
+):
+    terminal.wait_for(PROMPT)
+    terminal.type("Ring all-reduce\x1b[D\x1b[D\x1b[C\x1b[C\r")  # ←← →→ then Enter
+    terminal.wait_for("↳ me: answer recorded")
+    terminal.wait_for(PROMPT)
+    terminal.type("\x03")  # Ctrl-C
+    assert terminal.exit_code() == 0
+    assert b"Bye! Your answers are saved" in terminal.screen
+    assert b"Traceback" not in terminal.screen
+    (answer,) = asyncio_run(answers_by_member(database_url)).values()
+    assert answer[0] == "Ring all-reduce"
+
+
+@pytest.mark.parametrize("keys", ["/quit\r", "/exit\r", "exit\r", "quit\r", "\x04"])
+def test_quit_words_and_ctrl_d_end_the_terminal_session(
+    terminal: Terminal, database_url: str, keys: str
+):
+    terminal.wait_for(PROMPT)
+    terminal.type(keys)
+    assert terminal.exit_code() == 0
+    assert b"Bye! Your answers are saved" in terminal.screen
+    assert b"Traceback" not in terminal.screen
+    assert asyncio_run(answers_by_member(database_url)) == {}
+
+
+def test_exit_ends_a_piped_session_and_is_not_an_answer(database_url: str, tmp_path: Path):
+    done = subprocess.run(
+        ["prepbot", "run"],
+        input="/as alice\nmy answer\nexit\nthis line is never read\n",
+        capture_output=True,
+        text=True,
+        env=console_env(database_url),
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.rstrip().endswith(
+        "Bye! Your answers are saved; `prepbot run` continues where you stopped."
+    )
+    assert asyncio_run(answers_by_member(database_url)) == {("alice", 1): ("my answer", True)}
+
+
+def test_ctrl_c_ends_a_piped_session_without_a_traceback(tmp_path: Path):
+    import signal
+
+    url = f"sqlite:///{tmp_path / 'prepbot.db'}"
+    process = subprocess.Popen(
+        ["prepbot", "run"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=console_env(url),
+        cwd=tmp_path,
+    )
+    try:
+        assert process.stdin is not None
+        assert process.stdout is not None
+        process.stdin.write("my answer\n")
+        process.stdin.flush()  # and keep the input open: the read is still waiting
+        while "↳ me: answer recorded" not in process.stdout.readline():
+            pass
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=60) in (0, 130)
+        assert process.stderr is not None
+        assert "Traceback" not in process.stderr.read()
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.communicate()
+    assert asyncio_run(answers_by_member(url)) == {("me", 1): ("my answer", True)}
+
+
+async def test_help_in_the_console_lists_quit(database_url: str):
+    output = await play(database_url, ["/help"])
+    assert "/quit (or Ctrl-C) quits" in output.split("Console:")[-1]

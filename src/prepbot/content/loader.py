@@ -3,7 +3,10 @@
 A pack is a folder: an optional ``topics.yaml`` at its root (the pack's topic vocabulary) and
 any number of scenario files (``*.yaml`` / ``*.yml``, in sub-folders too). Loading never stops at
 the first problem: each one is collected with its file, line and field so an editor can fix a
-whole pack in one pass. Reads files only; imports no database and no chat platform.
+whole pack in one pass. A file is refused before it is built into data when it is larger than
+``MAX_FILE_BYTES``, nests deeper than ``MAX_DEPTH`` or, through YAML aliases, expands to more
+than ``MAX_VALUES`` values or into itself: a "billion laughs" file is a content error, not a
+hang. Reads files only; imports no database and no chat platform.
 """
 
 from __future__ import annotations
@@ -25,6 +28,13 @@ TOPICS_FILE = "topics.yaml"
 SCENARIO_SUFFIXES = (".yaml", ".yml")
 
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+MAX_FILE_BYTES = 256 * 1024
+"""The largest content file read; a real scenario file is a few kilobytes."""
+MAX_DEPTH = 50
+"""The deepest nesting of lists and mappings; a scenario nests three levels."""
+MAX_VALUES = 20_000
+"""The most values (scalars, lists, mappings) a file may hold once its aliases are expanded."""
 
 
 @dataclass(frozen=True, order=True)
@@ -244,7 +254,19 @@ def _unknown_topic_message(topic: str, known: dict[str, Topic]) -> str:
 def _parse_yaml(path: Path, report: PackReport) -> tuple[dict[str, Any], yaml.Node] | None:
     """Parse one YAML file into data and its node tree, or record why it cannot be read."""
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as file:
+            raw = file.read(MAX_FILE_BYTES + 1)
+        if len(raw) > MAX_FILE_BYTES:
+            report.problems.append(
+                Problem(
+                    path,
+                    None,
+                    None,
+                    f"too large: content files may be at most {MAX_FILE_BYTES // 1024} KiB",
+                )
+            )
+            return None
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
         report.problems.append(Problem(path, None, None, f"not UTF-8 text ({error.reason})"))
         return None
@@ -253,6 +275,11 @@ def _parse_yaml(path: Path, report: PackReport) -> tuple[dict[str, Any], yaml.No
         return None
     loader = _Loader(text)
     try:
+        refused = _refuse_explosive(text)
+        if refused is not None:
+            at, message = refused
+            report.problems.append(Problem(path, at, None, f"invalid YAML: {message}"))
+            return None
         node = loader.get_single_node()
         if node is None:
             report.problems.append(Problem(path, None, None, "the file is empty"))
@@ -292,6 +319,63 @@ def _parse_yaml(path: Path, report: PackReport) -> tuple[dict[str, Any], yaml.No
     if duplicates:
         return None
     return data, node
+
+
+def _refuse_explosive(text: str) -> tuple[int, str] | None:
+    """Say where and why a YAML text would nest too deep or expand too far, reading its events.
+
+    Works on the parser's event stream, before any node is built, in one pass: each anchor's
+    expanded size is known when its node ends, so an alias adds that size; an alias to a node
+    that is still open is recursive.
+    """
+    sizes: dict[str, int] = {}
+    open_nodes: list[tuple[str | None, int]] = []  # (anchor, expanded size so far)
+    values = 0
+    aliased = False
+    for event in yaml.parse(text, Loader=_Loader):
+        line = int(event.start_mark.line) + 1 if event.start_mark is not None else 1
+        if isinstance(event, yaml.DocumentStartEvent):
+            sizes.clear()
+            values = 0
+            aliased = False
+            continue
+        if isinstance(event, yaml.CollectionEndEvent):
+            anchor, size = open_nodes.pop()
+            if anchor is not None:
+                sizes[anchor] = size
+            if open_nodes:
+                parent, so_far = open_nodes[-1]
+                open_nodes[-1] = (parent, so_far + size)
+            continue
+        if isinstance(event, yaml.AliasEvent):
+            anchor = event.anchor or ""
+            if any(name == anchor for name, _ in open_nodes):
+                return line, f"the alias *{anchor} refers to a node that contains it"
+            size = sizes.get(anchor, 0)  # an undefined alias is the composer's error
+            aliased = True
+        elif isinstance(event, yaml.NodeEvent):
+            size = 1
+        else:
+            continue
+        values += size
+        if values > MAX_VALUES:
+            if not aliased:
+                return line, f"more than {MAX_VALUES} values in one file"
+            return line, (
+                f"its aliases expand to more than {MAX_VALUES} values; "
+                "write the values out instead of repeating aliases"
+            )
+        if isinstance(event, yaml.CollectionStartEvent):
+            if len(open_nodes) >= MAX_DEPTH:
+                return line, f"nested more than {MAX_DEPTH} levels deep"
+            open_nodes.append((event.anchor, 1))
+        else:
+            if isinstance(event, yaml.ScalarEvent) and event.anchor is not None:
+                sizes[event.anchor] = 1
+            if open_nodes:
+                parent, so_far = open_nodes[-1]
+                open_nodes[-1] = (parent, so_far + size)
+    return None
 
 
 def _duplicate_keys(

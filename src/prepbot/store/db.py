@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -23,6 +23,8 @@ from sqlalchemy.ext.asyncio import (
 )
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+CONNECT_TIMEOUT_SECONDS = 10
+"""How long a PostgreSQL connection may take to open before prepbot gives up on the server."""
 
 
 def async_url(url: str) -> str:
@@ -49,7 +51,12 @@ class Database:
         if self.is_sqlite:
             options["connect_args"] = {"timeout": 30}
         else:
-            options.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
+            options.update(
+                pool_size=10,
+                max_overflow=10,
+                pool_pre_ping=True,
+                connect_args={"timeout": CONNECT_TIMEOUT_SECONDS},
+            )
         self.engine: AsyncEngine = create_async_engine(self.url, **options)
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
@@ -95,6 +102,10 @@ class Database:
         """Bring the schema up to ``revision`` with the shipped Alembic migrations."""
         async with self.engine.begin() as connection:
             await connection.run_sync(_run_upgrade, revision)
+            # A read-only file or replica would fail at the first answer; fail at start instead.
+            await connection.execute(
+                text("UPDATE alembic_version SET version_num = version_num WHERE 1 = 0")
+            )
 
     async def current_revision(self) -> str | None:
         """Return the schema's Alembic revision, or None for an empty database."""

@@ -2,8 +2,9 @@
 
 Lines: ``/prep …`` is the slash command; ``/as NAME`` switches member; ``/edit TEXT`` and
 ``/delete`` change the member's last reply; ``/next-day`` reveals the open round, moves the
-console's clock to the next scheduled day and posts that day's question; any other line is a
-reply in the thread of the current question. The console's date lives in the database, so a
+console's clock to the next scheduled day and posts that day's question; ``/quit``, ``/exit``
+or a bare ``exit`` or ``quit`` ends the session; any other line is a reply in the thread of
+the current question. The console's date lives in the database, so a
 second run continues where the first stopped. Imports no Slack or Discord library.
 """
 
@@ -28,8 +29,10 @@ DATE_KEY = "console.date"
 CONSOLE_HELP = (
     "Console: /prep … runs the slash command · /as NAME switches member · /edit TEXT and "
     "/delete change your last reply · /next-day reveals and moves to the next day · "
-    "any other line answers today's question"
+    "/quit (or Ctrl-C) quits · any other line answers today's question"
 )
+QUIT_LINES = frozenset({"/quit", "/exit", "quit", "exit"})
+GOODBYE = "Bye! Your answers are saved; `prepbot run` continues where you stopped."
 MEMBER_NAME = re.compile(r"^[\w.\-]{1,40}$")
 
 
@@ -69,11 +72,14 @@ class ConsoleSession:
         self._set_day(stored)
         await self._post_today()
 
-    async def handle(self, line: str) -> None:
-        """Play one input line."""
+    async def handle(self, line: str) -> bool:
+        """Play one input line; return False when it ends the session."""
         text = line.strip()
+        if text.lower() in QUIT_LINES:
+            self.platform.show(GOODBYE)
+            return False
         if not text:
-            return
+            return True
         self.clock.advance(timedelta(seconds=1))  # each line is typed a moment after the last
         if text.startswith("/"):
             word, _, rest = text.partition(" ")
@@ -92,8 +98,9 @@ class ConsoleSession:
                     self.platform.show(CONSOLE_HELP)
                 case _:
                     self.platform.show(f"⚠ Unknown command `{word}`. {CONSOLE_HELP}")
-            return
+            return True
         await self._reply(text)
+        return True
 
     async def _prep(self, rest: str) -> None:
         invocation = Invocation(self.place, self.member, is_admin=True, text=rest)
