@@ -38,7 +38,7 @@ from prepbot.services.admin import AdminError, AdminService
 from prepbot.services.base import ServiceContext, schedule_of
 from prepbot.services.queries import QueryService
 from prepbot.services.rounds import NoEligibleScenario, RoundService
-from prepbot.store.models import Subscription
+from prepbot.store.models import RoundStatus, Subscription
 
 log = logging.getLogger(__name__)
 
@@ -120,11 +120,11 @@ class CommandService:
             case Today():
                 return Response.one(await self.queries.today(active), private=True)
             case Ask(topic=topic):
-                return Response.one(self.queries.ask(topic), private=True)
+                return Response.one(await self.queries.ask(topic, place), private=True)
             case Search(words=words):
-                return Response.one(self.queries.search(words), private=True)
+                return Response.one(await self.queries.search(words, place), private=True)
             case Show(scenario_id=scenario_id):
-                return Response.one(self.queries.show(scenario_id), private=True)
+                return Response.one(await self.queries.show(scenario_id, place), private=True)
             case Topics():
                 return Response.one(self.queries.topics(), private=True)
             case Streak(member=member):
@@ -172,7 +172,9 @@ class CommandService:
                 if outcome is None:
                     return ErrorView("Could not post: the channel is unavailable.")
                 if not outcome.posted_now:
-                    return Notice("Today's question is already posted. See /prep today.")
+                    if outcome.round.status == RoundStatus.POSTED:
+                        return Notice("Today's question is already posted. See /prep today.")
+                    return Notice(self.queries.no_open_question(subscription, outcome.round))
                 return Notice("Posted today's question.")
             case RevealNow():
                 cards = await self.rounds.reveal_open(subscription.id)
