@@ -112,3 +112,37 @@ def test_topic_matching_offers_at_most_the_limit_and_nothing_for_nonsense(catalo
     assert len(catalog.match_topics("")) == min(25, len(catalog.topics))
     assert len(catalog.match_topics("", limit=3)) == 3
     assert catalog.match_topics("qwxzv plorkt") == []
+
+
+@pytest.mark.parametrize(
+    ("typed", "expected"),
+    [
+        ("LLM", "llm"),
+        ("llms", "llm"),
+        ("Large language models", "llm"),
+        ("Calibration", "calibration"),
+        ("recommender-system", "recommender-systems"),
+        ("LLM-Serving", "llm-serving"),
+    ],
+)
+def test_a_topic_is_found_by_id_or_name_in_any_case(catalog: Catalog, typed: str, expected: str):
+    assert catalog.find_topic(typed) == expected
+
+
+def test_a_mistyped_topic_gets_the_nearest_ones_suggested(catalog: Catalog):
+    assert catalog.find_topic("calibraton") is None
+    assert catalog.suggest_topics("calibraton")[0] == "calibration"
+    assert catalog.suggest_topics("hirng")[0] == "hiring"
+    assert catalog.suggest_topics("llm-servng")[0] == "llm-serving"
+    assert catalog.suggest_topics("qwxzv") == []
+
+
+def test_a_question_only_scenario_is_not_found_by_words_of_its_answer(catalog: Catalog):
+    apple = "apple-calibration-equal-accuracy"
+    assert top(catalog, "temperature scaling isotonic") == apple  # words of its insights
+    hidden = catalog.search("temperature scaling isotonic", question_only={apple})
+    assert apple not in [hit.scenario.id for hit in hidden]
+    # Its question's own words still find it.
+    assert top(catalog, "same accuracy different confidence") == apple
+    still = catalog.search("same accuracy different confidence", question_only={apple})
+    assert still[0].scenario.id == apple

@@ -185,6 +185,7 @@ async def test_admin_commands_work_from_the_console(database_url: str):
             "/prep search calibraton",
             "/prep show apple-calibration-equal-accuracy",
             "/prep ask calibration",
+            "/prep ask rag",
             "/prep help",
         ],
     )
@@ -194,7 +195,11 @@ async def test_admin_commands_work_from_the_console(database_url: str):
     assert "Posted today's question." in output or "already posted" in output
     assert "Same accuracy, different confidence" in output
     assert "1. Same accuracy, different confidence" in output  # search result
-    assert "🧠 Practice question" in output
+    # The only calibration question is today's, still open: no practice copy, no spoilers.
+    assert "The only question on 'calibration' is open in #study-group" in output
+    assert "🔒 This question is open in this community right now" in output
+    assert "take the 99% one" not in output  # its trap
+    assert "🧠 Practice question" in output  # on another topic
     assert "/prep reveal-now" in output  # admin help lists admin commands
 
 
@@ -462,3 +467,34 @@ def test_ctrl_c_ends_a_piped_session_without_a_traceback(tmp_path: Path):
 async def test_help_in_the_console_lists_quit(database_url: str):
     output = await play(database_url, ["/help"])
     assert "/quit (or Ctrl-C) quits" in output.split("Console:")[-1]
+
+
+async def test_lookups_agree_with_each_other_and_forgive_topic_typos(database_url: str):
+    output = await play(
+        database_url,
+        [
+            "/as alice",
+            "Ring all-reduce.",
+            "/prep streak",
+            "/prep leaderboard all",
+            "/prep ask calibraton",
+            "/prep ask LLM",
+            "/prep reveal-now",
+            "/prep post-now",
+            "/prep today",
+        ],
+    )
+    # The open round's answer counts in neither place until the reveal, and both say so.
+    assert "@alice: streak 0 (best 0), 0 on time, 0 late (+1 answer counts at the reveal)" in output
+    board = output[output.index("🏆 Leaderboard") : output.index("Unknown topic")]
+    assert "No answers yet" in board
+    assert "Answers to an open question count after its reveal." in board
+    assert "Unknown topic 'calibraton'. Did you mean `calibration`?" in output
+    assert "Large language models" in output[output.index("Unknown topic") :]  # ask LLM
+    # After the reveal, post-now and today tell the same story.
+    after = output[output.index("Revealed 1 question.") :]
+    assert after.count("Today's question was already revealed") == 2
+    nexts = re.findall(r"The next question comes (\w{3} \d+ \w{3} 09:00 UTC)\.", after)
+    assert len(nexts) == 2
+    assert nexts[0] == nexts[1]  # the console's day depends on today's date; both agree
+    assert "already posted" not in after

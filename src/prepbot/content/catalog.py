@@ -2,8 +2,11 @@
 
 The same catalog answers ``prepbot content search/show`` in the terminal and ``/prep search``
 and ``/prep show`` on every platform. Search is forgiving: case, plurals, number formatting
-("1,000" = "1000"), word prefixes ("sync" finds "synchronize") and small typos. Pure and in
-memory; imports no database and no chat platform.
+("1,000" = "1000"), word prefixes ("sync" finds "synchronize") and small typos. A search can
+match some scenarios on their question only (not on what their reveal shows), so a round still
+open cannot be found by words of its answer. Topics are found by id or name in any case, with
+the nearest ones suggested for a typo. Pure and in memory; imports no database and no chat
+platform.
 """
 
 from __future__ import annotations
@@ -11,9 +14,10 @@ from __future__ import annotations
 import math
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 
+from rapidfuzz import fuzz
 from rapidfuzz.distance import Indel, Levenshtein
 from rapidfuzz.process import extract
 
@@ -28,7 +32,9 @@ FIELD_WEIGHTS: dict[str, float] = {
     "author": 2.0,
     "insights": 1.0,
     "body": 0.6,
+    "answer": 0.6,
 }
+ANSWER_FIELDS = frozenset({"insights", "answer"})  # what only the reveal shows
 EXACT, PREFIX, FUZZY = 1.0, 0.6, 0.75
 TOPIC_NEAR_MISS = 0.8  # normalized similarity a typed word needs to a topic's word
 _STOPWORD_TEXT = (
@@ -76,14 +82,19 @@ class Catalog:
         self._by_id = {s.id: s for s in sorted(scenarios, key=lambda s: s.id)}
         self.topics = dict(topics)
         self._weights: dict[str, dict[str, float]] = {}
+        self._question_weights: dict[str, dict[str, float]] = {}
         postings: dict[str, set[str]] = defaultdict(set)
         for scenario in self._by_id.values():
             weights: dict[str, float] = defaultdict(float)
+            question: dict[str, float] = defaultdict(float)
             for field_name, texts in scenario.searchable_fields().items():
                 for text in texts:
                     for term in normalize(text):
                         weights[term] += FIELD_WEIGHTS[field_name]
+                        if field_name not in ANSWER_FIELDS:
+                            question[term] += FIELD_WEIGHTS[field_name]
             self._weights[scenario.id] = dict(weights)
+            self._question_weights[scenario.id] = dict(question)
             for term in weights:
                 postings[term].add(scenario.id)
         self._postings = dict(postings)
@@ -149,15 +160,48 @@ class Catalog:
         """Return the scenarios tagged with a topic, ordered by id."""
         return [s for s in self._by_id.values() if topic in s.topics]
 
-    def search(self, query: str, limit: int = 10) -> list[SearchHit]:
-        """Rank scenarios by how well they match the words of ``query``, best first."""
+    def find_topic(self, typed: str) -> str | None:
+        """Return the id of the topic ``typed`` names: its id or name, any case, singular or plural.
+
+        "LLM", "llms" and "Large language models" all name ``llm``.
+        """
+        key = _topic_key(typed)
+        if not key:
+            return None
+        for topic in self.topics.values():
+            if key in (_topic_key(topic.id), _topic_key(topic.name)):
+                return topic.id
+        return None
+
+    def suggest_topics(self, typed: str, limit: int = 3) -> list[str]:
+        """Return the ids of the topics nearest a mistyped one, best first."""
+        names = {topic.id: topic.id for topic in self.topics.values()}
+        names |= {_topic_key(topic.name): topic.id for topic in self.topics.values()}
+        key = _topic_key(typed) or typed.lower()
+        found: list[str] = []
+        for name, _, _ in extract(
+            key, list(names), scorer=fuzz.WRatio, score_cutoff=75, limit=None
+        ):
+            if names[name] not in found:
+                found.append(names[name])
+        return found[:limit]
+
+    def search(
+        self, query: str, limit: int = 10, *, question_only: Collection[str] = ()
+    ) -> list[SearchHit]:
+        """Rank scenarios by how well they match the words of ``query``, best first.
+
+        Scenarios in ``question_only`` match only on what their question shows, never on their
+        insights, trap or follow-ups (their round is open: those are still a secret).
+        """
         terms = [t for t in dict.fromkeys(normalize(query)) if t not in STOPWORDS]
         if not terms:
             terms = list(dict.fromkeys(normalize(query)))
         scores: dict[str, float] = defaultdict(float)
         matched: dict[str, list[str]] = defaultdict(list)
+        hidden = frozenset(question_only)
         for term in terms:
-            for scenario_id, score in self._score_term(term).items():
+            for scenario_id, score in self._score_term(term, hidden).items():
                 scores[scenario_id] += score
                 matched[scenario_id].append(term)
         ranked = sorted(
@@ -169,13 +213,16 @@ class Catalog:
             for sid in ranked[:limit]
         ]
 
-    def _score_term(self, term: str) -> dict[str, float]:
+    def _score_term(self, term: str, hidden: frozenset[str] = frozenset()) -> dict[str, float]:
         """Score every scenario for one query term, taking its best way of matching."""
         best: dict[str, float] = {}
         for word, quality in self._expand(term):
             idf = self._idf[word]
             for scenario_id in self._postings[word]:
-                weight = self._weights[scenario_id][word]
+                weights = self._question_weights if scenario_id in hidden else self._weights
+                weight = weights[scenario_id].get(word, 0.0)
+                if not weight:
+                    continue
                 score = quality * idf * (weight * 2.2) / (weight + 1.2)
                 if score > best.get(scenario_id, 0.0):
                     best[scenario_id] = score
@@ -217,6 +264,11 @@ def _similarity(word: str, own: set[str]) -> float:
         default=0.0,
     )
     return best if best >= TOPIC_NEAR_MISS else 0.0
+
+
+def _topic_key(text: str) -> str:
+    """Return a topic id or name as comparable words: lower case, plurals folded, dashed."""
+    return "-".join(normalize(text))
 
 
 def normalize_id_words(text: str) -> list[str]:

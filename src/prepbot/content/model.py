@@ -136,7 +136,10 @@ class Scenario(_Frozen):
         return trap
 
     def searchable_fields(self) -> dict[str, list[str]]:
-        """Return the scenario's text grouped by the field a search weighs it as."""
+        """Return the scenario's text grouped by the field a search weighs it as.
+
+        ``insights`` and ``answer`` (the trap and follow-ups) are what only the reveal shows.
+        """
         trap = [self.trap.answer, self.trap.why_it_falls_short] if self.trap else []
         return {
             "id": [self.id.replace("-", " ")],
@@ -146,7 +149,8 @@ class Scenario(_Frozen):
             "company": [self.context.company or ""],
             "author": [self.source.author, self.source.handle or ""],
             "insights": list(self.insights),
-            "body": [self.context.situation, *trap, *self.follow_ups, self.context.role or ""],
+            "body": [self.context.situation, self.context.role or ""],
+            "answer": [*trap, *self.follow_ups],
         }
 
 

@@ -5,6 +5,7 @@ Pure; imports no database and no chat platform.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -12,8 +13,8 @@ from prepbot.core.views import (
     ErrorView,
     HelpView,
     LeaderboardView,
-    MemberRef,
     Notice,
+    PendingReveal,
     QuestionCard,
     RevealCard,
     ScenarioDetail,
@@ -22,12 +23,11 @@ from prepbot.core.views import (
     StreakView,
     TopicsView,
     View,
+    credit_items,
+    others,
 )
 
-
-def mentions(members: tuple[MemberRef, ...]) -> str:
-    """Return members as '@name' words joined by commas."""
-    return ", ".join(f"@{m.name}" for m in members)
+ANSWERS_COUNT_AT_REVEAL = "Answers to an open question count after its reveal."
 
 
 def local_time(moment: datetime, timezone: str | None) -> str:
@@ -124,6 +124,33 @@ def status_lines(view: StatusView) -> list[tuple[str, str]]:
     return lines
 
 
+def pending_words(pending: int) -> str:
+    """Return ' (+1 answer counts at the reveal)' for on-time answers not revealed yet."""
+    if not pending:
+        return ""
+    if pending == 1:
+        return " (+1 answer counts at the reveal)"
+    return f" (+{pending} answers count at the reveal)"
+
+
+def channel_name(pending: PendingReveal) -> str:
+    """Return an open round's channel as '#name'."""
+    return f"#{pending.channel_name or pending.channel_id}"
+
+
+def withheld_text(
+    pending: tuple[PendingReveal, ...],
+    where: str = "this community",
+    channel: Callable[[PendingReveal], str] = channel_name,
+) -> str:
+    """Say that an open round's reveal is withheld, and in which channel and when it comes."""
+    places = " and ".join(f"in {channel(p)} {local_time(p.reveal_at, p.timezone)}" for p in pending)
+    return (
+        f"🔒 This question is open in {where} right now, so its key insights, trap and "
+        f"follow-ups stay hidden until the reveal: {places}."
+    )
+
+
 def render_text(view: View) -> str:
     """Render any view as plain text."""
     match view:
@@ -132,13 +159,15 @@ def render_text(view: View) -> str:
         case RevealCard():
             return _reveal(view)
         case ScenarioDetail():
+            if view.reveal is None:
+                return _question(view.question) + "\n\n" + withheld_text(view.withheld)
             return _question(view.question) + "\n\n" + _reveal(view.reveal)
         case LeaderboardView():
             return _leaderboard(view)
         case StreakView():
             return (
                 f"@{view.member.name}: streak {view.current} (best {view.best}), "
-                f"{view.on_time} on time, {view.late} late"
+                f"{view.on_time} on time, {view.late} late{pending_words(view.pending)}"
             )
         case SearchResults():
             if not view.results:
@@ -203,14 +232,19 @@ def _reveal(card: RevealCard) -> str:
     handle = f" (@{card.source_handle})" if card.source_handle else ""
     lines += ["", f"Source: {card.source_author}{handle} — {card.source_url}"]
     if card.is_round:
+        credits = card.credits()
         if card.on_time:
-            lines.append(f"Answered on time: {mentions(card.on_time)} — thank you!")
+            named = credit_items([f"@{m.name}" for m in credits.on_time], credits.on_time_more)
+            lines.append(f"Answered on time: {', '.join(named)} — thank you!")
         else:
             lines.append("Nobody answered this one on time.")
         if card.late:
-            lines.append(f"Late answers: {mentions(card.late)}")
-        for milestone in card.milestones:
+            named = credit_items([f"@{m.name}" for m in credits.late], credits.late_more)
+            lines.append(f"Late answers: {', '.join(named)}")
+        for milestone in credits.milestones:
             lines.append(f"🔥 @{milestone.member.name} reached a {milestone.streak}-round streak!")
+        if rest := others(len(credits.milestones), credits.milestones_more):
+            lines.append(f"🔥 …{rest} reached a streak milestone!")
     return "\n".join(lines)
 
 
@@ -218,7 +252,8 @@ def _leaderboard(view: LeaderboardView) -> str:
     since = f" since {view.since:%a} {view.since.day} {view.since:%b}" if view.since else ""
     title = f"🏆 Leaderboard — {view.scope}, {view.period}{since}"
     if not view.rows:
-        return f"{title}\nNo answers yet. Reply in a question's thread to get on the board."
+        empty = f"{title}\nNo answers yet. Reply in a question's thread to get on the board."
+        return f"{empty}\n{ANSWERS_COUNT_AT_REVEAL}" if view.open_rounds else empty
     width = max(len(r.member.name) for r in view.rows) + 1
     lines = [title, f"{'#':>2}  {'member':<{width}}  on time  late  streak"]
     for row in view.rows:
@@ -226,6 +261,8 @@ def _leaderboard(view: LeaderboardView) -> str:
             f"{row.rank:>2}  {'@' + row.member.name:<{width}}  {row.on_time:>7}  "
             f"{row.late:>4}  {row.streak:>6}"
         )
+    if view.open_rounds:
+        lines.append(ANSWERS_COUNT_AT_REVEAL)
     return "\n".join(lines)
 
 

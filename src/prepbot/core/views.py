@@ -11,6 +11,9 @@ from datetime import date, datetime
 
 from prepbot.content.model import Scenario, Topic
 
+MAX_MENTIONS = 50  # members @-mentioned in one reveal; the rest are counted, not pinged
+MAX_MILESTONE_MENTIONS = 10  # of those, at most this many streak milestones
+
 
 @dataclass(frozen=True)
 class MemberRef:
@@ -76,6 +79,18 @@ class Milestone:
 
 
 @dataclass(frozen=True)
+class Credits:
+    """Who a reveal mentions, within MAX_MENTIONS, and how many more it only counts."""
+
+    on_time: tuple[MemberRef, ...]
+    on_time_more: int
+    late: tuple[MemberRef, ...]
+    late_more: int
+    milestones: tuple[Milestone, ...]
+    milestones_more: int
+
+
+@dataclass(frozen=True)
 class RevealCard:
     """The reveal in a round's thread (or the answer part of a looked-up scenario)."""
 
@@ -120,13 +135,61 @@ class RevealCard:
             is_round=is_round,
         )
 
+    def credits(self, limit: int = MAX_MENTIONS) -> Credits:
+        """Return whom to mention: milestones first, then on-time, then late; at most ``limit``.
+
+        A reveal with thousands of answers must not ping thousands of people in one message;
+        the members past the limit are counted ("and 1,950 others") instead.
+        """
+        milestones = self.milestones[: min(limit, MAX_MILESTONE_MENTIONS)]
+        budget = limit - len(milestones)
+        on_time = self.on_time[:budget]
+        late = self.late[: budget - len(on_time)]
+        return Credits(
+            on_time=on_time,
+            on_time_more=len(self.on_time) - len(on_time),
+            late=late,
+            late_more=len(self.late) - len(late),
+            milestones=milestones,
+            milestones_more=len(self.milestones) - len(milestones),
+        )
+
+
+def others(shown: int, more: int) -> str | None:
+    """Return the words for members counted but not named: 'and 1,950 others', or None."""
+    if not more:
+        return None
+    if not shown:
+        return f"{more:,} member{'s' if more != 1 else ''}"
+    return f"and {more:,} other{'s' if more != 1 else ''}"
+
+
+def credit_items(mentions: list[str], more: int) -> list[str]:
+    """Return mentions followed by the count of the rest, ready to join with ', '."""
+    rest = others(len(mentions), more)
+    return [*mentions, rest] if rest else mentions
+
+
+@dataclass(frozen=True)
+class PendingReveal:
+    """A round of a scenario still open in the caller's community: where and when it reveals."""
+
+    channel_id: str
+    channel_name: str
+    reveal_at: datetime
+    timezone: str
+
 
 @dataclass(frozen=True)
 class ScenarioDetail:
-    """One scenario in full, for /prep show."""
+    """One scenario for /prep show: in full, or its question only while a round of it is open.
+
+    ``reveal`` is None exactly when ``withheld`` names the open rounds whose reveal is to come.
+    """
 
     question: QuestionCard
-    reveal: RevealCard
+    reveal: RevealCard | None
+    withheld: tuple[PendingReveal, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -148,6 +211,7 @@ class LeaderboardView:
     period: str
     since: date | None
     rows: tuple[LeaderboardRow, ...]
+    open_rounds: int = 0  # answers to these count after their reveal
 
 
 @dataclass(frozen=True)
@@ -159,6 +223,7 @@ class StreakView:
     best: int
     on_time: int
     late: int
+    pending: int = 0  # on-time answers in rounds not revealed yet: they count at the reveal
 
 
 @dataclass(frozen=True)

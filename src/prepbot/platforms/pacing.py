@@ -2,8 +2,11 @@
 
 A ``Pacer`` hands out send times one ``interval`` apart per key (a channel, a workspace), in the
 order callers ask, so many keys proceed side by side while each keeps to its own rate; a
-rate-limit answer holds a key until its Retry-After. Time and sleep are injected so tests can
-run it on a manual clock. Imports no chat platform library, no database and no service.
+rate-limit answer holds a key until its Retry-After. The interval carries a safety margin
+(``SAFETY_MARGIN``): a limiter counts from when each request reaches it, and a request that
+travelled faster than the one before would otherwise arrive less than an interval after it.
+Time and sleep are injected so tests can run it on a manual clock. Imports no chat platform
+library, no database and no service.
 """
 
 from __future__ import annotations
@@ -13,21 +16,23 @@ import time
 from collections.abc import Awaitable, Callable
 
 PRUNE_FLOOR = 1024  # keys kept before looking for finished ones to forget
+SAFETY_MARGIN = 0.1  # sends go 10% further apart than the platform's limit asks
 
 
 class Pacer:
-    """Space sends per key at least ``interval`` seconds apart; first come, first served."""
+    """Space sends per key ``interval`` seconds apart, plus a margin; first come, first served."""
 
     def __init__(
         self,
         interval: float,
         *,
+        margin: float = SAFETY_MARGIN,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
     ) -> None:
-        if interval < 0:
-            raise ValueError("a pacing interval cannot be negative")
-        self.interval = interval
+        if interval < 0 or margin < 0:
+            raise ValueError("a pacing interval and its margin cannot be negative")
+        self.interval = interval * (1 + margin)
         self._clock = clock
         self._sleep = sleep
         self._next: dict[str, float] = {}  # the earliest a key's next send may go

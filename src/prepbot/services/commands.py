@@ -41,7 +41,7 @@ from prepbot.services.base import ServiceContext, schedule_of
 from prepbot.services.queries import QueryService
 from prepbot.services.rounds import NoEligibleScenario, RoundService
 from prepbot.services.status import StatusService
-from prepbot.store.models import Subscription
+from prepbot.store.models import RoundStatus, Subscription
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +80,17 @@ NOT_SUBSCRIBED = (
 NOT_SUBSCRIBED_STATUS = (
     "This channel is not a study group, so there is no status to show. Start one here with "
     f"`{USAGE['subscribe']}`, e.g. `/prep subscribe 09:00 Europe/London mon-fri`."
+)
+
+
+BEING_POSTED = (
+    "Today's question is being posted right now; the platform is slow to answer. "
+    "It will appear once — prepbot never posts a round twice."
+)
+IN_FLIGHT_FAILED = (
+    "The platform did not confirm the post in time. prepbot keeps today's round and finishes "
+    "it shortly: it looks for its own message before posting again, so the question appears "
+    "once. See /prep status."
 )
 
 
@@ -139,11 +150,11 @@ class CommandService:
             case Today():
                 return Response.one(await self.queries.today(active), private=True)
             case Ask(topic=topic):
-                return Response.one(self.queries.ask(topic), private=True)
+                return Response.one(await self.queries.ask(topic, place), private=True)
             case Search(words=words):
-                return Response.one(self.queries.search(words), private=True)
+                return Response.one(await self.queries.search(words, place), private=True)
             case Show(scenario_id=scenario_id):
-                return Response.one(self.queries.show(scenario_id), private=True)
+                return Response.one(await self.queries.show(scenario_id, place), private=True)
             case Topics():
                 return Response.one(self.queries.topics(), private=True)
             case Streak(member=member):
@@ -192,11 +203,19 @@ class CommandService:
                     why = explain_pause(subscription.paused_reason)
                     return ErrorView(f"This study group is paused: {why.cause}. {why.next_step()}.")
                 today = self.queries.today_of(subscription)
-                outcome = await self.rounds.post_round(subscription.id, today)
+                try:
+                    outcome = await self.rounds.post_round(subscription.id, today)
+                except Exception as error:  # slow, rate-limited or failing: the round is kept
+                    log.warning("post-now in subscription %s failed: %r", subscription.id, error)
+                    return Notice(IN_FLIGHT_FAILED)
                 if outcome is None:
                     return await self._not_posted(subscription, "post today's question")
                 if not outcome.posted_now:
-                    return Notice("Today's question is already posted. See /prep today.")
+                    if outcome.round.status == RoundStatus.CLAIMED:
+                        return Notice(BEING_POSTED)
+                    if outcome.round.status == RoundStatus.POSTED:
+                        return Notice("Today's question is already posted. See /prep today.")
+                    return Notice(self.queries.no_open_question(subscription, outcome.round))
                 return Notice("Posted today's question.")
             case RevealNow():
                 unsent = await self.status.unsent_reveals(subscription.id)

@@ -1,24 +1,30 @@
 """Read-only lookups: today's question, leaderboards, streaks, search, show, topics, practice.
 
 Leaderboards rank on-time answers first, then current streak, for a study group or a whole
-community, this week / month / all time in the group's time zone. Imports no chat platform
-library.
+community, this week / month / all time in the group's time zone. Like streaks, they count an
+answer once its round is revealed. No spoilers: while a round of a scenario is open anywhere
+in a community, ``show``, ``search`` and ``ask`` there never give away its insights, trap or
+follow-ups. Imports no chat platform library.
 """
 
 from __future__ import annotations
 
 import random
 from collections import Counter
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 from sqlalchemy import Integer, case, func, select
 
 from prepbot.core.commands import Period
+from prepbot.core.events import Place
+from prepbot.core.text import local_time
 from prepbot.core.views import (
     ErrorView,
     LeaderboardRow,
     LeaderboardView,
     MemberRef,
+    Notice,
+    PendingReveal,
     QuestionCard,
     RevealCard,
     ScenarioDetail,
@@ -30,7 +36,17 @@ from prepbot.core.views import (
     View,
 )
 from prepbot.services.base import ServiceContext, local_today, open_rounds, schedule_of
-from prepbot.store.models import Answer, Member, MemberStats, Round, Subscription
+from prepbot.store.models import (
+    Answer,
+    Community,
+    Member,
+    MemberStats,
+    Round,
+    RoundStatus,
+    Subscription,
+)
+
+NOT_REVEALED = (RoundStatus.CLAIMED, RoundStatus.POSTED)
 
 LEADERBOARD_SIZE = 20
 
@@ -51,17 +67,19 @@ class QueryService:
         self.ctx = ctx
 
     async def today(self, subscription: Subscription | None) -> View:
-        """Return this channel's open question, or when the next one comes."""
+        """Return this channel's open question, or why there is none and when the next comes."""
         if subscription is None or not subscription.active:
             return ErrorView("This channel is not a study group. An admin can run /prep subscribe.")
+        day = self.today_of(subscription)
         async with self.ctx.db.transaction() as session:
             round_ = (await session.scalars(open_rounds(subscription.id))).all()
-        if not round_:
-            schedule = schedule_of(subscription)
-            state = " (paused)" if subscription.paused else ""
-            return ErrorView(
-                f"No open question right now{state}. This study group posts {schedule.describe()}."
+            todays = await session.scalar(
+                select(Round).where(
+                    Round.subscription_id == subscription.id, Round.local_date == day
+                )
             )
+        if not round_:
+            return Notice(self.no_open_question(subscription, todays))
         latest = round_[-1]
         scenario = self.ctx.catalog.get(latest.scenario_id)
         if scenario is None:
@@ -73,6 +91,44 @@ class QueryService:
             reveal_at=latest.reveal_due_at,
             timezone=subscription.timezone,
         )
+
+    def no_open_question(self, subscription: Subscription, todays: Round | None) -> str:
+        """Say why a study group has no open question: revealed, paused, or not posted yet.
+
+        ``todays`` is the group's round of today, if it has one; ``/prep today`` and
+        ``/prep post-now`` both answer with these words, so they never disagree.
+        """
+        if todays is not None and todays.status == RoundStatus.CLAIMED:
+            return "Today's question is being posted right now; try /prep today in a moment."
+        if subscription.paused:
+            reason = f" ({subscription.paused_reason})" if subscription.paused_reason else ""
+            return (
+                f"No open question right now: this study group is paused{reason}. "
+                "An admin can start it again with /prep resume."
+            )
+        next_at = local_time(
+            self.next_question_at(subscription, todays.local_date if todays else None),
+            subscription.timezone,
+        )
+        if todays is not None and todays.status == RoundStatus.REVEALED:
+            revealed = (
+                f" at {local_time(todays.revealed_at, subscription.timezone)}"
+                if todays.revealed_at
+                else ""
+            )
+            return (
+                f"Today's question was already revealed{revealed}; its key insights are in its "
+                f"thread. The next question comes {next_at}."
+            )
+        return f"No open question right now. The next question comes {next_at}."
+
+    def next_question_at(self, subscription: Subscription, last_round: date | None) -> datetime:
+        """Return the group's next scheduled post after now and after ``last_round``'s day."""
+        schedule = schedule_of(subscription)
+        day, at = schedule.next_post_after(self.ctx.clock.now())
+        if last_round is not None and day <= last_round:
+            at = schedule.post_time(schedule.next_day(last_round))
+        return at
 
     async def leaderboard(
         self, subscriptions: list[Subscription], scope: str, period: Period, today: date
@@ -91,7 +147,7 @@ class QueryService:
                 func.sum(case((Answer.on_time.is_(False), 1), else_=0)).label("late"),
             )
             .join(Round, Round.id == Answer.round_id)
-            .where(Round.subscription_id.in_(ids))
+            .where(Round.subscription_id.in_(ids), Round.status == RoundStatus.REVEALED)
             .group_by(Answer.member_id)
         )
         if since is not None:
@@ -130,8 +186,14 @@ class QueryService:
             )
             .limit(LEADERBOARD_SIZE)
         )
+        still_open = (
+            select(func.count())
+            .select_from(Round)
+            .where(Round.subscription_id.in_(ids), Round.status == RoundStatus.POSTED)
+        )
         async with self.ctx.db.transaction() as session:
             found = (await session.execute(query)).all()
+            waiting = await session.scalar(still_open) or 0
         rows: list[LeaderboardRow] = []
         for position, (external_id, name, answered, missed, current) in enumerate(found, 1):
             counts = (int(answered or 0), int(current or 0))
@@ -140,7 +202,9 @@ class QueryService:
             ref = MemberRef(external_id, name)
             rows.append(LeaderboardRow(rank, ref, counts[0], int(missed or 0), counts[1]))
         label = {Period.WEEK: "this week", Period.MONTH: "this month", Period.ALL: "all time"}
-        return LeaderboardView(scope=scope, period=label[period], since=since, rows=tuple(rows))
+        return LeaderboardView(
+            scope=scope, period=label[period], since=since, rows=tuple(rows), open_rounds=waiting
+        )
 
     async def streak(self, subscription: Subscription, who: MemberRef | str) -> View:
         """Return a member's streak in a study group; name a member by id or display name."""
@@ -167,14 +231,61 @@ class QueryService:
                     Round.subscription_id == subscription.id,
                 )
             )
+            pending = await session.scalar(
+                select(func.count())
+                .select_from(Answer)
+                .join(Round, Round.id == Answer.round_id)
+                .where(
+                    Answer.member_id == member.id,
+                    Answer.on_time.is_(True),
+                    Round.subscription_id == subscription.id,
+                    Round.status != RoundStatus.REVEALED,
+                )
+            )
         ref = MemberRef(member.external_id, member.display_name)
         if stats is None:
-            return StreakView(ref, 0, 0, 0, late or 0)
-        return StreakView(ref, stats.current_streak, stats.best_streak, stats.on_time, late or 0)
+            return StreakView(ref, 0, 0, 0, late or 0, pending or 0)
+        return StreakView(
+            ref, stats.current_streak, stats.best_streak, stats.on_time, late or 0, pending or 0
+        )
 
-    def search(self, words: str) -> SearchResults:
-        """Return the best matching scenarios."""
-        hits = self.ctx.catalog.search(words, limit=8)
+    async def open_in_community(self, place: Place | None) -> dict[str, list[PendingReveal]]:
+        """Return the scenarios with a round open in a place's community, and where each reveals.
+
+        Every channel of the community counts (a Slack workspace, a Discord server, the
+        console), whether or not ``place`` itself is a study group; other communities do not.
+        """
+        if place is None:
+            return {}
+        query = (
+            select(Round.scenario_id, Round.reveal_due_at, Subscription)
+            .join(Subscription, Subscription.id == Round.subscription_id)
+            .join(Community, Community.id == Subscription.community_id)
+            .where(
+                Community.platform == place.platform,
+                Community.external_id == place.community_id,
+                Round.status.in_(NOT_REVEALED),
+            )
+            .order_by(Round.reveal_due_at, Subscription.channel_id)
+        )
+        async with self.ctx.db.transaction() as session:
+            found = (await session.execute(query)).all()
+        pending: dict[str, list[PendingReveal]] = {}
+        for scenario_id, reveal_at, subscription in found:
+            pending.setdefault(scenario_id, []).append(
+                PendingReveal(
+                    channel_id=subscription.channel_id,
+                    channel_name=subscription.channel_name,
+                    reveal_at=reveal_at,
+                    timezone=subscription.timezone,
+                )
+            )
+        return pending
+
+    async def search(self, words: str, place: Place | None = None) -> SearchResults:
+        """Return the best matching scenarios; an open round's only by the words of its question."""
+        secret = await self.open_in_community(place)
+        hits = self.ctx.catalog.search(words, limit=8, question_only=secret.keys())
         return SearchResults(
             query=words,
             results=tuple(
@@ -183,17 +294,18 @@ class QueryService:
             ),
         )
 
-    def show(self, scenario_id: str) -> View:
-        """Return one scenario in full, or suggestions for a mistyped id."""
+    async def show(self, scenario_id: str, place: Place | None = None) -> View:
+        """Return one scenario in full (its question only while it is open), or suggestions."""
         scenario = self.ctx.catalog.get(scenario_id)
         if scenario is None:
             close = self.ctx.catalog.suggest_ids(scenario_id)
             hint = f" Did you mean {', '.join(close)}?" if close else " Try /prep search."
             return ErrorView(f"No scenario with id '{scenario_id}'.{hint}")
-        return ScenarioDetail(
-            question=QuestionCard.of(scenario, self.ctx.catalog.topics),
-            reveal=RevealCard.of(scenario),
-        )
+        question = QuestionCard.of(scenario, self.ctx.catalog.topics)
+        withheld = (await self.open_in_community(place)).get(scenario.id)
+        if withheld:
+            return ScenarioDetail(question=question, reveal=None, withheld=tuple(withheld))
+        return ScenarioDetail(question=question, reveal=RevealCard.of(scenario))
 
     def topics(self) -> TopicsView:
         """Return the topics that have scenarios, with their counts."""
@@ -206,17 +318,36 @@ class QueryService:
             )
         )
 
-    def ask(self, topic: str | None, rng: random.Random | None = None) -> View:
-        """Return a practice question, on a topic if given."""
+    async def ask(
+        self, topic: str | None, place: Place | None = None, rng: random.Random | None = None
+    ) -> View:
+        """Return a practice question, on a topic if given, never one open in this community."""
         catalog = self.ctx.catalog
-        if topic is not None and topic not in catalog.topics:
-            close = [t for t in catalog.topics if topic in t or t in topic][:3]
-            hint = f" Did you mean {', '.join(close)}?" if close else " See /prep topics."
+        found = catalog.find_topic(topic) if topic is not None else None
+        if topic is not None and found is None:
+            close = catalog.suggest_topics(topic)
+            hint = (
+                f" Did you mean {' or '.join(f'`{t}`' for t in close)}?"
+                if close
+                else " See /prep topics."
+            )
             return ErrorView(f"Unknown topic '{topic}'.{hint}")
-        pool = catalog.with_topic(topic) if topic else catalog.scenarios
+        pool = catalog.with_topic(found) if found else catalog.scenarios
         if not pool:
-            return ErrorView(f"No scenario has the topic '{topic}' yet.")
-        scenario = (rng or random.Random()).choice(pool)
+            return ErrorView(f"No scenario has the topic '{found}' yet.")
+        secret = await self.open_in_community(place)
+        free = [s for s in pool if s.id not in secret]
+        if not free:
+            where = ", ".join(
+                sorted({f"#{p.channel_name or p.channel_id}" for s in pool for p in secret[s.id]})
+            )
+            which = "The only question" if len(pool) == 1 else "Every question"
+            about = f" on '{found}'" if found else ""
+            return ErrorView(
+                f"{which}{about} is open in {where} right now: answer it there, "
+                "or ask for another topic (see /prep topics)."
+            )
+        scenario = (rng or random.Random()).choice(free)
         return QuestionCard.of(scenario, catalog.topics, practice=True)
 
     async def community_subscriptions(self, subscription: Subscription) -> list[Subscription]:

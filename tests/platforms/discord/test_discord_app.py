@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -269,3 +270,61 @@ async def test_a_forum_channel_gets_a_post_per_question(database_url: str, fake:
         while await count() < 1 and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         assert await count() == 1
+
+
+async def add_on_time_answers(app: App, round_id: int, count: int) -> None:
+    """Store ``count`` on-time answers to a round from members with snowflake ids, in SQL."""
+    from sqlalchemy import text
+
+    async with app.db.transaction() as db:
+        community = await db.scalar(select(Subscription.community_id))
+        series = (
+            f"WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < {count}) "
+            if app.db.is_sqlite
+            else ""
+        )
+        source = "c" if app.db.is_sqlite else f"generate_series(1, {count}) AS n"
+        await db.execute(
+            text(
+                series + "INSERT INTO members (community_id, external_id, display_name) "
+                f"SELECT :community, CAST(900000000000000000 + n AS TEXT), 'member ' || n "
+                f"FROM {source}"
+            ),
+            {"community": community},
+        )
+        await db.execute(
+            text(
+                "INSERT INTO answers (round_id, member_id, on_time, text, first_reply_at, "
+                "updated_at) SELECT :round, id, :yes, 'answer', :at, :at FROM members"
+            ),
+            {
+                "round": round_id,
+                "yes": True,
+                "at": datetime(2026, 11, 30, 10, tzinfo=None if app.db.is_sqlite else UTC),
+            },
+        )
+
+
+async def test_a_reveal_of_two_thousand_answers_pings_fifty_and_counts_the_rest(
+    database_url: str, fake: FakeDiscord
+):
+    from prepbot.store.models import Round
+
+    async with running(database_url, fake) as (app, _):
+        await command(fake, ADMIN, "subscribe")
+        await command(fake, ADMIN, "post-now")
+        async with app.db.transaction() as db:
+            round_id = await db.scalar(select(Round.id))
+        assert round_id is not None
+        await add_on_time_answers(app, round_id, 2000)
+        await command(fake, ADMIN, "reveal-now")
+
+        (thread_id,) = [t for t, thread in fake.threads.items() if thread["parent_id"] == str(TEXT)]
+        reveal = bot_messages(fake, thread_id)[-1]
+        assert len(reveal["content"]) <= 2000
+        pinged = re.findall(r"<@(\d+)>", reveal["content"])
+        assert 0 < len(pinged) <= 50
+        assert "and 1,950 others — thank you!" in reveal["content"]
+        (sent,) = fake.calls_to("POST", rf"/channels/{thread_id}/messages$")
+        allowed = sent.json["allowed_mentions"]["users"]
+        assert sorted(str(user) for user in allowed) == sorted(set(pinged))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from datetime import UTC, date, datetime
 from urllib.parse import parse_qs, urlparse
@@ -71,6 +72,23 @@ def test_a_huge_insight_is_cut_to_fit():
     scenario = PACK.scenarios[0].scenario
     huge = replace(RevealCard.of(scenario), insights=("x" * 10_000, "y" * 5_000))
     within_limits(render(huge).embeds[0])
+
+
+def test_a_reveal_of_two_thousand_answers_pings_at_most_fifty_and_counts_the_rest():
+    members = tuple(MemberRef(str(10**17 + n), f"m{n}") for n in range(2000))
+    card = RevealCard.of(
+        PACK.scenarios[0].scenario,
+        on_time=members,
+        milestones=tuple(Milestone(m, 10) for m in members[:3]),
+        is_round=True,
+    )
+    message = render(card)
+    assert len(message.content) <= 2000
+    assert len(re.findall(r"<@\d+>", message.content)) <= 50
+    assert len(message.mentions) <= 50
+    assert set(message.mentions) == {int(i) for i in re.findall(r"<@(\d+)>", message.content)}
+    assert "and 1,953 others — thank you!" in message.content  # 47 named beside 3 milestones
+    within_limits(message.embeds[0])
 
 
 def test_leaderboards_name_members_without_pinging_them():

@@ -272,12 +272,21 @@ def test_too_many_blocks_are_cut_to_50_with_a_pointer_to_the_rest():
     assert "Source: <https://example.com/post/1|Jane Doe>" in texts[-2]
 
 
-def test_a_huge_round_lists_every_member_across_sections(pack: PackReport):
-    members = tuple(MemberRef(f"U{n:05d}", f"m{n}") for n in range(1500))
-    message = render(round_reveal(pack.scenarios[0].scenario, on_time=members, milestones=()))
+def test_a_huge_round_mentions_fifty_members_and_counts_the_rest(pack: PackReport):
+    members = tuple(MemberRef(f"U{n:05d}", f"m{n}") for n in range(2000))
+    late = tuple(MemberRef(f"L{n:05d}", f"l{n}") for n in range(5))
+    milestones = tuple(Milestone(m, 10) for m in members[:12])
+    card = round_reveal(
+        pack.scenarios[0].scenario, on_time=members, late=late, milestones=milestones
+    )
+    message = render(card)
     assert_slack_accepts(message)
-    text = shown(message)
-    assert all(f"<@{m.id}>" in text for m in members)
+    text = shown(message) + message.text
+    assert len(set(re.findall(r"<@[UL]\d+>", text))) <= 50
+    assert "<@U00000>" in text
+    assert "and 1,960 others — thank you!" in text  # 40 named: 10 milestones take the rest
+    assert "⏰ Late answers: 5 members" in text
+    assert "…and 2 others reached a streak milestone!" in text
 
 
 def test_question_titles_too_long_for_a_header_end_with_an_ellipsis(pack: PackReport):

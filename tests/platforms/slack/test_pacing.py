@@ -11,6 +11,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
+from aiohttp import web
 
 from prepbot.app import App
 from prepbot.core.clock import ManualClock
@@ -57,7 +58,7 @@ class VirtualTime:
 
 async def test_each_key_keeps_its_pace_and_keys_go_side_by_side():
     virtual = VirtualTime()
-    pacer = Pacer(0.2, clock=virtual.clock, sleep=virtual.sleep)
+    pacer = Pacer(0.2, margin=0, clock=virtual.clock, sleep=virtual.sleep)
     sent: list[tuple[str, float]] = []
 
     async def send(key: str) -> None:
@@ -72,7 +73,7 @@ async def test_each_key_keeps_its_pace_and_keys_go_side_by_side():
 
 async def test_a_hold_delays_every_waiter_of_its_key_and_no_other():
     virtual = VirtualTime()
-    pacer = Pacer(0.2, clock=virtual.clock, sleep=virtual.sleep)
+    pacer = Pacer(0.2, margin=0, clock=virtual.clock, sleep=virtual.sleep)
     sent: list[tuple[str, float]] = []
 
     async def send(key: str) -> None:
@@ -86,6 +87,77 @@ async def test_a_hold_delays_every_waiter_of_its_key_and_no_other():
     await virtual.run(send("T1"), send("T1"), send("T1"), send("T2"), rate_limited())
     assert [at for key, at in sent if key == "T1"] == pytest.approx([0.0, 5.1, 5.3])
     assert [at for key, at in sent if key == "T2"] == pytest.approx([0.0])
+
+
+class StrictLimiter:
+    """A per-channel limit of one message a second, counted when each request arrives.
+
+    Requests take ``latencies`` seconds in turn to arrive, as on a real network: one that
+    travels faster than the one before arrives less than its send spacing after it.
+    """
+
+    def __init__(self, virtual: VirtualTime, latencies: list[float]) -> None:
+        self.virtual, self.latencies = virtual, itertools.cycle(latencies)
+        self.last: dict[str, float] = {}
+        self.answers: list[int] = []
+
+    def receive(self, channel: str) -> None:
+        arrived = self.virtual.now + next(self.latencies)
+        previous = self.last.get(channel)
+        if previous is not None and arrived - previous < 1.0:
+            self.answers.append(429)
+            return
+        self.last[channel] = arrived
+        self.answers.append(200)
+
+
+@pytest.mark.parametrize(("margin", "limited"), [(None, False), (0.0, True)])
+async def test_a_strict_one_a_second_limiter_never_answers_429(margin: float | None, limited):
+    virtual = VirtualTime()
+    extra = {} if margin is None else {"margin": margin}
+    pacer = Pacer(1.0, clock=virtual.clock, sleep=virtual.sleep, **extra)
+    limiter = StrictLimiter(virtual, latencies=[0.06, 0.01])  # 50 ms of jitter
+
+    async def send() -> None:
+        await pacer.wait("C1")
+        limiter.receive("C1")
+
+    await virtual.run(*(send() for _ in range(6)))
+    assert (429 in limiter.answers) is limited  # without the margin, exactly 1 s apart is too close
+    assert len(limiter.answers) == 6
+
+
+class StrictSlack(FakeSlack):
+    """The fake Slack with Slack's one-message-a-second limit per channel, applied strictly."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.last_post: dict[str, float] = {}
+        self.limited: list[str] = []
+
+    def _answer(self, method: str, token: str | None, params: dict[str, Any]) -> web.Response:
+        if method == "chat.postMessage":
+            arrived, channel = time.monotonic(), str(params.get("channel"))
+            if arrived - self.last_post.get(channel, -60.0) < 1.0:
+                self.limited.append(channel)
+                return web.json_response(
+                    {"ok": False, "error": "ratelimited"}, status=429, headers={"Retry-After": "1"}
+                )
+            self.last_post[channel] = arrived
+        return super()._answer(method, token, params)
+
+
+async def test_posts_to_one_channel_get_no_429_from_a_strict_slack():
+    strict = StrictSlack()
+    async with strict:
+        platform = slack_platform(strict, per_minute=6000)
+        thread = await platform.post_question("C1", card(), community_id="T1")
+        await platform.post_reveal("C1", thread, reveal(), community_id="T1")
+        second = await platform.post_question("C1", card(), community_id="T1")
+        await platform.post_reveal("C1", second, reveal(), community_id="T1")
+    assert strict.limited == []
+    assert len(strict.calls_to("chat.postMessage")) == 4
+    assert len(strict.messages["C1"]) == 4  # each posted once
 
 
 # SlackPlatform against the fake Slack Web API (real time; only lower bounds on durations).

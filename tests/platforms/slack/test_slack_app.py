@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,7 +18,9 @@ from sqlalchemy import func, select
 
 from prepbot.app import App, build_app
 from prepbot.core.clock import ManualClock
+from prepbot.core.text import local_time
 from prepbot.platforms.slack.adapter import SlackRuntime
+from prepbot.platforms.slack.blocks import escape
 from prepbot.settings import Settings
 from prepbot.store.models import Answer, Member, Round, Subscription
 from tests.slack_fake import (
@@ -479,3 +482,102 @@ async def test_prepbot_run_connects_to_slack_and_stops_on_sigterm(
         out, err = await asyncio.wait_for(process.communicate(), timeout=30)
     assert process.returncode == 0, err.decode()
     assert fake.bot_token not in (out + err).decode()
+
+
+async def test_show_and_search_keep_an_open_rounds_insights_hidden_in_the_workspace(
+    database_url: str, fake: FakeSlack
+):
+    async with (
+        running(database_url, fake, "http") as (app, runtime),
+        aiohttp.ClientSession() as session,
+    ):
+        assert runtime.port is not None
+        slack = HttpSlack(session, runtime.port, fake)
+        await slack.command("subscribe 09:00 America/Chicago daily calibration", "U0ADMIN")
+        await reply_text(fake, 0)
+        await slack.command("post-now", "U0ADMIN")
+        await reply_text(fake, 1)
+        async with app.db.transaction() as db:
+            open_round = await db.scalar(select(Round))
+        assert open_round is not None
+        scenario = app.services.ctx.catalog.get(open_round.scenario_id)
+        assert scenario is not None
+        assert scenario.trap is not None
+        secrets = [*scenario.insights, scenario.trap.answer, *scenario.follow_ups]
+
+        def quoted(words: str) -> str:
+            """Return words as they appear in the JSON of a Slack message."""
+            return json.dumps(escape(words[:60]), ensure_ascii=False)[1:-1]
+
+        def hidden(text: str) -> bool:
+            return not any(quoted(secret) in text for secret in secrets)
+
+        responses = len(fake.responses)
+        await slack.command(f"show {scenario.id}", "U0ALICE")
+        shown = await reply_text(fake, responses)
+        assert quoted(scenario.prompts[0]) in shown
+        assert hidden(shown)  # in the blocks and in the fallback text
+        reveal = local_time(open_round.reveal_due_at, "America/Chicago")
+        assert f"in <#{CHANNEL}> {reveal}" in shown  # where, and when in the group's time zone
+
+        responses = len(fake.responses)
+        await slack.command("search temperature scaling isotonic", "U0BOB")
+        assert scenario.id not in await reply_text(fake, responses)  # words of its insights
+
+        responses = len(fake.responses)
+        await slack.command("reveal-now", "U0ADMIN")
+        await reply_text(fake, responses)
+        responses = len(fake.responses)
+        await slack.command(f"show {scenario.id}", "U0ALICE")
+        assert not hidden(await reply_text(fake, responses))  # complete after the reveal
+
+
+async def test_a_reveal_of_two_thousand_answers_mentions_fifty_and_counts_the_rest(
+    database_url: str, fake: FakeSlack
+):
+    from sqlalchemy import text
+
+    async with (
+        running(database_url, fake, "http") as (app, runtime),
+        aiohttp.ClientSession() as session,
+    ):
+        assert runtime.port is not None
+        slack = HttpSlack(session, runtime.port, fake)
+        await slack.command("subscribe 09:00 UTC daily", "U0ADMIN")
+        await reply_text(fake, 0)
+        await slack.command("post-now", "U0ADMIN")
+        await reply_text(fake, 1)
+        async with app.db.transaction() as db:
+            open_round = await db.scalar(select(Round))
+            assert open_round is not None
+            series = (
+                "WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < 2000) "
+                if app.db.is_sqlite
+                else ""
+            )
+            source = "c" if app.db.is_sqlite else "generate_series(1, 2000) AS n"
+            await db.execute(
+                text(
+                    series + "INSERT INTO members (community_id, external_id, display_name) "
+                    f"SELECT :community, 'U9' || n, 'member ' || n FROM {source}"
+                ),
+                {"community": await db.scalar(select(Subscription.community_id))},
+            )
+            await db.execute(
+                text(
+                    "INSERT INTO answers (round_id, member_id, on_time, text, first_reply_at, "
+                    "updated_at) SELECT :round, id, :yes, 'answer', :at, :at FROM members"
+                ),
+                {
+                    "round": open_round.id,
+                    "yes": True,
+                    "at": datetime(2026, 11, 30, 10, tzinfo=None if app.db.is_sqlite else UTC),
+                },
+            )
+        await slack.command("reveal-now", "U0ADMIN")
+        await reply_text(fake, 2)
+        reveal = fake.calls_to("chat.postMessage")[-1]
+        assert reveal.params["thread_ts"] == open_round.question_message_id
+        shown = json.dumps(reveal.params["blocks"]) + reveal.params["text"]
+        assert 0 < len(set(re.findall(r"<@U9\d+>", shown))) <= 50
+        assert "and 1,950 others" in shown

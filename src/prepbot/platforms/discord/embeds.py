@@ -11,18 +11,21 @@ from dataclasses import dataclass, field
 
 import discord
 
-from prepbot.core.text import local_time, render_text, status_lines, status_title
+from prepbot.core.text import local_time, render_text, status_lines, status_title, withheld_text
 from prepbot.core.views import (
     ErrorView,
     MemberRef,
+    PendingReveal,
     QuestionCard,
     RevealCard,
     ScenarioDetail,
     StatusView,
     View,
+    credit_items,
+    others,
 )
 
-TITLE, DESCRIPTION, FIELD_VALUE, FIELDS, TOTAL = 256, 4096, 1024, 25, 6000
+TITLE, DESCRIPTION, FIELD_VALUE, FIELDS, TOTAL, CONTENT = 256, 4096, 1024, 25, 6000, 2000
 QUESTION_COLOUR, REVEAL_COLOUR, ERROR_COLOUR = 0x3B82F6, 0x22C55E, 0xEF4444
 PAUSED_COLOUR = 0xF59E0B
 
@@ -54,6 +57,10 @@ def render(view: View) -> DiscordMessage:
         case RevealCard():
             return reveal_message(view)
         case ScenarioDetail():
+            if view.reveal is None:
+                text = withheld_text(view.withheld, "this server", channel_link)
+                withheld = discord.Embed(description=clip(text, DESCRIPTION))
+                return DiscordMessage(embeds=[question_embed(view.question), withheld])
             reveal = reveal_message(view.reveal)
             return DiscordMessage(embeds=[question_embed(view.question), *reveal.embeds])
         case StatusView():
@@ -137,21 +144,31 @@ def reveal_message(card: RevealCard) -> DiscordMessage:
     _fit(embed)
     content, ids = "", []
     if card.is_round:
+        credits = card.credits()  # at most MAX_MENTIONS members: the rest are counted
         if card.on_time:
-            content = (
-                f"Answered on time: {', '.join(mention(m) for m in card.on_time)} — thank you!"
-            )
+            named = credit_items([mention(m) for m in credits.on_time], credits.on_time_more)
+            content = f"Answered on time: {', '.join(named)} — thank you!"
         else:
             content = "Nobody answered this one on time."
         if card.late:
-            content += f"\nLate answers: {', '.join(mention(m) for m in card.late)}"
-        for milestone in card.milestones:
+            named = credit_items([mention(m) for m in credits.late], credits.late_more)
+            content += f"\nLate answers: {', '.join(named)}"
+        for milestone in credits.milestones:
             content += (
                 f"\n🔥 {mention(milestone.member)} reached a {milestone.streak}-round streak!"
             )
-        # Discord accepts at most 100 users in allowed_mentions; the rest are named unpinged.
-        ids = [int(m.id) for m in (*card.on_time, *card.late) if m.id.isdigit()][:100]
-    return DiscordMessage(content=clip(content, 2000), embeds=[embed], mentions=ids)
+        if rest := others(len(credits.milestones), credits.milestones_more):
+            content += f"\n🔥 …{rest} reached a streak milestone!"
+        mentioned = (*credits.on_time, *credits.late, *(m.member for m in credits.milestones))
+        ids = list(dict.fromkeys(int(m.id) for m in mentioned if m.id.isdigit()))
+    return DiscordMessage(content=clip(content, CONTENT), embeds=[embed], mentions=ids)
+
+
+def channel_link(pending: PendingReveal) -> str:
+    """Return an open round's channel as a Discord channel mention, shown as #name."""
+    return (
+        f"<#{pending.channel_id}>" if pending.channel_id.isdigit() else f"#{pending.channel_name}"
+    )
 
 
 def _fit(embed: discord.Embed) -> None:

@@ -13,13 +13,22 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from prepbot.core.text import local_time, render_text, status_lines, status_title
+from prepbot.core.text import (
+    ANSWERS_COUNT_AT_REVEAL,
+    local_time,
+    pending_words,
+    render_text,
+    status_lines,
+    status_title,
+    withheld_text,
+)
 from prepbot.core.views import (
     ErrorView,
     HelpView,
     LeaderboardView,
     MemberRef,
     Notice,
+    PendingReveal,
     QuestionCard,
     RevealCard,
     ScenarioDetail,
@@ -28,6 +37,8 @@ from prepbot.core.views import (
     StreakView,
     TopicsView,
     View,
+    credit_items,
+    others,
 )
 
 MAX_BLOCKS = 50
@@ -123,8 +134,10 @@ def reveal_blocks(card: RevealCard, mention: Mention = default_mention) -> list[
 
 
 def scenario_blocks(view: ScenarioDetail, mention: Mention = default_mention) -> list[Block]:
-    """Render a scenario in full: its question, a divider, then its reveal."""
+    """Render a scenario in full: its question, a divider, then its reveal (unless withheld)."""
     question_body, question_tail = _question_parts(view.question)
+    if view.reveal is None:
+        return _fit(question_body, [*question_tail, _withheld(view.withheld)], "…")
     reveal_body, reveal_tail = _reveal_parts(view.reveal, mention)
     body = [*question_body, *question_tail, _divider(), *reveal_body]
     return _fit(body, reveal_tail, "…and more than fits in one Slack message.")
@@ -134,17 +147,19 @@ def leaderboard_blocks(view: LeaderboardView, mention: Mention = default_mention
     """Render a leaderboard as one line a member, or how to get on an empty one."""
     since = f" since {view.since:%a} {view.since.day} {view.since:%b}" if view.since else ""
     header = _header(f"🏆 Leaderboard — {view.scope}, {view.period}{since}")
+    tail = [_context(ANSWERS_COUNT_AT_REVEAL)] if view.open_rounds else []
     if not view.rows:
         return [
             header,
             _section("No answers yet. Reply in a question's thread to get on the board."),
+            *tail,
         ]
     lines = [
         f"{row.rank}. {mention(row.member)} — {row.on_time} on time · streak {row.streak} · "
         f"{row.late} late"
         for row in view.rows
     ]
-    return _fit([header, *_sections(lines)], [], "…and more members than fit in one message.")
+    return _fit([header, *_sections(lines)], tail, "…and more members than fit in one message.")
 
 
 def streak_blocks(view: StreakView, mention: Mention = default_mention) -> list[Block]:
@@ -153,7 +168,7 @@ def streak_blocks(view: StreakView, mention: Mention = default_mention) -> list[
     return [
         _section(
             f"{flame}{mention(view.member)}: streak *{view.current}* (best {view.best}) · "
-            f"{view.on_time} on time · {view.late} late"
+            f"{view.on_time} on time · {view.late} late{escape(pending_words(view.pending))}"
         )
     ]
 
@@ -270,19 +285,33 @@ def _reveal_parts(card: RevealCard, mention: Mention) -> tuple[list[Block], list
 
 def _credit_lines(card: RevealCard, mention: Mention) -> list[str]:
     """Return who answered on time, who answered late and whose streak reached a milestone."""
+    credits = card.credits()
     if card.on_time:
-        lines = _listing(
-            "✅ Answered on time: ", [mention(m) for m in card.on_time], " — thank you!"
-        )
+        on_time = credit_items([mention(m) for m in credits.on_time], credits.on_time_more)
+        lines = _listing("✅ Answered on time: ", on_time, " — thank you!")
     else:
         lines = ["Nobody answered this one on time."]
     if card.late:
-        lines += _listing("⏰ Late answers: ", [mention(m) for m in card.late])
+        lines += _listing(
+            "⏰ Late answers: ", credit_items([mention(m) for m in credits.late], credits.late_more)
+        )
     lines += [
         f"🔥 {mention(milestone.member)} reached a {milestone.streak}-round streak!"
-        for milestone in card.milestones
+        for milestone in credits.milestones
     ]
+    if rest := others(len(credits.milestones), credits.milestones_more):
+        lines.append(f"🔥 …{rest} reached a streak milestone!")
     return lines
+
+
+def _withheld(pending: tuple[PendingReveal, ...]) -> Block:
+    """Say that an open round's reveal is withheld here, and where and when it comes."""
+    return _section(withheld_text(pending, "this workspace", _channel_link))
+
+
+def _channel_link(pending: PendingReveal) -> str:
+    """Return an open round's channel as a Slack channel link, shown as #name."""
+    return f"<#{escape(pending.channel_id)}>"
 
 
 def _more_hint(scenario_id: str) -> str:
