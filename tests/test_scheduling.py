@@ -383,3 +383,75 @@ async def test_a_reply_before_the_slow_post_returns_is_held_and_counts(
         from prepbot.store.models import HeldReply
 
         assert (await session.scalars(select(HeldReply))).all() == []
+
+
+async def test_a_database_that_fails_for_a_while_never_stops_scheduling(
+    app: App, platform: RecordingPlatform, clock: ManualClock, database_url: str
+):
+    """A table briefly gone (a migration, a restore): ticks fail, are told, retried; none exits."""
+    from sqlalchemy import text
+
+    from prepbot.leadership import leadership_for
+    from prepbot.scheduling import TICK_PROBLEM, run_scheduling
+
+    await subscribe(app, "c", "09:00 UTC daily reveal=17:00")
+    scheduler = RoundScheduler(app.services, safety_interval=timedelta(hours=1))
+    stop = asyncio.Event()
+    async with app.db.engine.begin() as connection:
+        await connection.execute(text("ALTER TABLE rounds RENAME TO rounds_away"))
+    clock.set(START + timedelta(hours=9))
+    loop = asyncio.ensure_future(
+        run_scheduling(
+            scheduler,
+            leadership_for(database_url),
+            stop,
+            poll=timedelta(seconds=0.02),
+            max_backoff=timedelta(seconds=0.1),
+        )
+    )
+    try:
+        metrics = app.services.ctx.metrics
+        while metrics.tick_failures._value.get() < 3:
+            assert not loop.done(), loop
+            await asyncio.sleep(0.02)
+        (problem,) = app.services.ctx.problems.current("scheduler")
+        assert problem.key == TICK_PROBLEM
+        assert "scheduling failed" in problem.message and "retrying" in problem.message
+        async with app.db.engine.begin() as connection:
+            await connection.execute(text("ALTER TABLE rounds_away RENAME TO rounds"))
+        for _ in range(500):
+            if platform.questions and not app.services.ctx.problems.current():
+                break
+            await asyncio.sleep(0.02)
+        assert len(platform.questions) == 1
+        assert app.services.ctx.problems.current() == []  # told it works again
+        assert not loop.done()
+    finally:
+        stop.set()
+        await loop
+
+
+async def test_a_group_whose_time_zone_no_longer_exists_is_skipped_and_reported(
+    app: App, platform: RecordingPlatform, clock: ManualClock
+):
+    good = await subscribe(app, "good", "09:00 UTC daily reveal=17:00")
+    bad = await subscribe(app, "bad", "09:00 UTC daily reveal=17:00")
+    async with app.db.transaction() as session:
+        stored = await session.get(Subscription, bad.id)
+        assert stored is not None
+        stored.timezone = "Atlantis/Lost_City"  # a zone a tzdata update no longer has
+    scheduler = RoundScheduler(app.services)
+    await scheduler.start_jobs()  # every start used to crash here
+    try:
+        assert f"post:{good.id}" in scheduler.job_ids()
+        assert f"post:{bad.id}" not in scheduler.job_ids()
+        clock.set(START + timedelta(hours=9))
+        report = await scheduler.tick()
+    finally:
+        scheduler.stop_jobs()
+    assert report.posted == [(good.id, START.date())]
+    assert [channel for channel, _ in platform.questions] == ["good"]
+    (problem,) = app.services.ctx.problems.current()
+    assert problem.key == f"subscription:{bad.id}:schedule"
+    assert "#bad" in problem.message and "Atlantis/Lost_City" in problem.message
+    assert "/prep schedule" in problem.message

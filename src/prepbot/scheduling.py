@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy import or_, select
 
-from prepbot.core.schedule import DAY_NAMES
+from prepbot.core.schedule import DAY_NAMES, Schedule
 from prepbot.leadership import Leadership
 from prepbot.services import Services
 from prepbot.services.base import schedule_of
@@ -75,6 +75,7 @@ class RoundScheduler:
         self._lock = asyncio.Lock()
         self._skipped: set[tuple[int, date]] = set()
         self._jobs: Any = None  # an AsyncIOScheduler while leading
+        self._jobs_synced = False  # every subscription's and open round's job is in it
         self._job_ticks: set[asyncio.Future[None]] = set()
         self.leading = False
         services.admin.listeners.append(self.on_subscription_changed)
@@ -102,8 +103,13 @@ class RoundScheduler:
 
     async def _tick_unless_stopped(self) -> None:
         async with self._lock:
-            if self._jobs is not None:  # else the jobs stopped while this waited its turn
+            if self._jobs is None:  # the jobs stopped while this waited its turn
+                return
+            try:
                 await self._tick()
+            except Exception as error:  # the loop's next tick retries; say so, don't raise
+                self.services.ctx.metrics.tick_failures.inc()
+                log.error("a scheduled tick failed: %s", describe_error(error))
 
     async def idle(self) -> None:
         """Wait until the tick in progress (if any) is done, a stopped job's tick included."""
@@ -203,7 +209,10 @@ class RoundScheduler:
             ).all()
         candidates: list[tuple[Subscription, date, datetime]] = []
         for subscription in subscriptions:
-            last = schedule_of(subscription).last_post_at_or_before(now)
+            schedule = self._schedule_or_report(subscription)
+            if schedule is None:
+                continue  # reported; the others go on
+            last = schedule.last_post_at_or_before(now)
             if last is not None and last[1] >= subscription.created_at:
                 candidates.append((subscription, *last))  # else: before the group existed
         posted = await self._existing_rounds([(s.id, day) for s, day, _ in candidates])
@@ -232,6 +241,30 @@ class RoundScheduler:
 
         fair = fair_order(due, key=lambda item: item[2])  # communities take turns
         await self._concurrently([post(group, day) for group, day, _ in fair])
+
+    def _schedule_or_report(self, subscription: Subscription) -> Schedule | None:
+        """Return a group's schedule, or report why it cannot have one and return None.
+
+        A stored row that no longer makes sense (a time zone the system's database dropped,
+        a corrupt time) is skipped and reported, never allowed to stop the other groups.
+        """
+        key = f"subscription:{subscription.id}:schedule"
+        problems = self.services.ctx.problems
+        try:
+            schedule = schedule_of(subscription)
+            schedule.zone  # noqa: B018 - a time zone that no longer exists fails here
+        except Exception as error:
+            problems.report(
+                key,
+                "scheduler",
+                f"study group #{subscription.channel_name or subscription.channel_id} "
+                f"(subscription {subscription.id}) has a schedule that cannot be used "
+                f"({describe_error(error)}); no questions are posted there until an admin "
+                "runs /prep schedule with a valid time and time zone",
+            )
+            return None
+        problems.clear(key)
+        return schedule
 
     async def _concurrently(self, jobs: list[Coroutine[Any, Any, None]]) -> None:
         """Run jobs side by side, at most ``concurrency`` at once, started in the given order.
@@ -278,23 +311,27 @@ class RoundScheduler:
         from apscheduler.schedulers.asyncio import AsyncIOScheduler
         from apscheduler.triggers.interval import IntervalTrigger
 
-        if self._jobs is not None:
+        if self._jobs is not None and self._jobs_synced:
             return
-        jobs = AsyncIOScheduler(
-            timezone="UTC", job_defaults={"coalesce": True, "misfire_grace_time": None}
-        )
-        jobs.add_job(
-            self._job_tick,
-            IntervalTrigger(seconds=self.safety_interval.total_seconds()),
-            id="safety-tick",
-        )
-        jobs.start()
-        self._jobs = jobs
+        if self._jobs is None:
+            jobs = AsyncIOScheduler(
+                timezone="UTC", job_defaults={"coalesce": True, "misfire_grace_time": None}
+            )
+            jobs.add_job(
+                self._job_tick,
+                IntervalTrigger(seconds=self.safety_interval.total_seconds()),
+                id="safety-tick",
+            )
+            jobs.start()
+            self._jobs = jobs
+            self._jobs_synced = False
+        # If the database fails here, the next call (the next loop turn) picks up from here.
         async with self.services.ctx.db.transaction() as session:
             subscriptions = (await session.scalars(select(Subscription))).all()
         for subscription in subscriptions:
             self._sync_post_job(subscription)
         await self._sync_reveal_jobs()
+        self._jobs_synced = True
 
     def stop_jobs(self) -> None:
         """Stop APScheduler (this process no longer leads)."""
@@ -324,7 +361,9 @@ class RoundScheduler:
             self._jobs.remove_job(job_id)
         if not subscription.active or subscription.paused:
             return
-        schedule = schedule_of(subscription)
+        schedule = self._schedule_or_report(subscription)
+        if schedule is None:
+            return  # the safety tick still covers every good group
         trigger = CronTrigger(
             day_of_week=",".join(DAY_NAMES[d] for d in sorted(schedule.weekdays)),
             hour=schedule.post_at.hour,
@@ -357,27 +396,66 @@ async def run_scheduling(
     stop: asyncio.Event,
     *,
     poll: timedelta,
+    max_backoff: timedelta = timedelta(minutes=2),
 ) -> None:
-    """Lead when possible: tick and keep jobs while leading, stand by (and retry) otherwise."""
+    """Lead when possible: tick and keep jobs while leading, stand by (and retry) otherwise.
+
+    Nothing here stops the process: a database that drops its connections, a table briefly
+    missing, a tick that fails are logged, counted, reported (``/healthz``, ``/prep status``)
+    and retried with a backoff that doubles up to ``max_backoff``; the platforms, health and
+    answer intake keep running meanwhile.
+    """
     leading = False
+    failures = 0
+    problems = scheduler.services.ctx.problems
     try:
         while not stop.is_set():
-            if not leading:
-                if await leadership.acquire():
-                    leading = scheduler.leading = True
-                    log.info("this process now schedules rounds (%s)", leadership.describe())
-                    await scheduler.start_jobs()
-            elif not await leadership.still_leading():
-                leading = scheduler.leading = False
-                scheduler.stop_jobs()
-                log.warning("lost the scheduling lead; standing by")
-            if leading:
-                await scheduler.tick()
+            wait = poll.total_seconds()
+            try:
+                if not leading:
+                    if await leadership.acquire():
+                        leading = scheduler.leading = True
+                        log.info("this process now schedules rounds (%s)", leadership.describe())
+                elif not await leadership.still_leading():
+                    leading = scheduler.leading = False
+                    scheduler.stop_jobs()
+                    log.warning("lost the scheduling lead; standing by")
+                if leading:
+                    await scheduler.start_jobs()  # does nothing once the jobs run
+                    await scheduler.tick()
+            except Exception as error:
+                failures += 1
+                wait = min(poll.total_seconds() * 2**failures, max_backoff.total_seconds())
+                scheduler.services.ctx.metrics.tick_failures.inc()
+                problems.report(
+                    TICK_PROBLEM,
+                    "scheduler",
+                    f"scheduling failed {failures} time{'s' if failures > 1 else ''} in a row "
+                    f"({describe_error(error)}); retrying every {wait:.0f} s",
+                )
+                log.error("scheduling failed; retrying in %.1f s", wait, exc_info=failures == 1)
+            else:
+                if failures:
+                    log.info("scheduling works again after %d failed attempts", failures)
+                failures = 0
+                problems.clear(TICK_PROBLEM)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=poll.total_seconds())
+                await asyncio.wait_for(stop.wait(), timeout=wait)
     finally:
         scheduler.leading = False
         scheduler.stop_jobs()
         # A job's tick may be mid fan-out: a standby that led now would post its rounds again.
         await scheduler.idle()
         await leadership.release()
+
+
+TICK_PROBLEM = "scheduler:tick"
+
+
+def describe_error(error: BaseException) -> str:
+    """Return one line naming an error: its type and the first line of its message."""
+    original = getattr(error, "orig", None) or error
+    lines = str(original).strip().splitlines()
+    first = lines[0] if lines else ""
+    name = type(original).__name__
+    return f"{name}: {first[:200]}" if first else name
