@@ -416,7 +416,8 @@ async def test_a_database_that_fails_for_a_while_never_stops_scheduling(
             await asyncio.sleep(0.02)
         (problem,) = app.services.ctx.problems.current("scheduler")
         assert problem.key == TICK_PROBLEM
-        assert "scheduling failed" in problem.message and "retrying" in problem.message
+        assert "scheduling failed" in problem.message
+        assert "retrying" in problem.message
         async with app.db.engine.begin() as connection:
             await connection.execute(text("ALTER TABLE rounds_away RENAME TO rounds"))
         for _ in range(500):
@@ -453,5 +454,6 @@ async def test_a_group_whose_time_zone_no_longer_exists_is_skipped_and_reported(
     assert [channel for channel, _ in platform.questions] == ["good"]
     (problem,) = app.services.ctx.problems.current()
     assert problem.key == f"subscription:{bad.id}:schedule"
-    assert "#bad" in problem.message and "Atlantis/Lost_City" in problem.message
+    assert "#bad" in problem.message
+    assert "Atlantis/Lost_City" in problem.message
     assert "/prep schedule" in problem.message
