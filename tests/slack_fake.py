@@ -162,8 +162,8 @@ class FakeSlack:
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Start the HTTP/WebSocket server on 127.0.0.1 at a port the OS picks."""
+    async def start(self, port: int = 0) -> None:
+        """Start the HTTP/WebSocket server on 127.0.0.1 at ``port`` (0: one the OS picks)."""
         if self._runner is not None:
             raise RuntimeError("FakeSlack is already started")
         self._socket_ready = asyncio.Event()
@@ -173,7 +173,7 @@ class FakeSlack:
         app.router.add_post("/respond/{rid}", self._handle_respond)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
+        site = web.TCPSite(runner, "127.0.0.1", port)
         await site.start()
         self._runner = runner
         self._port = int(runner.addresses[0][1])
