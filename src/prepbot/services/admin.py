@@ -148,12 +148,20 @@ class AdminService:
             if change.difficulties is not None
             else subscription.difficulties
         )
-        unknown = [t for t in topics if t not in catalog.topics]
+        found = {t: t if t in catalog.topics else catalog.find_topic(t) for t in topics}
+        unknown = [t for t, topic in found.items() if topic is None]
         if unknown:
+            hints = [
+                f"`{t}` (did you mean {' or '.join(f'`{s}`' for s in near)}?)"
+                if (near := catalog.suggest_topics(t))
+                else f"`{t}`"
+                for t in unknown
+            ]
             raise AdminError(
-                f"Unknown topic{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)}. "
+                f"Unknown topic{'s' if len(unknown) > 1 else ''}: {', '.join(hints)}. "
                 "See /prep topics."
             )
+        topics = list(dict.fromkeys(topic for topic in found.values() if topic is not None))
         matching = [
             s
             for s in catalog.scenarios
