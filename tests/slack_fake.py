@@ -635,29 +635,7 @@ class FakeSlack:
         if anchor is None:
             return {"ok": False, "error": "thread_not_found"}
         thread = self.thread(channel, anchor.get("thread_ts") or anchor["ts"])
-        try:
-            limit = int(params.get("limit") or 1000)
-        except (TypeError, ValueError):
-            return {"ok": False, "error": "invalid_limit"}
-        limit = max(1, min(limit, 1000))
-        start = 0
-        cursor = params.get("cursor")
-        if cursor:
-            start_ts = _decode_cursor(str(cursor))
-            positions = [i for i, m in enumerate(thread) if m["ts"] == start_ts]
-            if not positions:
-                return {"ok": False, "error": "invalid_cursor"}
-            start = positions[0]
-        oldest = _ts_or_none(params.get("oldest"))
-        if oldest is not None:
-            thread = [m for m in thread if _ts_key(m["ts"]) >= _ts_key(oldest)]
-        page = thread[start : start + limit]
-        more = start + limit < len(thread)
-        shown = [_shown(m, _truthy(params.get("include_all_metadata"))) for m in page]
-        body: dict[str, Any] = {"ok": True, "messages": shown, "has_more": more}
-        if more:
-            body["response_metadata"] = {"next_cursor": _encode_cursor(thread[start + limit]["ts"])}
-        return body
+        return _page(thread, params, most=1000)
 
     def _conversations_history(self, params: dict[str, Any]) -> dict[str, Any]:
         """Top-level messages of a channel, newest first, as Slack pages them."""
@@ -668,28 +646,7 @@ class FakeSlack:
             return {"ok": False, "error": self.channel_errors[channel]}
         top = [m for m in self.messages.get(channel, []) if m.get("thread_ts") in (None, m["ts"])]
         top.sort(key=lambda m: _ts_key(m["ts"]), reverse=True)
-        oldest = _ts_or_none(params.get("oldest"))
-        if oldest is not None:
-            top = [m for m in top if _ts_key(m["ts"]) >= _ts_key(oldest)]
-        try:
-            limit = max(1, min(int(params.get("limit") or 100), 999))
-        except (TypeError, ValueError):
-            return {"ok": False, "error": "invalid_limit"}
-        start = 0
-        cursor = params.get("cursor")
-        if cursor:
-            start_ts = _decode_cursor(str(cursor))
-            positions = [i for i, m in enumerate(top) if m["ts"] == start_ts]
-            if not positions:
-                return {"ok": False, "error": "invalid_cursor"}
-            start = positions[0]
-        page = top[start : start + limit]
-        more = start + limit < len(top)
-        shown = [_shown(m, _truthy(params.get("include_all_metadata"))) for m in page]
-        body: dict[str, Any] = {"ok": True, "messages": shown, "has_more": more}
-        if more:
-            body["response_metadata"] = {"next_cursor": _encode_cursor(top[start + limit]["ts"])}
-        return body
+        return _page(top, params, most=999, default=100)
 
     def _conversations_info(self, params: dict[str, Any]) -> dict[str, Any]:
         channel = params.get("channel")
@@ -807,6 +764,34 @@ def _json(
 
 def _ok_false(error: str, **extra: Any) -> web.Response:
     return _json({"ok": False, "error": error, **extra})
+
+
+def _page(
+    messages: list[dict[str, Any]], params: dict[str, Any], *, most: int, default: int = 0
+) -> dict[str, Any]:
+    """Answer a history method: ``oldest``, ``limit`` and ``cursor`` as Slack reads them."""
+    oldest = _ts_or_none(params.get("oldest"))
+    if oldest is not None:
+        messages = [m for m in messages if _ts_key(m["ts"]) >= _ts_key(oldest)]
+    try:
+        limit = max(1, min(int(params.get("limit") or default or most), most))
+    except (TypeError, ValueError):
+        return {"ok": False, "error": "invalid_limit"}
+    start = 0
+    cursor = params.get("cursor")
+    if cursor:
+        start_ts = _decode_cursor(str(cursor))
+        positions = [i for i, m in enumerate(messages) if m["ts"] == start_ts]
+        if not positions:
+            return {"ok": False, "error": "invalid_cursor"}
+        start = positions[0]
+    page = messages[start : start + limit]
+    more = start + limit < len(messages)
+    shown = [_shown(m, _truthy(params.get("include_all_metadata"))) for m in page]
+    body: dict[str, Any] = {"ok": True, "messages": shown, "has_more": more}
+    if more:
+        body["response_metadata"] = {"next_cursor": _encode_cursor(messages[start + limit]["ts"])}
+    return body
 
 
 def _shown(message: dict[str, Any], with_metadata: bool) -> dict[str, Any]:
