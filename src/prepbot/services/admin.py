@@ -88,7 +88,16 @@ class AdminService:
         async with self.ctx.db.transaction() as session:
             stored = await session.get(Subscription, subscription.id)
             assert stored is not None
-            store_schedule(stored, self._apply(schedule_of(stored), change))
+            try:
+                current = schedule_of(stored)
+            except ScheduleError as error:  # e.g. a time zone a tzdata update removed
+                if change.timezone is None:
+                    raise AdminError(
+                        f"This study group's stored schedule cannot be used ({error}). "
+                        "Give it a time zone, e.g. /prep schedule Europe/London."
+                    ) from None
+                current = schedule_of(stored, timezone=change.timezone)
+            store_schedule(stored, self._apply(current, change))
             self._apply_filters(stored, change)
         await self._notify(stored)
         return stored

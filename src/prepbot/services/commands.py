@@ -34,6 +34,7 @@ from prepbot.core.commands import (
 )
 from prepbot.core.events import Invocation
 from prepbot.core.pauses import ADMIN_PAUSE, PauseKind, explain_pause
+from prepbot.core.schedule import ScheduleError
 from prepbot.core.views import ErrorView, HelpView, Notice, Response, View
 from prepbot.observability import Timer
 from prepbot.services.admin import AdminError, AdminService
@@ -271,7 +272,10 @@ class CommandService:
         state = None
         if subscription is not None:
             paused = _paused_state(subscription) if subscription.paused else ""
-            state = f"study group, {schedule_of(subscription).describe()}{paused}"
+            try:
+                state = f"study group, {schedule_of(subscription).describe()}{paused}"
+            except ScheduleError as error:
+                state = f"study group whose schedule cannot be used ({error}); see /prep status"
         return HelpView(
             commands=tuple((f"`{USAGE[v]}`", DESCRIPTIONS[v]) for v in PUBLIC),
             admin_commands=tuple((f"`{USAGE[v]}`", DESCRIPTIONS[v]) for v in ADMIN)
