@@ -7,7 +7,10 @@ late, or answers 429 with a Retry-After, or 500s. Meanwhile the safety tick runs
 again on this process and on a second one, and every round's lease is short (it would run out
 many times over if its owner stopped renewing it). What users would notice is asserted: one
 question and one reveal in the channel, the admin told the truth, the member's reply stored as
-the round's answer and credited at the reveal.
+the round's answer and credited at the reveal. Slack's client gives up after
+``slack.request_timeout_seconds``; discord.py has no REST timeout of its own (aiohttp's five
+minutes), so on Discord a late answer is only slow, and the tests where the client must give
+up give its session a short timeout.
 
 Each test runs on SQLite and PostgreSQL, except the one at the issue's own scale (a 35 s answer
 with the default 30 s timeout, a Retry-After of 20 s), which runs once: on PostgreSQL when the
@@ -34,6 +37,7 @@ from sqlalchemy import select, update
 
 from prepbot.app import App, build_app
 from prepbot.core.clock import ManualClock
+from prepbot.platforms.discord.adapter import DiscordRuntime
 from prepbot.platforms.slack.adapter import SlackRuntime
 from prepbot.platforms.slack.events import slack_time
 from prepbot.scheduling import RoundScheduler
@@ -41,6 +45,7 @@ from prepbot.services import Services
 from prepbot.settings import Settings
 from prepbot.store.models import Answer, HeldReply, Member, Round, RoundStatus
 from tests.conftest import POSTGRES_ENV, _truncate
+from tests.discord_fake import FakeDiscord
 from tests.slack_fake import (
     FakeSlack,
     event_callback,
@@ -311,7 +316,7 @@ async def test_slack_post_now_and_reveal_now_answered_late_happen_once_and_count
         else:
             assert "Revealed 1 question." in revealed, revealed
         await ticks.until(lambda: _reveal_sent(app))
-        await asyncio.sleep(LEASE.total_seconds() + 0.5)  # ticks go on, past any lease
+        await ticks.until(lambda: len(ticks.repaired) == (2 if gave_up else 0))
         round_ = await round_now(app)
 
     assert len(slack_bot_posts(slack, "prepbot_question")) == 1
@@ -322,6 +327,11 @@ async def test_slack_post_now_and_reveal_now_answered_late_happen_once_and_count
     assert len(slack.answered_late) == 2
     assert len(slack.calls_to("chat.postMessage")) == 2  # one question, one reveal: no resend
     assert len(ticks.repaired) == (2 if gave_up else 0)
+
+
+async def _claimed(app: App) -> bool:
+    async with app.db.transaction() as session:
+        return (await session.scalar(select(Round.status))) == RoundStatus.CLAIMED
 
 
 async def _posted(app: App) -> bool:
@@ -344,6 +354,7 @@ async def test_slack_rate_limited_post_now_and_reveal_now_wait_it_out_and_happen
         await signed.answered("subscribe 09:00 UTC daily reveal=+6h", ticks)
         slack.fail_next("chat.postMessage", status=429, retry_after=RETRY_AFTER)
         post_now = await signed.command("post-now")
+        await ticks.until(lambda: _claimed(app))
         again = await signed.answered("post-now", ticks)  # while the 429 is waited out
         assert "being posted right now" in again, again
         await ticks.until(lambda: signed.answer(post_now) is not None)
@@ -357,7 +368,6 @@ async def test_slack_rate_limited_post_now_and_reveal_now_wait_it_out_and_happen
         slack.fail_next("chat.postMessage", status=429, retry_after=RETRY_AFTER)
         revealed = await signed.answered("reveal-now", ticks)
         assert "Revealed 1 question." in revealed, revealed
-        await asyncio.sleep(LEASE.total_seconds() + 0.5)  # ticks go on, past any lease
         round_ = await round_now(app)
 
     assert ticks.repaired == []
@@ -396,7 +406,7 @@ async def test_slack_a_post_made_before_its_process_died_is_found_not_posted_aga
         assert (await round_now(app)).status == RoundStatus.CLAIMED
         async with app.db.transaction() as session:  # ... and now they have
             await session.execute(update(Round).values(lease_until=datetime.now(UTC)))
-        await ticks.until(lambda: _posted(app))
+        await ticks.until(lambda: ticks.repaired)
         await ticks.until(lambda: _answered(app, ALICE))
         round_ = await round_now(app)
         assert round_.question_message_id == thread
@@ -440,3 +450,196 @@ async def test_slack_at_the_issues_scale_a_35_s_answer_and_a_20_s_retry_after(
     (reveal,) = slack_bot_posts(slack, "prepbot_reveal")
     assert reveal["thread_ts"] == thread == round_.question_message_id
     assert f"<@{ALICE}>" in json.dumps(reveal["blocks"])
+
+
+# -- Discord -----------------------------------------------------------------------------------
+
+GUILD, OWNER, MOD, MEMBER = 100, 500, 501, 502
+TEXT = 2000
+CREATE_MESSAGE = rf"/channels/{TEXT}/messages"
+START_THREAD = rf"/channels/{TEXT}/messages/\d+/threads"
+IN_A_THREAD = r"/channels/\d+/messages"
+
+
+@pytest.fixture
+async def discord() -> AsyncIterator[FakeDiscord]:
+    async with FakeDiscord() as fake:
+        fake.add_guild(GUILD, "Prep Guild", owner_id=OWNER)
+        fake.add_member(GUILD, MOD, "ada", manage_guild=True)
+        fake.add_member(GUILD, MEMBER, "alice")
+        fake.add_text_channel(GUILD, TEXT, "study")
+        with fake.patch_discord():
+            yield fake
+
+
+@asynccontextmanager
+async def discord_running(
+    url: str, fake: FakeDiscord, *, patience: float | None = None
+) -> AsyncIterator[tuple[App, DiscordRuntime]]:
+    configured = Settings.model_validate(
+        {
+            "database": {"url": url},
+            "discord": {
+                "token": fake.token,
+                "application_id": fake.application_id,
+                "api_url": fake.api_base,
+                "gateway_url": fake.gateway_url,
+                "guild_ids": [GUILD],
+            },
+        }
+    )
+    app = await build_app(configured, ManualClock(datetime.now(UTC)))
+    app.services.ctx.lease = LEASE
+    runtime = DiscordRuntime(configured.discord, app.services)
+    try:
+        await runtime.start(timeout=30)
+        if patience is not None:
+            # discord.py sets no REST timeout of its own (aiohttp's default is 5 minutes): a
+            # late answer is only slow. Give its session a short one to make it a timeout.
+            session: Any = getattr(runtime.client.http, "_HTTPClient__session")  # noqa: B009
+            session._timeout = aiohttp.ClientTimeout(total=patience)
+        yield app, runtime
+    finally:
+        await runtime.stop()
+        await app.close()
+
+
+async def discord_command(fake: FakeDiscord, name: str) -> str:
+    """Run ``/prep name`` as the moderator; return the interaction to read the answer of."""
+    return await fake.slash_command(GUILD, TEXT, MOD, f"prep {name}")
+
+
+def discord_answer(fake: FakeDiscord, interaction: str) -> str | None:
+    """Return the bot's follow-up to an interaction (what the member reads), if it came."""
+    for response in fake.interaction_responses(interaction):
+        if response["kind"] == "followup":
+            return json.dumps(response["json"], ensure_ascii=False)
+    return None
+
+
+async def discord_subscribe(fake: FakeDiscord, ticks: SafetyTicks) -> None:
+    """Make the study channel a study group whose reveal is hours away, whatever the hour."""
+    options = [{"name": "time", "value": "09:00"}, {"name": "reveal", "value": "+6h"}]
+    interaction = await fake.slash_command(GUILD, TEXT, MOD, "prep subscribe", options)
+    await ticks.until(lambda: discord_answer(fake, interaction) is not None)
+    assert "now a study group" in str(discord_answer(fake, interaction))
+
+
+async def discord_answered(fake: FakeDiscord, name: str, ticks: SafetyTicks) -> str:
+    interaction = await discord_command(fake, name)
+    await ticks.until(lambda: discord_answer(fake, interaction) is not None)
+    return str(discord_answer(fake, interaction))
+
+
+def discord_questions(fake: FakeDiscord) -> list[dict[str, Any]]:
+    """Return the bot's posts in the study channel (its command answers left out)."""
+    return [
+        m
+        for m in fake.messages.get(TEXT, [])
+        if m["author"]["id"] == str(fake.bot_user_id) and m["type"] != 20
+    ]
+
+
+def discord_threads(fake: FakeDiscord) -> list[int]:
+    return [t for t, thread in fake.threads.items() if thread["parent_id"] == str(TEXT)]
+
+
+def discord_reveals(fake: FakeDiscord, thread: int) -> list[dict[str, Any]]:
+    return [m for m in fake.messages.get(thread, []) if m["author"]["id"] == str(fake.bot_user_id)]
+
+
+def truthful(answer: str) -> None:
+    """Assert the admin's answer is no error, blames nobody and claims no second post."""
+    assert "⚠️" not in answer, answer
+    assert "Something went wrong" not in answer, answer
+    assert "Try again" not in answer, answer
+
+
+async def test_discord_post_now_slowed_by_429s_500s_and_a_late_thread_happens_once(
+    database_url: str, discord: FakeDiscord
+):
+    """Create-message meets a 429 and a 500, start-thread a 500 and a late answer; the reveal
+    a 429 and a late answer. discord.py waits them all out while the lease is renewed and both
+    processes tick: one question, one thread, one reveal, the reply made meanwhile counts."""
+    async with discord_running(database_url, discord) as (app, _), SafetyTicks(app) as ticks:
+        await discord_subscribe(discord, ticks)
+        discord.fail_next("POST", CREATE_MESSAGE, status=429, retry_after=0.5)
+        discord.fail_next("POST", CREATE_MESSAGE, status=500)
+        discord.fail_next("POST", START_THREAD, status=500)
+        discord.slow_next("POST", START_THREAD, 2.5)
+        post_now = await discord_command(discord, "post-now")
+        ticked = ticks.ticks
+        await ticks.until(lambda: discord_threads(discord))
+        (thread,) = discord_threads(discord)
+        await discord.member_message(thread, MEMBER, "Ring all-reduce.", guild_id=GUILD)
+        await ticks.until(lambda: discord_answer(discord, post_now) is not None)
+        assert ticks.ticks - ticked >= 2
+        assert ticks.repaired == []
+        posted = str(discord_answer(discord, post_now))
+        truthful(posted)
+        assert "Posted today's question." in posted, posted
+        await ticks.until(lambda: _answered(app, str(MEMBER)))
+        round_ = await round_now(app)
+        assert round_.question_message_id == str(thread)
+        assert (await answers(app))[str(MEMBER)] == (round_.id, True, "Ring all-reduce.")
+
+        discord.fail_next("POST", IN_A_THREAD, status=429, retry_after=0.5)
+        discord.slow_next("POST", IN_A_THREAD, 2.5)
+        revealed = await discord_answered(discord, "reveal-now", ticks)
+        truthful(revealed)
+        assert "Revealed 1 question." in revealed, revealed
+
+    assert ticks.repaired == []
+    assert len(discord_questions(discord)) == 1
+    assert discord_threads(discord) == [thread]
+    (reveal,) = discord_reveals(discord, thread)
+    assert f"<@{MEMBER}>" in reveal["content"]
+
+
+@pytest.mark.parametrize("late", ["create-message", "start-thread"])
+async def test_discord_a_post_whose_answer_never_came_is_found_and_its_thread_reused(
+    database_url: str, discord: FakeDiscord, late: str
+):
+    """Discord made the question (and maybe its thread), the client gave up waiting.
+
+    The admin is told the truth; once the lease runs out a tick finds the bot's question in
+    the channel's history, opens its thread or takes the one there, and posts nothing again.
+    A reply made in the thread meanwhile counts; a reveal whose answer never came is found too.
+    """
+    async with (
+        discord_running(database_url, discord, patience=1.0) as (app, _),
+        SafetyTicks(app) as ticks,
+    ):
+        await discord_subscribe(discord, ticks)
+        discord.slow_next("POST", CREATE_MESSAGE if late == "create-message" else START_THREAD, 3)
+        post_now = await discord_command(discord, "post-now")
+        if late == "start-thread":  # the thread is open while the bot still waits
+            await ticks.until(lambda: discord_threads(discord))
+            (thread,) = discord_threads(discord)
+            await discord.member_message(thread, MEMBER, "Ring all-reduce.", guild_id=GUILD)
+        await ticks.until(lambda: discord_answer(discord, post_now) is not None)
+        assert ticks.repaired == []
+        posted = str(discord_answer(discord, post_now))
+        truthful(posted)
+        assert "did not confirm the post in time" in posted, posted
+        await ticks.until(lambda: _posted(app))
+        (thread,) = discord_threads(discord)
+        if late == "create-message":  # the repair opened the thread: now members can reply
+            await discord.member_message(thread, MEMBER, "Ring all-reduce.", guild_id=GUILD)
+        await ticks.until(lambda: _answered(app, str(MEMBER)))
+        round_ = await round_now(app)
+        assert round_.question_message_id == str(thread)
+        assert (await answers(app))[str(MEMBER)] == (round_.id, True, "Ring all-reduce.")
+
+        discord.slow_next("POST", IN_A_THREAD, 3)
+        revealed = await discord_answered(discord, "reveal-now", ticks)
+        truthful(revealed)
+        assert "did not confirm the reveal in time" in revealed, revealed
+        await ticks.until(lambda: _reveal_sent(app))
+        await ticks.until(lambda: len(ticks.repaired) == 2)
+
+    assert len(ticks.repaired) == 2  # the question, then the reveal: each found, not resent
+    (question,) = discord_questions(discord)
+    assert discord_threads(discord) == [thread] == [int(question["id"])]
+    (reveal,) = discord_reveals(discord, thread)
+    assert f"<@{MEMBER}>" in reveal["content"]
