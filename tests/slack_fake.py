@@ -6,9 +6,11 @@ JSON request bodies, ``Authorization: Bearer`` tokens, ``{"ok": ...}`` JSON answ
 ``Retry-After``, ``apps.connections.open`` handing out a WebSocket URL, a ``hello`` on connect and
 envelopes acknowledged by ``envelope_id``.
 
-Faults: ``fail_next`` queues exact failures of one method; ``chaos`` answers a seeded random
-share of every Web API call with a 429, a 500 or a held-back answer (a client timeout), and
-records each in ``injected``.
+Faults: ``fail_next`` queues exact failures of one method; ``slow_next`` makes the next calls of
+one method answer late, as Slack does under load (the call is carried out at once, its answer
+held back for a while), recorded in ``answered_late``; ``chaos`` answers a seeded random share
+of every Web API call with a 429, a 500 or a held-back answer (a client timeout), and records
+each in ``injected``.
 
 Module-level builders produce Events API payloads, slash-command form fields and request signatures
 shaped like the ones Slack sends.
@@ -40,6 +42,7 @@ __all__ = [
     "Call",
     "FakeSlack",
     "Injected",
+    "Late",
     "bot_message_event",
     "event_callback",
     "message_changed_event",
@@ -89,6 +92,23 @@ class _Fault:
     retry_after: int
     error: str | None
     times: int
+
+
+@dataclass
+class _Slow:
+    seconds: float
+    processed: bool
+    times: int
+
+
+@dataclass
+class Late:
+    """One call ``slow_next`` answered late: what was asked, how late, whether it was done."""
+
+    method: str
+    params: dict[str, Any]
+    seconds: float
+    processed: bool
 
 
 @dataclass
@@ -150,6 +170,8 @@ class FakeSlack:
         self.socket_connections = 0
 
         self._faults: dict[str, list[_Fault]] = {}
+        self._slow: dict[str, list[_Slow]] = {}
+        self.answered_late: list[Late] = []
         self._chaos: _Chaos | None = None
         self.injected: list[Injected] = []
         self._runner: web.AppRunner | None = None
@@ -249,6 +271,19 @@ class FakeSlack:
         if status == 200 and error is None:
             raise ValueError("a 200 fault needs an error code")
         self._faults.setdefault(method, []).append(_Fault(status, retry_after, error, times))
+
+    def slow_next(
+        self, method: str, seconds: float, *, times: int = 1, processed: bool = True
+    ) -> None:
+        """Make the next ``times`` calls of ``method`` answer ``seconds`` late.
+
+        With ``processed`` the call is carried out at once (a posted message is in the channel's
+        history and can be replied to) and its real answer is sent ``seconds`` later, as Slack
+        does under load; a client that gives up first never learns the ``ts``. Without it
+        nothing is done and ``{"ok": false, "error": "request_timeout"}`` comes late. A fault
+        queued by ``fail_next`` for the same call comes first.
+        """
+        self._slow.setdefault(method, []).append(_Slow(seconds, processed, times))
 
     def chaos(
         self,
@@ -445,6 +480,9 @@ class FakeSlack:
         fault = self._take_fault(method)
         if fault is not None:
             return fault
+        slow = self._take_slow(method)
+        if slow is not None:
+            return await self._answer_late(slow, method, token, params)
         injected = self._chaos_fault(method, params)
         if injected is not None:
             return await self._inject(injected, token)
@@ -493,6 +531,26 @@ class FakeSlack:
             response = self._answer(injected.method, token, injected.params)
             injected.processed = bool(json.loads(response.text or "{}").get("ok"))
         await asyncio.sleep(chaos.hold)  # the client has given up by now
+        return response
+
+    def _take_slow(self, method: str) -> _Slow | None:
+        queue = self._slow.get(method)
+        if not queue:
+            return None
+        slow = queue[0]
+        slow.times -= 1
+        if slow.times <= 0:
+            queue.pop(0)
+        return slow
+
+    async def _answer_late(
+        self, slow: _Slow, method: str, token: str | None, params: dict[str, Any]
+    ) -> web.Response:
+        response = _ok_false("request_timeout")
+        if slow.processed:
+            response = self._answer(method, token, params)
+        self.answered_late.append(Late(method, dict(params), slow.seconds, slow.processed))
+        await asyncio.sleep(slow.seconds)  # a client with less patience has given up by now
         return response
 
     def _take_fault(self, method: str) -> web.Response | None:

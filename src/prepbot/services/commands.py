@@ -93,6 +93,11 @@ IN_FLIGHT_FAILED = (
     "it shortly: it looks for its own message before posting again, so the question appears "
     "once. See /prep status."
 )
+REVEAL_IN_FLIGHT_FAILED = (
+    "Revealed: answers are closed and streaks updated, but the platform did not confirm the "
+    "reveal in time. prepbot finishes it shortly: it looks for its own message before posting "
+    "again, so the reveal appears once in the question's thread. See /prep status."
+)
 
 
 class CommandService:
@@ -220,7 +225,13 @@ class CommandService:
                 return Notice("Posted today's question.")
             case RevealNow():
                 unsent = await self.status.unsent_reveals(subscription.id)
-                cards = await self.rounds.reveal_open(subscription.id)
+                try:
+                    cards = await self.rounds.reveal_open(subscription.id)
+                except Exception as error:  # slow or failing after the reveal was decided?
+                    if await self.status.unsent_reveals(subscription.id) <= unsent:
+                        raise  # nothing was revealed: a plain failure
+                    log.warning("reveal-now in subscription %s failed: %r", subscription.id, error)
+                    return Notice(REVEAL_IN_FLIGHT_FAILED)
                 if not cards:
                     return Notice("There is no open question to reveal.")
                 revealed = f"Revealed {len(cards)} question{'s' if len(cards) > 1 else ''}"
