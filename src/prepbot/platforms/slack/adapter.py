@@ -256,17 +256,16 @@ def _carries(message: dict[str, Any], marker: dict[str, Any]) -> bool:
 
 
 def _answering_429s(client: AsyncWebClient) -> AsyncWebClient:
-    """Return a client like ``client`` that hands 429s back instead of sleeping through them.
+    """Return a client like ``client`` that retries nothing by itself when posting.
 
-    SlackPlatform waits out a 429 itself, so the wait holds the whole workspace and is not
-    spent holding a connection slot; every other retry (server errors, connections) stays.
+    SlackPlatform waits out a 429 itself (a 429 posted nothing), so the wait holds the whole
+    workspace and is not spent holding a connection slot. A 5xx or a dropped connection may
+    come after Slack made the message, and chat.postMessage has no idempotency key: sending
+    again there could post twice. Those failures go to the round's repair instead, which
+    looks for the message (by its metadata) before posting again.
     """
     poster = copy.copy(client)
-    poster.retry_handlers = [
-        handler
-        for handler in client.retry_handlers
-        if not isinstance(handler, AsyncRateLimitErrorRetryHandler)
-    ]
+    poster.retry_handlers = []
     return poster
 
 
