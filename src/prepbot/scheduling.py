@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 from sqlalchemy import or_, select
 
 from prepbot.core.schedule import DAY_NAMES, Schedule
-from prepbot.leadership import Leadership
+from prepbot.leadership import AlreadyRunning, Leadership
 from prepbot.services import Services
 from prepbot.services.base import schedule_of
 from prepbot.store.models import Community, Round, RoundStatus, Subscription
@@ -430,6 +430,8 @@ async def run_scheduling(
                 if leading:
                     await scheduler.start_jobs()  # does nothing once the jobs run
                     await scheduler.tick()
+            except AlreadyRunning:  # another process owns the embedded database: not ours to retry
+                raise
             except Exception as error:
                 failures += 1
                 wait = min(poll.total_seconds() * 2**failures, max_backoff.total_seconds())
