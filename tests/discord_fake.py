@@ -18,9 +18,10 @@ WebSocket to 127.0.0.1 exactly as it would to discord.com:
 
 The world (guilds, roles, members, channels, threads, messages, commands, interactions) lives
 in plain dicts shaped like Discord's payloads so that tests can inspect it. ``fail_next`` queues
-exact REST failures; ``chaos`` answers a seeded random share of REST calls with a 429, a 500,
-a held-back answer (a client timeout) or a slow one (carried out, answered after a random
-delay), recorded in ``injected``. A message sent with
+exact REST failures; ``slow_next`` makes the next matching calls answer late (carried out at
+once, the answer held back), recorded in ``answered_late``; ``chaos`` answers a seeded random
+share of REST calls with a 429, a 500, a held-back answer (a client timeout) or a slow one
+(carried out, answered after a random delay), recorded in ``injected``. A message sent with
 ``enforce_nonce`` and a nonce seen from the same author in the last few minutes returns that
 message instead of a new one, as on Discord. One client (one
 gateway session) at a time; no voice, DMs, presences, reactions storage, audit logs, or the
@@ -63,6 +64,7 @@ __all__ = [
     "PRIVILEGED_INTENTS",
     "FakeDiscord",
     "Injected",
+    "Late",
     "RestCall",
     "dated_by",
     "snowflake",
@@ -198,6 +200,26 @@ class _Fault:
     code: int
     message: str | None
     is_global: bool
+
+
+@dataclass
+class _Slow:
+    method: str
+    pattern: re.Pattern[str]
+    seconds: float
+    processed: bool
+    times: int
+
+
+@dataclass
+class Late:
+    """One call ``slow_next`` answered late: what was asked, how late, whether it was done."""
+
+    method: str
+    path: str
+    json: Any
+    seconds: float
+    processed: bool
 
 
 NONCE_WINDOW = 300.0  # seconds Discord remembers an enforced nonce ("the past few minutes")
@@ -375,6 +397,8 @@ class FakeDiscord:
         self._runner: web.AppRunner | None = None
         self._port = 0
         self._faults: list[_Fault] = []
+        self._slow: list[_Slow] = []
+        self.answered_late: list[Late] = []
         self._chaos: _Chaos | None = None
         self.injected: list[Injected] = []
         self._nonces: dict[tuple[str, str], tuple[float, int, int]] = {}
@@ -554,6 +578,25 @@ class FakeDiscord:
                 is_global,
             )
         )
+
+    def slow_next(
+        self,
+        method: str,
+        path_regex: str,
+        seconds: float,
+        *,
+        times: int = 1,
+        processed: bool = True,
+    ) -> None:
+        """Make the next ``times`` matching authenticated REST calls answer ``seconds`` late.
+
+        With ``processed`` the call is carried out at once (a message is in the channel, a
+        thread is open and its THREAD_CREATE dispatched) and its real answer is sent
+        ``seconds`` later, as Discord does under load; a client that gives up first never
+        learns the ids. Without it nothing is done and a 500 comes late. A fault queued by
+        ``fail_next`` for the same call comes first.
+        """
+        self._slow.append(_Slow(method.upper(), re.compile(path_regex), seconds, processed, times))
 
     def chaos(
         self,
@@ -1762,6 +1805,18 @@ class FakeDiscord:
         fault = self._take_fault(method, path)
         if fault is not None:
             return _fault_response(fault, bucket)
+        slow = self._take_slow(method, path)
+        if slow is not None:
+            response = _error_response(500, 0, "held back", bucket)
+            if slow.processed:
+                response = await self._answer(
+                    method, path, body, query, uploads, handler, match, bucket
+                )
+            self.answered_late.append(
+                Late(method, path, copy.deepcopy(body), slow.seconds, slow.processed)
+            )
+            await asyncio.sleep(slow.seconds)  # a client with less patience has given up
+            return response
         injected = self._chaos_fault(method, path, body)
         if injected is not None:
             return await self._inject(injected, bucket, handler, match, query, uploads)
@@ -1856,6 +1911,15 @@ class FakeDiscord:
         else:
             await asyncio.sleep(chaos.hold)  # the client has given up by now
         return response
+
+    def _take_slow(self, method: str, path: str) -> _Slow | None:
+        for slow in self._slow:
+            if slow.method == method and slow.pattern.fullmatch(path):
+                slow.times -= 1
+                if slow.times <= 0:
+                    self._slow.remove(slow)
+                return slow
+        return None
 
     def _take_fault(self, method: str, path: str) -> _Fault | None:
         for fault in self._faults:

@@ -6,9 +6,12 @@ JSON request bodies, ``Authorization: Bearer`` tokens, ``{"ok": ...}`` JSON answ
 ``Retry-After``, ``apps.connections.open`` handing out a WebSocket URL, a ``hello`` on connect and
 envelopes acknowledged by ``envelope_id``.
 
-Faults: ``fail_next`` queues exact failures of one method; ``chaos`` answers a seeded random
-share of every Web API call with a 429, a 500, a held-back answer (a client timeout) or a slow
-one (carried out, answered after a random delay), and records each in ``injected``.
+Faults: ``fail_next`` queues exact failures of one method; ``slow_next`` makes the next calls of
+one method answer late, as Slack does under load (the call is carried out at once, its answer
+held back for a while), recorded in ``answered_late``; ``hold_answers`` holds one method's
+answers until the test says; ``chaos`` answers a seeded random share of every Web API call
+with a 429, a 500, a held-back answer (a client timeout) or a slow one (carried out, answered
+after a random delay), and records each in ``injected``.
 
 Module-level builders produce Events API payloads, slash-command form fields and request signatures
 shaped like the ones Slack sends.
@@ -40,6 +43,7 @@ __all__ = [
     "Call",
     "FakeSlack",
     "Injected",
+    "Late",
     "bot_message_event",
     "event_callback",
     "message_changed_event",
@@ -89,6 +93,23 @@ class _Fault:
     retry_after: int
     error: str | None
     times: int
+
+
+@dataclass
+class _Slow:
+    seconds: float
+    processed: bool
+    times: int
+
+
+@dataclass
+class Late:
+    """One call ``slow_next`` answered late: what was asked, how late, whether it was done."""
+
+    method: str
+    params: dict[str, Any]
+    seconds: float
+    processed: bool
 
 
 @dataclass
@@ -153,6 +174,8 @@ class FakeSlack:
 
         self._faults: dict[str, list[_Fault]] = {}
         self._gates: dict[str, asyncio.Event] = {}
+        self._slow: dict[str, list[_Slow]] = {}
+        self.answered_late: list[Late] = []
         self._chaos: _Chaos | None = None
         self.injected: list[Injected] = []
         self._runner: web.AppRunner | None = None
@@ -165,8 +188,8 @@ class FakeSlack:
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Start the HTTP/WebSocket server on 127.0.0.1 at a port the OS picks."""
+    async def start(self, port: int = 0) -> None:
+        """Start the HTTP/WebSocket server on 127.0.0.1 at ``port`` (0: one the OS picks)."""
         if self._runner is not None:
             raise RuntimeError("FakeSlack is already started")
         self._socket_ready = asyncio.Event()
@@ -176,7 +199,7 @@ class FakeSlack:
         app.router.add_post("/respond/{rid}", self._handle_respond)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
+        site = web.TCPSite(runner, "127.0.0.1", port)
         await site.start()
         self._runner = runner
         self._port = int(runner.addresses[0][1])
@@ -252,6 +275,19 @@ class FakeSlack:
         if status == 200 and error is None:
             raise ValueError("a 200 fault needs an error code")
         self._faults.setdefault(method, []).append(_Fault(status, retry_after, error, times))
+
+    def slow_next(
+        self, method: str, seconds: float, *, times: int = 1, processed: bool = True
+    ) -> None:
+        """Make the next ``times`` calls of ``method`` answer ``seconds`` late.
+
+        With ``processed`` the call is carried out at once (a posted message is in the channel's
+        history and can be replied to) and its real answer is sent ``seconds`` later, as Slack
+        does under load; a client that gives up first never learns the ``ts``. Without it
+        nothing is done and ``{"ok": false, "error": "request_timeout"}`` comes late. A fault
+        queued by ``fail_next`` for the same call comes first.
+        """
+        self._slow.setdefault(method, []).append(_Slow(seconds, processed, times))
 
     def chaos(
         self,
@@ -467,6 +503,9 @@ class FakeSlack:
         fault = self._take_fault(method)
         if fault is not None:
             return fault
+        slow = self._take_slow(method)
+        if slow is not None:
+            return await self._answer_late(slow, method, token, params)
         injected = self._chaos_fault(method, params)
         if injected is not None:
             return await self._inject(injected, token)
@@ -523,6 +562,26 @@ class FakeSlack:
             await asyncio.sleep(injected.delay)  # the client may have given up meanwhile
         else:
             await asyncio.sleep(chaos.hold)  # the client has given up by now
+        return response
+
+    def _take_slow(self, method: str) -> _Slow | None:
+        queue = self._slow.get(method)
+        if not queue:
+            return None
+        slow = queue[0]
+        slow.times -= 1
+        if slow.times <= 0:
+            queue.pop(0)
+        return slow
+
+    async def _answer_late(
+        self, slow: _Slow, method: str, token: str | None, params: dict[str, Any]
+    ) -> web.Response:
+        response = _ok_false("request_timeout")
+        if slow.processed:
+            response = self._answer(method, token, params)
+        self.answered_late.append(Late(method, dict(params), slow.seconds, slow.processed))
+        await asyncio.sleep(slow.seconds)  # a client with less patience has given up by now
         return response
 
     def _take_fault(self, method: str) -> web.Response | None:
@@ -665,29 +724,7 @@ class FakeSlack:
         if anchor is None:
             return {"ok": False, "error": "thread_not_found"}
         thread = self.thread(channel, anchor.get("thread_ts") or anchor["ts"])
-        try:
-            limit = int(params.get("limit") or 1000)
-        except (TypeError, ValueError):
-            return {"ok": False, "error": "invalid_limit"}
-        limit = max(1, min(limit, 1000))
-        start = 0
-        cursor = params.get("cursor")
-        if cursor:
-            start_ts = _decode_cursor(str(cursor))
-            positions = [i for i, m in enumerate(thread) if m["ts"] == start_ts]
-            if not positions:
-                return {"ok": False, "error": "invalid_cursor"}
-            start = positions[0]
-        oldest = _ts_or_none(params.get("oldest"))
-        if oldest is not None:
-            thread = [m for m in thread if _ts_key(m["ts"]) >= _ts_key(oldest)]
-        page = thread[start : start + limit]
-        more = start + limit < len(thread)
-        shown = [_shown(m, _truthy(params.get("include_all_metadata"))) for m in page]
-        body: dict[str, Any] = {"ok": True, "messages": shown, "has_more": more}
-        if more:
-            body["response_metadata"] = {"next_cursor": _encode_cursor(thread[start + limit]["ts"])}
-        return body
+        return _page(thread, params, most=1000)
 
     def _conversations_history(self, params: dict[str, Any]) -> dict[str, Any]:
         """Top-level messages of a channel, newest first, as Slack pages them."""
@@ -698,28 +735,7 @@ class FakeSlack:
             return {"ok": False, "error": self.channel_errors[channel]}
         top = [m for m in self.messages.get(channel, []) if m.get("thread_ts") in (None, m["ts"])]
         top.sort(key=lambda m: _ts_key(m["ts"]), reverse=True)
-        oldest = _ts_or_none(params.get("oldest"))
-        if oldest is not None:
-            top = [m for m in top if _ts_key(m["ts"]) >= _ts_key(oldest)]
-        try:
-            limit = max(1, min(int(params.get("limit") or 100), 999))
-        except (TypeError, ValueError):
-            return {"ok": False, "error": "invalid_limit"}
-        start = 0
-        cursor = params.get("cursor")
-        if cursor:
-            start_ts = _decode_cursor(str(cursor))
-            positions = [i for i, m in enumerate(top) if m["ts"] == start_ts]
-            if not positions:
-                return {"ok": False, "error": "invalid_cursor"}
-            start = positions[0]
-        page = top[start : start + limit]
-        more = start + limit < len(top)
-        shown = [_shown(m, _truthy(params.get("include_all_metadata"))) for m in page]
-        body: dict[str, Any] = {"ok": True, "messages": shown, "has_more": more}
-        if more:
-            body["response_metadata"] = {"next_cursor": _encode_cursor(top[start + limit]["ts"])}
-        return body
+        return _page(top, params, most=999, default=100)
 
     def _conversations_info(self, params: dict[str, Any]) -> dict[str, Any]:
         channel = params.get("channel")
@@ -837,6 +853,34 @@ def _json(
 
 def _ok_false(error: str, **extra: Any) -> web.Response:
     return _json({"ok": False, "error": error, **extra})
+
+
+def _page(
+    messages: list[dict[str, Any]], params: dict[str, Any], *, most: int, default: int = 0
+) -> dict[str, Any]:
+    """Answer a history method: ``oldest``, ``limit`` and ``cursor`` as Slack reads them."""
+    oldest = _ts_or_none(params.get("oldest"))
+    if oldest is not None:
+        messages = [m for m in messages if _ts_key(m["ts"]) >= _ts_key(oldest)]
+    try:
+        limit = max(1, min(int(params.get("limit") or default or most), most))
+    except (TypeError, ValueError):
+        return {"ok": False, "error": "invalid_limit"}
+    start = 0
+    cursor = params.get("cursor")
+    if cursor:
+        start_ts = _decode_cursor(str(cursor))
+        positions = [i for i, m in enumerate(messages) if m["ts"] == start_ts]
+        if not positions:
+            return {"ok": False, "error": "invalid_cursor"}
+        start = positions[0]
+    page = messages[start : start + limit]
+    more = start + limit < len(messages)
+    shown = [_shown(m, _truthy(params.get("include_all_metadata"))) for m in page]
+    body: dict[str, Any] = {"ok": True, "messages": shown, "has_more": more}
+    if more:
+        body["response_metadata"] = {"next_cursor": _encode_cursor(messages[start + limit]["ts"])}
+    return body
 
 
 def _shown(message: dict[str, Any], with_metadata: bool) -> dict[str, Any]:

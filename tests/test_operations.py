@@ -352,3 +352,92 @@ def test_a_declared_subscription_with_a_bad_schedule_is_named(tmp_path: Path):
     assert done.returncode == 2
     assert "subscriptions.0.schedule" in done.stderr
     assert "'25:00' is not a time" in done.stderr
+
+
+async def test_an_unreachable_platform_is_retried_while_the_other_serves(
+    database_url: str, discord_fake: FakeDiscord, tmp_path: Path
+):
+    """Slack down at start: no traceback, no exit; /healthz names it; it connects when back."""
+    slack_port, port = free_port(), free_port()
+    slack = FakeSlack(bot_token=SLACK_BOT, app_token=SLACK_APP)  # not started: Slack is down
+    env = clean_env(
+        PREPBOT_DATABASE__URL=database_url,
+        PREPBOT_SLACK__BOT_TOKEN=SLACK_BOT,
+        PREPBOT_SLACK__APP_TOKEN=SLACK_APP,
+        PREPBOT_SLACK__API_URL=f"http://127.0.0.1:{slack_port}/api/",
+        PREPBOT_DISCORD__TOKEN=DISCORD_TOKEN,
+        PREPBOT_DISCORD__API_URL=discord_fake.api_base,
+        PREPBOT_DISCORD__GATEWAY_URL=discord_fake.gateway_url,
+        PREPBOT_DISCORD__GUILD_IDS=f"[{GUILD}]",
+        PREPBOT_HTTP__PORT=str(port),
+    )
+    process = await asyncio.create_subprocess_exec(
+        "prepbot",
+        "run",
+        env=env,
+        cwd=tmp_path,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        await discord_fake.wait_ready(timeout=60)
+        body: dict[str, Any] = {}
+        for _ in range(300):
+            try:
+                _, body = await healthz(port)
+            except aiohttp.ClientError:
+                body = {}
+            checks = body.get("checks", {})
+            slack_down = checks.get("slack", {}).get("detail", "").startswith("cannot")
+            if slack_down and checks.get("discord", {}).get("ok"):
+                break
+            await asyncio.sleep(0.1)
+        assert body["checks"]["slack"]["ok"] is False
+        assert body["checks"]["slack"]["detail"].startswith("cannot reach Slack")
+        assert body["checks"]["discord"] == {"ok": True, "detail": "connected"}
+        assert process.returncode is None  # still serving Discord
+        await slack.start(slack_port)  # Slack is back
+        try:
+            await slack.wait_for_socket(timeout=60)
+            for _ in range(300):
+                status, body = await healthz(port)
+                if status == 200:
+                    break
+                await asyncio.sleep(0.1)
+            assert body["checks"]["slack"] == {"ok": True, "detail": "connected"}
+        finally:
+            process.send_signal(signal.SIGTERM)
+            _, stderr = await asyncio.wait_for(process.communicate(), timeout=60)
+            await slack.stop()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode == 0
+    log = stderr.decode()
+    assert "Traceback" not in log
+    told = [line for line in log.splitlines() if "WARNING" in line and "cannot reach Slack" in line]
+    assert len(told) == 1, log  # told once, not at every retry
+    assert "connected to Slack after" in log
+
+
+async def test_discord_without_the_message_content_intent_says_which_switch(tmp_path: Path):
+    async with FakeDiscord(token=DISCORD_TOKEN, privileged_intents=0) as fake:
+        fake.add_guild(GUILD, "Prep Guild", owner_id=ADMIN)
+        env = clean_env(
+            PREPBOT_DISCORD__TOKEN=DISCORD_TOKEN,
+            PREPBOT_DISCORD__API_URL=fake.api_base,
+            PREPBOT_DISCORD__GATEWAY_URL=fake.gateway_url,
+            PREPBOT_DISCORD__GUILD_IDS=f"[{GUILD}]",
+            PREPBOT_HTTP__ENABLED="false",
+        )
+        done = await asyncio.to_thread(run, env, tmp_path, "run")
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, done.stderr
+    line = errors[0]
+    assert "Message Content Intent" in line
+    assert "discord.token" not in line
+    assert "The token is fine" in line

@@ -67,7 +67,7 @@ async def slack_running(url: str, fake: FakeSlack) -> AsyncIterator[tuple[App, H
     scheduler = RoundScheduler(app.services)
     health = HealthServer(
         app.services.ctx.metrics,
-        _health_checks(app, scheduler, {"slack": runtime}),
+        _health_checks(app, scheduler, {"slack": runtime}, ["slack"]),
         problems=app.services.status.health_problems,
     )
     try:

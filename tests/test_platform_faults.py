@@ -195,6 +195,7 @@ async def slack_running(
                 "api_url": fake.api_url,
                 "http_host": "127.0.0.1",
                 "http_port": 0,
+                "request_timeout_seconds": CLIENT_TIMEOUT,  # production: 30 s
             },
         }
     )
@@ -203,7 +204,6 @@ async def slack_running(
     runtime = SlackRuntime(configured.slack, app.services)
     try:
         await runtime.start()
-        runtime.client.timeout = CLIENT_TIMEOUT  # type: ignore[assignment]  # production: 30 s
         yield app, runtime
     finally:
         await runtime.stop()
@@ -244,7 +244,7 @@ async def test_slack_delivers_every_post_and_reveal_through_faults(
                 await deliver(functools.partial(runtime._on_message, event, body))
             assert await answered(app, round_.id) == len(SLACK_MEMBERS)
 
-        slack_fake.chaos(rate=RATE, seed=2, kinds=kinds, hold=HOLD, max_retry_after=1)
+        slack_fake.chaos(rate=RATE, seed=4, kinds=kinds, hold=HOLD, max_retry_after=1)
         due = await run_days(app, clock, answer)
         slack_fake.calm()
         rounds = await rounds_by_key(app)
@@ -278,18 +278,15 @@ async def test_slack_delivers_every_post_and_reveal_through_faults(
         assert (channel, question["ts"]) in reveals
     assert len(questions) == len(reveals) == len(rounds)
 
-    # Doubles: none at all from 429s and 5xx; after a timeout only where Slack made the message.
-    carried_out = Counter(
-        (f.params.get("channel"), f.params.get("thread_ts") or f.params.get("text"))
-        for f in slack_fake.injected
-        if f.kind == "timeout" and f.processed and f.method == "chat.postMessage"
-    )
-    for (channel, text), copies in questions.items():
-        assert copies - 1 <= carried_out[(channel, text)], (channel, text, copies)
-    for (channel, thread), copies in reveals.items():
-        assert copies - 1 <= carried_out[(channel, thread)], (channel, thread, copies)
-    if "timeout" not in kinds:
-        assert set(questions.values()) == set(reveals.values()) == {1}
+    # Doubles: none, even after a timeout where Slack made the message (the repair finds it).
+    assert set(questions.values()) == set(reveals.values()) == {1}
+    if "timeout" in kinds:
+        made_anyway = [
+            f
+            for f in slack_fake.injected
+            if f.kind == "timeout" and f.processed and f.method == "chat.postMessage"
+        ]
+        assert made_anyway  # the case this run is about did happen
 
 
 # -- Discord -----------------------------------------------------------------------------------

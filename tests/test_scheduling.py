@@ -457,3 +457,25 @@ async def test_a_group_whose_time_zone_no_longer_exists_is_skipped_and_reported(
     assert "#bad" in problem.message
     assert "Atlantis/Lost_City" in problem.message
     assert "/prep schedule" in problem.message
+
+
+async def test_an_admin_mends_a_group_whose_time_zone_no_longer_exists(
+    app: App, platform: RecordingPlatform, clock: ManualClock
+):
+    bad = await subscribe(app, "bad", "09:00 UTC daily reveal=17:00")
+    async with app.db.transaction() as session:
+        stored = await session.get(Subscription, bad.id)
+        assert stored is not None
+        stored.timezone = "Atlantis/Lost_City"
+    commands = app.services.commands
+
+    async def says(text: str) -> str:
+        response = await commands.handle(admin_says(text, "bad"))
+        return " ".join(str(v) for v in response.views)
+
+    assert "give it a time zone" in (await says("schedule 10:00")).lower()
+    assert "Atlantis/Lost_City" in await says("status")
+    assert "Schedule updated" in await says("schedule Europe/London")
+    clock.set(START + timedelta(hours=9, minutes=5))  # 09:05 in London, in March
+    report = await RoundScheduler(app.services).tick()
+    assert report.posted == [(bad.id, START.date())]

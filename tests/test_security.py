@@ -61,6 +61,7 @@ ADMIN_COMMANDS = (
     "pause",
     "resume",
     "unsubscribe",
+    "status",
     "post-now",
     "reveal-now",
 )

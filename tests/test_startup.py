@@ -16,29 +16,10 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from tests.slack_fake import FakeSlack
+from tests.test_operations import SLACK_APP, SLACK_BOT, clean_env
+from tests.test_operations import run as prepbot
 
-SLACK_BOT = "xoxb-111-222-SUPERSECRETbot"
-SLACK_APP = "xapp-1-A1-333-SUPERSECRETapp"
 PASSWORD = "s3cretpw"
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREPBOT_")}
-    return env | extra
-
-
-def prepbot(
-    env: dict[str, str], cwd: Path, *args: str, stdin: str = ""
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["prepbot", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=cwd,
-        timeout=120,  # a hang fails the test instead of stalling the suite
-    )
 
 
 def error_lines(stderr: str) -> list[str]:

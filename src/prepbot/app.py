@@ -7,8 +7,10 @@ the one module that may wire concrete platforms to services.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import secrets
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TextIO
@@ -22,6 +24,8 @@ from prepbot.services import Services
 from prepbot.services.base import ServiceContext
 from prepbot.settings import Settings
 from prepbot.store.db import Database
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from prepbot.leadership import Leadership
@@ -59,9 +63,16 @@ class App:
 class StartupError(Exception):
     """Start-up failed because of one setting; ``str()`` names it and what is wrong."""
 
-    def __init__(self, setting: str, problem: str) -> None:
+    def __init__(self, setting: str | None, problem: str) -> None:
+        if setting is None:  # not a setting: something to switch on at the platform
+            super().__init__(problem)
+            return
         env = "PREPBOT_" + setting.upper().replace(".", "__")
         super().__init__(f"setting {setting} ({env}): {problem}")
+
+
+class PlatformUnreachable(Exception):
+    """A platform could not be reached for now (network, timeouts, its own errors): retry."""
 
 
 def safe_url(url: str) -> str:
@@ -199,21 +210,43 @@ async def run_bot(settings: Settings, stop: asyncio.Event) -> None:
         grace=timedelta(minutes=settings.scheduler.catch_up_minutes),
         safety_interval=min(takeover, timedelta(seconds=30)),
     )
+    starters = {
+        name: starter
+        for name, starter, configured in (
+            ("slack", _start_slack, settings.slack.configured),
+            ("discord", _start_discord, settings.discord.configured),
+        )
+        if configured
+    }
+    refused: list[StartupError] = []
+    connecting: list[asyncio.Task[None]] = []
     try:
         await apply_declared_subscriptions(app, settings)
-        if settings.slack.configured:
-            runtimes["slack"] = await _start_slack(settings, app)
-        if settings.discord.configured:
-            runtimes["discord"] = await _start_discord(settings, app)
-        if settings.http.enabled:
+        if settings.http.enabled:  # first, so /healthz says what is still connecting
             health = HealthServer(
                 app.services.ctx.metrics,
-                _health_checks(app, scheduler, runtimes),
+                _health_checks(app, scheduler, runtimes, list(starters)),
                 problems=app.services.status.health_problems,
             )
             await health.start(settings.http.host, settings.http.port)
+        for name, starter in starters.items():
+            first = asyncio.get_running_loop().create_future()
+            connecting.append(
+                asyncio.create_task(
+                    _keep_trying(name, starter, settings, app, runtimes, stop, refused, first),
+                    name=f"connect-{name}",
+                )
+            )
+            await first  # one try each before scheduling: a refused token stops us here
+            if refused:
+                raise refused[0]
         await run_scheduling(scheduler, leadership, stop, poll=takeover / 3)
+        if refused:  # a platform refused us after a retry: a setting to fix
+            raise refused[0]
     finally:
+        for task in connecting:
+            task.cancel()
+        await asyncio.gather(*connecting, return_exceptions=True)
         if health is not None:
             await health.stop()
         for runtime in reversed(list(runtimes.values())):
@@ -222,7 +255,74 @@ async def run_bot(settings: Settings, stop: asyncio.Event) -> None:
         await leadership.release()
 
 
+Starter = Callable[[Settings, App], Awaitable[Any]]
+RETRY_FIRST, RETRY_MOST = 2.0, 120.0  # seconds between tries to reach a platform
+
+
+async def _keep_trying(
+    name: str,
+    start: Starter,
+    settings: Settings,
+    app: App,
+    runtimes: dict[str, Any],
+    stop: asyncio.Event,
+    refused: list[StartupError],
+    first: asyncio.Future[None],
+) -> None:
+    """Connect one platform, retrying with backoff while the others keep serving.
+
+    An unreachable platform is a problem reported in /healthz and retried; a refusal (a bad
+    token, a switch to turn on) needs a person: it stops prepbot with one line.
+    """
+    problems = app.services.ctx.problems
+    key, wait, tries = f"platform:{name}", RETRY_FIRST, 0
+    try:
+        while not stop.is_set():
+            tries += 1
+            try:
+                runtimes[name] = await start(settings, app)
+            except StartupError as error:
+                refused.append(error)
+                stop.set()
+                return
+            except PlatformUnreachable as error:
+                problems.report(  # logged once per distinct error, not at every try
+                    key,
+                    name,
+                    f"cannot reach {name.title()} ({error}); trying again, at most "
+                    f"{RETRY_MOST:.0f} s apart, while the rest keeps running",
+                )
+                log.debug("try %d to reach %s failed; next in %.0f s", tries, name, wait)
+            else:
+                problems.clear(key)
+                if tries > 1:
+                    log.info("connected to %s after %d tries", name.title(), tries)
+                return
+            finally:
+                if not first.done():
+                    first.set_result(None)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=wait)
+            wait = min(wait * 2, RETRY_MOST)
+    finally:
+        if not first.done():
+            first.set_result(None)
+
+
+SLACK_REFUSALS = {
+    "invalid_auth": "Slack does not know this token",
+    "not_authed": "no token was sent",
+    "account_inactive": "the token's app or user was deactivated",
+    "token_revoked": "the token was revoked",
+    "token_expired": "the token expired",
+    "not_allowed_token_type": "this is the wrong kind of token",
+    "missing_scope": "the app lacks a scope the manifest asks for; reinstall it",
+    "invalid_token": "Slack does not know this token",
+}
+
+
 async def _start_slack(settings: Settings, app: App) -> Any:
+    import aiohttp
     from slack_sdk.errors import SlackApiError
 
     from prepbot.platforms.slack.adapter import SlackRuntime
@@ -232,13 +332,36 @@ async def _start_slack(settings: Settings, app: App) -> Any:
         await runtime.start()
     except SlackApiError as error:
         await runtime.stop()
-        code = error.response.get("error", "error")
+        code = str(error.response.get("error", "error"))
+        if code not in SLACK_REFUSALS:
+            raise PlatformUnreachable(f"Slack answered {code}") from None
         setting = "slack.app_token" if "connections" in str(error) else "slack.bot_token"
-        raise StartupError(setting, f"Slack refused it ({code})") from None
+        raise StartupError(setting, f"Slack refused it ({code}: {SLACK_REFUSALS[code]})") from None
+    except (aiohttp.ClientError, OSError, TimeoutError) as error:
+        await runtime.stop()
+        if isinstance(error, OSError) and _is_bind_error(error):
+            raise StartupError(
+                "slack.http_port", f"cannot listen for Slack's requests: {error.strerror}"
+            ) from None
+        raise PlatformUnreachable(_one_line(error)) from None
     return runtime
 
 
+def _is_bind_error(error: OSError) -> bool:
+    """Say whether an OSError is our own server failing to listen (not a failed connection)."""
+    import errno
+
+    return error.errno in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES)
+
+
+def _one_line(error: BaseException) -> str:
+    """Return an error as its type and the first line of its message."""
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+
+
 async def _start_discord(settings: Settings, app: App) -> Any:
+    import aiohttp
     import discord
 
     from prepbot.platforms.discord.adapter import DiscordRuntime
@@ -251,14 +374,31 @@ async def _start_discord(settings: Settings, app: App) -> Any:
         raise StartupError("discord.token", "Discord refused it (401 Unauthorized)") from None
     except discord.PrivilegedIntentsRequired:
         await runtime.stop()
+        portal = "https://discord.com/developers/applications"
+        if settings.discord.application_id:
+            portal += f"/{settings.discord.application_id}/bot"
         raise StartupError(
-            "discord.token",
-            "the bot needs the Message Content Intent: Developer Portal → Bot → turn it on",
+            None,
+            "Discord refused to connect: the bot needs the Message Content Intent to read "
+            "answers in threads. Turn on Bot → Privileged Gateway Intents → Message Content "
+            f"Intent at {portal}, save, and start prepbot again. (The token is fine.)",
         ) from None
+    except (
+        discord.HTTPException,
+        discord.GatewayNotFound,
+        discord.ConnectionClosed,
+        aiohttp.ClientError,
+        OSError,
+        TimeoutError,
+    ) as error:
+        await runtime.stop()
+        raise PlatformUnreachable(_one_line(error)) from None
     return runtime
 
 
-def _health_checks(app: App, scheduler: Any, runtimes: dict[str, Any]) -> dict[str, Any]:
+def _health_checks(
+    app: App, scheduler: Any, runtimes: dict[str, Any], platforms: list[str]
+) -> dict[str, Any]:
     from sqlalchemy import text
 
     async def database() -> tuple[bool, str]:
@@ -270,9 +410,13 @@ def _health_checks(app: App, scheduler: Any, runtimes: dict[str, Any]) -> dict[s
         return True, "leading" if scheduler.leading else "standing by"
 
     checks: dict[str, Any] = {"database": database, "scheduler": scheduling}
-    for name, runtime in runtimes.items():
+    for name in platforms:
 
-        async def connected(runtime: Any = runtime) -> tuple[bool, str]:
+        async def connected(name: str = name) -> tuple[bool, str]:
+            runtime = runtimes.get(name)
+            if runtime is None:
+                problem = next(iter(app.services.ctx.problems.current(name)), None)
+                return False, problem.message if problem else "connecting"
             ok = bool(await runtime.connected())
             return ok, "connected" if ok else "disconnected"
 

@@ -28,7 +28,7 @@ from prepbot.core.schedule import DAY_NAMES, Schedule
 from prepbot.leadership import Leadership
 from prepbot.services import Services
 from prepbot.services.base import schedule_of
-from prepbot.store.models import Round, RoundStatus, Subscription
+from prepbot.store.models import Community, Round, RoundStatus, Subscription
 
 log = logging.getLogger(__name__)
 
@@ -142,8 +142,10 @@ class RoundScheduler:
                 await session.execute(
                     select(Round.id, Round.status, Subscription.community_id)
                     .join(Subscription, Subscription.id == Round.subscription_id)
+                    .join(Community, Community.id == Subscription.community_id)
                     .where(
                         abandoned,
+                        Community.platform.in_(list(self.services.ctx.platforms)),
                         or_(
                             Round.status == RoundStatus.CLAIMED,
                             (Round.status == RoundStatus.REVEALED)
@@ -202,8 +204,13 @@ class RoundScheduler:
         async with self.services.ctx.db.transaction() as session:
             subscriptions = (
                 await session.scalars(
-                    select(Subscription).where(
-                        Subscription.active.is_(True), Subscription.paused.is_(False)
+                    select(Subscription)
+                    .join(Community, Community.id == Subscription.community_id)
+                    .where(
+                        Subscription.active.is_(True),
+                        Subscription.paused.is_(False),
+                        # A platform still connecting posts once it is up (within the grace).
+                        Community.platform.in_(list(self.services.ctx.platforms)),
                     )
                 )
             ).all()

@@ -191,6 +191,12 @@ class SlackSettings(BaseModel):
         ge=1,
         description="Pace chat.postMessage to this many messages a minute in each workspace.",
     )
+    request_timeout_seconds: float = Field(
+        default=30,
+        gt=0,
+        le=600,
+        description="Give up on a Web API call Slack has not answered in this long.",
+    )
     admin_ids: list[str] = Field(
         default_factory=list, description="Member ids that may run admin commands besides admins."
     )

@@ -498,3 +498,9 @@ async def test_lookups_agree_with_each_other_and_forgive_topic_typos(database_ur
     assert len(nexts) == 2
     assert nexts[0] == nexts[1]  # the console's day depends on today's date; both agree
     assert "already posted" not in after
+
+
+async def test_schedule_topics_forgive_case_and_typos(database_url: str):
+    output = await play(database_url, ["/prep schedule calibraton", "/prep schedule LLMs"])
+    assert "Unknown topic: `calibraton` (did you mean `calibration`" in output
+    assert "topics llm" in output.split("/prep schedule LLMs")[-1]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from prepbot.core.views import (
     ErrorView,
@@ -31,8 +31,11 @@ ANSWERS_COUNT_AT_REVEAL = "Answers to an open question count after its reveal."
 
 
 def local_time(moment: datetime, timezone: str | None) -> str:
-    """Return a moment as 'Tue 3 Mar 17:00 Europe/London' in the given zone."""
-    zone = ZoneInfo(timezone or "UTC")
+    """Return a moment as 'Tue 3 Mar 17:00 Europe/London' in the given zone (UTC if unknown)."""
+    try:
+        zone = ZoneInfo(timezone or "UTC")
+    except (ZoneInfoNotFoundError, ValueError):  # a zone a tzdata update removed
+        zone = ZoneInfo("UTC")
     local = moment.astimezone(zone)
     return f"{local:%a} {local.day} {local:%b %H:%M} {zone.key}"
 

@@ -88,7 +88,16 @@ class AdminService:
         async with self.ctx.db.transaction() as session:
             stored = await session.get(Subscription, subscription.id)
             assert stored is not None
-            store_schedule(stored, self._apply(schedule_of(stored), change))
+            try:
+                current = schedule_of(stored)
+            except ScheduleError as error:  # e.g. a time zone a tzdata update removed
+                if change.timezone is None:
+                    raise AdminError(
+                        f"This study group's stored schedule cannot be used ({error}). "
+                        "Give it a time zone, e.g. /prep schedule Europe/London."
+                    ) from None
+                current = schedule_of(stored, timezone=change.timezone)
+            store_schedule(stored, self._apply(current, change))
             self._apply_filters(stored, change)
         await self._notify(stored)
         return stored
@@ -148,12 +157,20 @@ class AdminService:
             if change.difficulties is not None
             else subscription.difficulties
         )
-        unknown = [t for t in topics if t not in catalog.topics]
+        found = {t: t if t in catalog.topics else catalog.find_topic(t) for t in topics}
+        unknown = [t for t, topic in found.items() if topic is None]
         if unknown:
+            hints = [
+                f"`{t}` (did you mean {' or '.join(f'`{s}`' for s in near)}?)"
+                if (near := catalog.suggest_topics(t))
+                else f"`{t}`"
+                for t in unknown
+            ]
             raise AdminError(
-                f"Unknown topic{'s' if len(unknown) > 1 else ''}: {', '.join(unknown)}. "
+                f"Unknown topic{'s' if len(unknown) > 1 else ''}: {', '.join(hints)}. "
                 "See /prep topics."
             )
+        topics = list(dict.fromkeys(topic for topic in found.values() if topic is not None))
         matching = [
             s
             for s in catalog.scenarios

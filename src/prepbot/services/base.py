@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from prepbot.content.catalog import Catalog
 from prepbot.core.clock import Clock, SystemClock
 from prepbot.core.events import Place
-from prepbot.core.schedule import Schedule
+from prepbot.core.schedule import Schedule, ScheduleError
 from prepbot.core.views import MemberRef
 from prepbot.observability import Metrics, Problems
 from prepbot.services.ports import ChatPlatform
@@ -70,11 +70,14 @@ def process_name() -> str:
     return f"{socket.gethostname()[:40]}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
-def schedule_of(subscription: Subscription) -> Schedule:
-    """Return a subscription's schedule as the schedule maths sees it."""
+def schedule_of(subscription: Subscription, *, timezone: str | None = None) -> Schedule:
+    """Return a subscription's schedule as the schedule maths sees it (in ``timezone`` if given).
+
+    Raises ScheduleError for a stored row that no longer makes sense (a removed time zone).
+    """
     return Schedule(
         post_at=time.fromisoformat(subscription.post_at),
-        timezone=subscription.timezone,
+        timezone=timezone or subscription.timezone,
         weekdays=frozenset(int(d) for d in subscription.weekdays.split(",") if d),
         reveal_at=time.fromisoformat(subscription.reveal_at) if subscription.reveal_at else None,
         reveal_after=(
@@ -133,7 +136,11 @@ def subscription_at(place: Place) -> Select[Subscription]:
 
 def local_today(ctx: ServiceContext, subscription: Subscription) -> date:
     """Return today's date in a subscription's time zone."""
-    return schedule_of(subscription).local_date(ctx.clock.now())
+    try:
+        schedule = schedule_of(subscription)
+    except ScheduleError:  # a removed time zone: the scheduler reports it; reads go on in UTC
+        schedule = schedule_of(subscription, timezone="UTC")
+    return schedule.local_date(ctx.clock.now())
 
 
 def member_ref(member: Member) -> MemberRef:

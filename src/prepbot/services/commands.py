@@ -34,6 +34,7 @@ from prepbot.core.commands import (
 )
 from prepbot.core.events import Invocation
 from prepbot.core.pauses import ADMIN_PAUSE, PauseKind, explain_pause
+from prepbot.core.schedule import ScheduleError
 from prepbot.core.views import ErrorView, HelpView, Notice, Response, View
 from prepbot.observability import Timer
 from prepbot.services.admin import AdminError, AdminService
@@ -91,6 +92,11 @@ IN_FLIGHT_FAILED = (
     "The platform did not confirm the post in time. prepbot keeps today's round and finishes "
     "it shortly: it looks for its own message before posting again, so the question appears "
     "once. See /prep status."
+)
+REVEAL_IN_FLIGHT_FAILED = (
+    "Revealed: answers are closed and streaks updated, but the platform did not confirm the "
+    "reveal in time. prepbot finishes it shortly: it looks for its own message before posting "
+    "again, so the reveal appears once in the question's thread. See /prep status."
 )
 
 
@@ -219,7 +225,13 @@ class CommandService:
                 return Notice("Posted today's question.")
             case RevealNow():
                 unsent = await self.status.unsent_reveals(subscription.id)
-                cards = await self.rounds.reveal_open(subscription.id)
+                try:
+                    cards = await self.rounds.reveal_open(subscription.id)
+                except Exception as error:  # slow or failing after the reveal was decided?
+                    if await self.status.unsent_reveals(subscription.id) <= unsent:
+                        raise  # nothing was revealed: a plain failure
+                    log.warning("reveal-now in subscription %s failed: %r", subscription.id, error)
+                    return Notice(REVEAL_IN_FLIGHT_FAILED)
                 if not cards:
                     return Notice("There is no open question to reveal.")
                 revealed = f"Revealed {len(cards)} question{'s' if len(cards) > 1 else ''}"
@@ -271,7 +283,10 @@ class CommandService:
         state = None
         if subscription is not None:
             paused = _paused_state(subscription) if subscription.paused else ""
-            state = f"study group, {schedule_of(subscription).describe()}{paused}"
+            try:
+                state = f"study group, {schedule_of(subscription).describe()}{paused}"
+            except ScheduleError as error:
+                state = f"study group whose schedule cannot be used ({error}); see /prep status"
         return HelpView(
             commands=tuple((f"`{USAGE[v]}`", DESCRIPTIONS[v]) for v in PUBLIC),
             admin_commands=tuple((f"`{USAGE[v]}`", DESCRIPTIONS[v]) for v in ADMIN)

@@ -18,6 +18,7 @@ from sqlalchemy import select
 from prepbot.core.clock import ManualClock
 from prepbot.core.commands import ScheduleChange
 from prepbot.core.events import Invocation, Place, ReplyDeleted, ReplyEdited, ThreadReply
+from prepbot.core.schedule import Schedule, ScheduleError
 from prepbot.core.views import MemberRef
 from prepbot.platforms.console.platform import CHANNEL, COMMUNITY, PLATFORM, ConsolePlatform
 from prepbot.services import Services
@@ -62,7 +63,14 @@ class ConsoleSession:
             )
         self.subscription = subscription
         stored = await self._load_date()
-        schedule = schedule_of(subscription)
+        try:
+            schedule_of(subscription)
+        except ScheduleError as error:  # the stored row outlived its time zone: say so, go on
+            self.platform.show(
+                f"⚠ #{CHANNEL}'s schedule cannot be used ({error}). "
+                "Fix it with /prep schedule and a time zone, e.g. /prep schedule Europe/London."
+            )
+        schedule = self._schedule(subscription)
         if stored is None:
             real_today = schedule.local_date(datetime.now(schedule.zone))
             stored = (
@@ -71,6 +79,14 @@ class ConsoleSession:
             await self._save_date(stored)
         self._set_day(stored)
         await self._post_today()
+
+    @staticmethod
+    def _schedule(subscription: Subscription) -> Schedule:
+        """Return the group's schedule; in UTC if its stored time zone no longer exists."""
+        try:
+            return schedule_of(subscription)
+        except ScheduleError:
+            return schedule_of(subscription, timezone="UTC")
 
     async def handle(self, line: str) -> bool:
         """Play one input line; return False when it ends the session."""
@@ -179,7 +195,7 @@ class ConsoleSession:
             return
         self.subscription = subscription
         await self.services.rounds.reveal_open(subscription.id)
-        next_day = schedule_of(subscription).next_day(self.today)
+        next_day = self._schedule(subscription).next_day(self.today)
         await self._save_date(next_day)
         self._set_day(next_day)
         self.platform.show(f"(the console's clock moves to {next_day:%A %d %B %Y})")
@@ -203,7 +219,7 @@ class ConsoleSession:
         """Move the console's clock to a minute after the day's post time."""
         assert self.subscription is not None
         self.today = day
-        self.clock.set(schedule_of(self.subscription).post_time(day) + timedelta(minutes=1))
+        self.clock.set(self._schedule(self.subscription).post_time(day) + timedelta(minutes=1))
 
     async def _current_round(self) -> Round | None:
         assert self.subscription is not None

@@ -724,11 +724,20 @@ class DiscordRuntime:
                 choices.append(app_commands.Choice(name=clip(label, 100), value=value))
         return choices
 
-    async def scenario_choices(self, current: str) -> list[app_commands.Choice[str]]:
-        """Return up to 25 scenario ids matching what the member has typed."""
+    async def scenario_choices(
+        self, current: str, guild_id: int | None = None
+    ) -> list[app_commands.Choice[str]]:
+        """Return up to 25 scenario ids matching what the member has typed.
+
+        A scenario open in the member's server is matched on its question's words only, so
+        the words of its insights cannot find it before the reveal.
+        """
         catalog = self.services.ctx.catalog
         if current.strip():
-            scenarios = [hit.scenario for hit in catalog.search(current, limit=25)]
+            place = Place(PLATFORM, str(guild_id), "") if guild_id is not None else None
+            open_here = set(await self.services.queries.open_in_community(place))
+            hits = catalog.search(current, limit=25, question_only=open_here)
+            scenarios = [hit.scenario for hit in hits]
         else:
             scenarios = catalog.scenarios[:25]
         return [app_commands.Choice(name=clip(s.title, 100), value=s.id) for s in scenarios]
@@ -746,8 +755,10 @@ def build_prep_group(runtime: DiscordRuntime) -> app_commands.Group:
     async def topics_auto(_: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
         return await runtime.topic_list_choices(current)
 
-    async def ids_auto(_: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
-        return await runtime.scenario_choices(current)
+    async def ids_auto(
+        interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
+        return await runtime.scenario_choices(current, interaction.guild_id)
 
     @prep.command(name="help", description="Show every /prep command and how to use it")
     async def help_(interaction: discord.Interaction) -> None:

@@ -69,7 +69,9 @@ def web_client(settings: SlackSettings) -> AsyncWebClient:
     """Return a Web API client that waits out rate limits and retries server errors."""
     assert settings.bot_token is not None
     client = AsyncWebClient(
-        token=settings.bot_token.get_secret_value(), base_url=settings.api_url, timeout=30
+        token=settings.bot_token.get_secret_value(),
+        base_url=settings.api_url,
+        timeout=settings.request_timeout_seconds,  # type: ignore[arg-type]  # aiohttp takes float
     )
     client.retry_handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=5))
     client.retry_handlers.append(AsyncServerErrorRetryHandler(max_retry_count=2))
@@ -254,17 +256,16 @@ def _carries(message: dict[str, Any], marker: dict[str, Any]) -> bool:
 
 
 def _answering_429s(client: AsyncWebClient) -> AsyncWebClient:
-    """Return a client like ``client`` that hands 429s back instead of sleeping through them.
+    """Return a client like ``client`` that retries nothing by itself when posting.
 
-    SlackPlatform waits out a 429 itself, so the wait holds the whole workspace and is not
-    spent holding a connection slot; every other retry (server errors, connections) stays.
+    SlackPlatform waits out a 429 itself (a 429 posted nothing), so the wait holds the whole
+    workspace and is not spent holding a connection slot. A 5xx or a dropped connection may
+    come after Slack made the message, and chat.postMessage has no idempotency key: sending
+    again there could post twice. Those failures go to the round's repair instead, which
+    looks for the message (by its metadata) before posting again.
     """
     poster = copy.copy(client)
-    poster.retry_handlers = [
-        handler
-        for handler in client.retry_handlers
-        if not isinstance(handler, AsyncRateLimitErrorRetryHandler)
-    ]
+    poster.retry_handlers = []
     return poster
 
 
@@ -319,11 +320,14 @@ class SlackRuntime:
         """Send posts through one HTTP session (slack_sdk opens one per call without it).
 
         Only the poster's client gets it: bolt deep-copies the app's client for lazy
-        listeners, and a session cannot be copied. Call inside the running event loop;
-        ``stop`` closes it.
+        listeners, and a session cannot be copied. slack_sdk applies its own timeout only to
+        sessions it opens, so this one carries ``request_timeout_seconds`` itself (else a post
+        would wait aiohttp's five minutes). Call inside the running event loop; ``stop``
+        closes it.
         """
         if self._session is None:
-            self._session = aiohttp.ClientSession()
+            patience = aiohttp.ClientTimeout(total=self.settings.request_timeout_seconds)
+            self._session = aiohttp.ClientSession(timeout=patience)
             self.platform.client.session = self._session
 
     async def start(self) -> None:
