@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 FAULT_KINDS = ("429", "500", "timeout")
+SLOW = "slow"  # carried out at once, answered after a random delay of up to ``max_delay``
+KINDS = (*FAULT_KINDS, SLOW)
 
 
 @dataclass(frozen=True)
@@ -20,24 +22,30 @@ class Draw:
     """A fault drawn for one call; ``rng`` goes on to draw its details (a Retry-After)."""
 
     kind: str
-    processed: bool  # a timeout whose request is carried out before its answer is held back
+    processed: bool  # carried out before its answer is held back (a timeout's, a slow one's)
     rng: random.Random
+    delay: float = 0.0  # how long a slow answer is held back, in seconds
 
 
 @dataclass
 class Chaos:
-    """A seeded random ``rate`` of calls fail with one of ``kinds``; timeouts hold ``hold`` s."""
+    """A seeded random ``rate`` of calls fail with one of ``kinds``; timeouts hold ``hold`` s.
+
+    A ``slow`` call is carried out at once and answered after 0..``max_delay`` seconds (longer
+    than the client waits, it is a timeout whose request was carried out).
+    """
 
     rate: float
     seed: int
     kinds: tuple[str, ...]
     hold: float
+    max_delay: float = field(default=0.0, kw_only=True)
     counts: dict[str, int] = field(default_factory=dict, kw_only=True)
 
     def __post_init__(self) -> None:
-        unknown = set(self.kinds) - set(FAULT_KINDS)
+        unknown = set(self.kinds) - set(KINDS)
         if unknown or not self.kinds:
-            raise ValueError(f"kinds must be some of {FAULT_KINDS}, not {sorted(self.kinds)}")
+            raise ValueError(f"kinds must be some of {KINDS}, not {sorted(self.kinds)}")
 
     def draw(self, key: str) -> Draw | None:
         """Decide whether the next call named ``key`` fails, and how."""
@@ -46,6 +54,8 @@ class Chaos:
         if rng.random() >= self.rate:
             return None
         kind = rng.choice(self.kinds)
+        if kind == SLOW:
+            return Draw(kind, True, rng, rng.uniform(0, self.max_delay))
         return Draw(kind, kind == "timeout" and rng.random() < 0.5, rng)
 
 
@@ -54,8 +64,8 @@ class _HasKind(Protocol):
 
 
 def count_kinds(injected: Iterable[_HasKind]) -> dict[str, int]:
-    """Return how many faults of each kind were injected."""
+    """Return how many faults of each kind were injected (slow answers only when there were)."""
     counts = dict.fromkeys(FAULT_KINDS, 0)
     for fault in injected:
-        counts[fault.kind] += 1
+        counts[fault.kind] = counts.get(fault.kind, 0) + 1
     return counts

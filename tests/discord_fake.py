@@ -20,9 +20,10 @@ The world (guilds, roles, members, channels, threads, messages, commands, intera
 in plain dicts shaped like Discord's payloads so that tests can inspect it. ``fail_next`` queues
 exact REST failures; ``slow_next`` makes the next matching calls answer late (carried out at
 once, the answer held back), recorded in ``answered_late``; ``chaos`` answers a seeded random
-share of REST calls with a 429, a 500 or a held-back answer (a client timeout), recorded in
-``injected``. A message sent with ``enforce_nonce`` and a nonce seen from the same author in
-the last few minutes returns that message instead of a new one, as on Discord. One client (one
+share of REST calls with a 429, a 500, a held-back answer (a client timeout) or a slow one
+(carried out, answered after a random delay), recorded in ``injected``. A message sent with
+``enforce_nonce`` and a nonce seen from the same author in the last few minutes returns that
+message instead of a new one, as on Discord. One client (one
 gateway session) at a time; no voice, DMs, presences, reactions storage, audit logs, or the
 system messages Discord adds around threads (THREAD_CREATED, THREAD_STARTER_MESSAGE).
 """
@@ -47,7 +48,7 @@ from typing import Any
 
 from aiohttp import BodyPartReader, WSCloseCode, WSMsgType, web
 
-from tests.chaos import FAULT_KINDS, Chaos, count_kinds
+from tests.chaos import FAULT_KINDS, SLOW, Chaos, count_kinds
 
 __all__ = [
     "ALL_PERMISSIONS",
@@ -65,6 +66,7 @@ __all__ = [
     "Injected",
     "Late",
     "RestCall",
+    "dated_by",
     "snowflake",
 ]
 
@@ -139,19 +141,36 @@ _STATUS_MESSAGES = {
 }
 
 _last_snowflake = 0
+_clock: Callable[[], float] = time.time  # what the fake Discord's clock says, in epoch seconds
+
+
+@contextlib.contextmanager
+def dated_by(clock: Callable[[], float]) -> Iterator[None]:
+    """Date new snowflakes and timestamps by ``clock`` (a simulated one), not the machine's.
+
+    In production Discord's clock and the bot host's agree; a test that simulates days keeps
+    them agreeing this way. The snowflake sequence is restored afterwards.
+    """
+    global _clock, _last_snowflake
+    saved = _clock, _last_snowflake
+    _clock = clock
+    try:
+        yield
+    finally:
+        _clock, _last_snowflake = saved
 
 
 def snowflake() -> int:
     """Return a fresh Discord snowflake: unique, increasing, with the current time in it."""
     global _last_snowflake
-    candidate = (int(time.time() * 1000) - DISCORD_EPOCH_MS) << 22
+    candidate = (int(_clock() * 1000) - DISCORD_EPOCH_MS) << 22
     _last_snowflake = max(candidate, _last_snowflake + 1)
     return _last_snowflake
 
 
 def _iso(snowflake_id: int | None = None) -> str:
     if snowflake_id is None:
-        return datetime.now(UTC).isoformat()
+        return datetime.fromtimestamp(_clock(), UTC).isoformat()
     ms = (snowflake_id >> 22) + DISCORD_EPOCH_MS
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat()
 
@@ -210,8 +229,9 @@ NONCE_WINDOW = 300.0  # seconds Discord remembers an enforced nonce ("the past f
 class Injected:
     """One fault ``chaos`` injected: the call it hit and what the client saw.
 
-    ``processed`` is true for a timeout whose request the fake carried out (successfully) before
-    it held the answer back, as a server does when only the response is lost.
+    ``processed`` is true for a timeout (or a slow answer) whose request the fake carried out
+    (successfully) before it held the answer back, as a server does when only the response is
+    lost or late; ``delay`` is how long a slow answer was held.
     """
 
     method: str
@@ -220,6 +240,7 @@ class Injected:
     kind: str
     processed: bool = False
     draw: float = 0.0
+    delay: float = 0.0
 
 
 @dataclass
@@ -586,18 +607,22 @@ class FakeDiscord:
         hold: float = 2.0,
         max_retry_after: float = 1.0,
         path_regex: str | None = None,
+        max_delay: float = 0.0,
     ) -> None:
         """Answer a seeded random ``rate`` of authenticated REST calls with one of ``kinds``.
 
         ``"429"``: Discord's rate-limit answer with ``retry_after`` 0..``max_retry_after``
         seconds; ``"500"``: an internal server error (discord.py retries those itself);
         ``"timeout"``: the answer is held ``hold`` seconds (set it longer than the client's
-        timeout), and half of the time the request is carried out first. Whether a call fails
+        timeout), and half of the time the request is carried out first; ``"slow"`` (not among
+        the defaults): carried out, answered after 0..``max_delay`` seconds. Whether a call fails
         depends only on the seed, its method and path and how many such calls came before.
         ``path_regex`` limits chaos to matching paths; ``calm()`` ends it.
         """
         pattern = re.compile(path_regex) if path_regex is not None else None
-        self._chaos = _Chaos(rate, seed, tuple(kinds), hold, max_retry_after, pattern)
+        self._chaos = _Chaos(
+            rate, seed, tuple(kinds), hold, max_retry_after, pattern, max_delay=max_delay
+        )
 
     def calm(self) -> None:
         """Stop injecting random faults."""
@@ -1830,7 +1855,9 @@ class FakeDiscord:
         if drawn is None:
             return None
         body = copy.deepcopy(body)
-        injected = Injected(method, path, body, drawn.kind, drawn.processed, drawn.rng.random())
+        injected = Injected(
+            method, path, body, drawn.kind, drawn.processed, drawn.rng.random(), drawn.delay
+        )
         self.injected.append(injected)
         return injected
 
@@ -1852,7 +1879,7 @@ class FakeDiscord:
     ) -> web.Response:
         chaos = self._chaos
         assert chaos is not None
-        if injected.kind != "timeout":
+        if injected.kind not in ("timeout", SLOW):
             status = int(injected.kind)
             retry_after = injected.draw
             fault = _Fault(
@@ -1879,7 +1906,10 @@ class FakeDiscord:
                 bucket,
             )
             injected.processed = 200 <= response.status < 300
-        await asyncio.sleep(chaos.hold)  # the client has given up by now
+        if injected.kind == SLOW:
+            await asyncio.sleep(injected.delay)  # the client may have given up meanwhile
+        else:
+            await asyncio.sleep(chaos.hold)  # the client has given up by now
         return response
 
     def _take_slow(self, method: str, path: str) -> _Slow | None:

@@ -8,9 +8,10 @@ envelopes acknowledged by ``envelope_id``.
 
 Faults: ``fail_next`` queues exact failures of one method; ``slow_next`` makes the next calls of
 one method answer late, as Slack does under load (the call is carried out at once, its answer
-held back for a while), recorded in ``answered_late``; ``chaos`` answers a seeded random share
-of every Web API call with a 429, a 500 or a held-back answer (a client timeout), and records
-each in ``injected``.
+held back for a while), recorded in ``answered_late``; ``hold_answers`` holds one method's
+answers until the test says; ``chaos`` answers a seeded random share of every Web API call
+with a 429, a 500, a held-back answer (a client timeout) or a slow one (carried out, answered
+after a random delay), and records each in ``injected``.
 
 Module-level builders produce Events API payloads, slash-command form fields and request signatures
 shaped like the ones Slack sends.
@@ -35,7 +36,7 @@ from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from tests.chaos import FAULT_KINDS, Chaos, count_kinds
+from tests.chaos import FAULT_KINDS, SLOW, Chaos, count_kinds
 
 __all__ = [
     "FAULT_KINDS",
@@ -115,8 +116,9 @@ class Late:
 class Injected:
     """One fault ``chaos`` injected: the call it hit and what the client saw.
 
-    ``processed`` is true for a timeout whose request the fake carried out (successfully) before
-    it held the answer back, as a server does when only the response is lost.
+    ``processed`` is true for a timeout (or a slow answer) whose request the fake carried out
+    (successfully) before it held the answer back, as a server does when only the response is
+    lost or late; ``delay`` is how long a slow answer was held.
     """
 
     method: str
@@ -124,6 +126,7 @@ class Injected:
     kind: str
     processed: bool = False
     draw: int = 0
+    delay: float = 0.0
 
 
 @dataclass
@@ -170,6 +173,7 @@ class FakeSlack:
         self.socket_connections = 0
 
         self._faults: dict[str, list[_Fault]] = {}
+        self._gates: dict[str, asyncio.Event] = {}
         self._slow: dict[str, list[_Slow]] = {}
         self.answered_late: list[Late] = []
         self._chaos: _Chaos | None = None
@@ -294,32 +298,51 @@ class FakeSlack:
         hold: float = 2.0,
         max_retry_after: int = 1,
         methods: Collection[str] | None = None,
+        max_delay: float = 0.0,
     ) -> None:
         """Answer a seeded random ``rate`` of Web API calls with a fault of one of ``kinds``.
 
         ``"429"``: ``ratelimited`` with ``Retry-After`` 0..``max_retry_after`` seconds; ``"500"``:
         ``internal_error``; ``"timeout"``: the answer is held ``hold`` seconds (set it longer
-        than the client's timeout), and half of the time the request is carried out first.
+        than the client's timeout), and half of the time the request is carried out first;
+        ``"slow"`` (not among the defaults): carried out, answered after 0..``max_delay`` s.
         Whether a call fails depends only on the seed, its method, channel and thread, and how
         many such calls came before, so concurrent channels do not change each other's faults.
         ``methods`` limits chaos to those methods; ``calm()`` ends it.
         """
         limited = frozenset(methods) if methods is not None else None
-        self._chaos = _Chaos(rate, seed, tuple(kinds), hold, max_retry_after, limited)
+        self._chaos = _Chaos(
+            rate, seed, tuple(kinds), hold, max_retry_after, limited, max_delay=max_delay
+        )
 
     def calm(self) -> None:
         """Stop injecting random faults."""
         self._chaos = None
+
+    def hold_answers(self, method: str) -> asyncio.Event:
+        """Carry out calls of ``method`` at once but answer them only once the event is set.
+
+        A slow platform made exact: the message is there for members to see while the bot
+        still waits for its answer.
+        """
+        gate = self._gates[method] = asyncio.Event()
+        return gate
 
     def injected_kinds(self) -> dict[str, int]:
         """Return how many faults of each kind ``chaos`` injected."""
         return count_kinds(self.injected)
 
     def add_message(
-        self, channel: str, *, user: str, text: str, thread_ts: str | None = None
+        self,
+        channel: str,
+        *,
+        user: str,
+        text: str,
+        thread_ts: str | None = None,
+        ts: str | None = None,
     ) -> dict[str, Any]:
-        """Put a human message into the channel's history and return it with a fresh ``ts``."""
-        ts = next_ts()
+        """Put a human message into the channel's history and return it (a fresh ``ts`` if none)."""
+        ts = ts or next_ts()
         message: dict[str, Any] = {
             "type": "message",
             "ts": ts,
@@ -486,6 +509,11 @@ class FakeSlack:
         injected = self._chaos_fault(method, params)
         if injected is not None:
             return await self._inject(injected, token)
+        gate = self._gates.get(method)
+        if gate is not None and not gate.is_set():
+            response = self._answer(method, token, params)
+            await gate.wait()
+            return response
         return self._answer(method, token, params)
 
     def _answer(self, method: str, token: str | None, params: dict[str, Any]) -> web.Response:
@@ -510,7 +538,7 @@ class FakeSlack:
         if drawn is None:
             return None
         detail = drawn.rng.randint(0, 1_000_000)
-        injected = Injected(method, dict(params), drawn.kind, drawn.processed, detail)
+        injected = Injected(method, dict(params), drawn.kind, drawn.processed, detail, drawn.delay)
         self.injected.append(injected)
         return injected
 
@@ -530,7 +558,10 @@ class FakeSlack:
         if injected.processed:
             response = self._answer(injected.method, token, injected.params)
             injected.processed = bool(json.loads(response.text or "{}").get("ok"))
-        await asyncio.sleep(chaos.hold)  # the client has given up by now
+        if injected.kind == SLOW:
+            await asyncio.sleep(injected.delay)  # the client may have given up meanwhile
+        else:
+            await asyncio.sleep(chaos.hold)  # the client has given up by now
         return response
 
     def _take_slow(self, method: str) -> _Slow | None:

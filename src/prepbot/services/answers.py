@@ -204,11 +204,18 @@ class AnswerService:
             return outcomes
         async with self.ctx.db.deciding() as session:  # the round's status holds till commit
             rounds = await self._rounds_of(session, {_thread_key(r) for _, r in wanted})
-            found = [(i, r, rounds[_thread_key(r)]) for i, r in wanted if _thread_key(r) in rounds]
             unknown = [(i, r) for i, r in wanted if _thread_key(r) not in rounds]
             if unknown:
-                for i in await self._hold(session, unknown):
+                held = set(await self._hold(session, unknown))
+                for i in held:
                     outcomes[i] = AnswerOutcome(AnswerStatus.HELD)
+                # No round is being posted there now: one may have been stored since the first
+                # look, and its thread is known now. Look again, or the reply would be lost.
+                again = {_thread_key(r) for i, r in unknown if i not in held}
+                if again:
+                    rounds.update(await self._rounds_of(session, again))
+            found = [(i, r, rounds[_thread_key(r)]) for i, r in wanted if _thread_key(r) in rounds]
+            found = [f for f in found if outcomes[f[0]].status != AnswerStatus.HELD]
             if not found:
                 return outcomes
             deleted = set(

@@ -31,6 +31,7 @@ from prepbot.services.base import ServiceContext, member_ref, open_rounds, sched
 from prepbot.services.ports import ChannelUnavailable
 from prepbot.store.models import (
     Answer,
+    HeldReply,
     Member,
     MemberStats,
     Round,
@@ -285,6 +286,7 @@ class RoundService:
     async def reveal_round(self, round_id: int) -> RevealCard | None:
         """Reveal one posted round; None if it was already revealed (or is not posted yet)."""
         ctx = self.ctx
+        await self._adopt_held(round_id)
         now = ctx.clock.now()
         async with ctx.db.deciding() as session:  # answers being stored finish first
             claimed = await session.execute(
@@ -307,6 +309,32 @@ class RoundService:
             milestones = await self._update_stats(session, round_)
         async with self._owning(round_id):
             return await self._post_reveal(round_id, milestones, look_first=False)
+
+    async def _adopt_held(self, round_id: int) -> None:
+        """Let the replies held for a round's threads join it before it is revealed.
+
+        They came while the round was being posted, so before any reveal: on time. They
+        usually join once the post is stored; if that failed or has not happened yet, they
+        join here, and if that fails too the reveal fails and is tried again.
+        """
+        async with self.ctx.db.transaction() as session:
+            threads = (
+                await session.execute(
+                    select(RoundThread.subscription_id, RoundThread.message_id)
+                    .where(RoundThread.round_id == round_id)
+                    .where(
+                        select(HeldReply.message_id)
+                        .where(
+                            HeldReply.subscription_id == RoundThread.subscription_id,
+                            HeldReply.thread_id == RoundThread.message_id,
+                        )
+                        .exists()
+                    )
+                )
+            ).all()
+        for subscription_id, thread_id in threads:
+            for listener in self.ctx.thread_listeners:
+                await listener(subscription_id, thread_id)
 
     async def republish_reveal(self, round_id: int) -> RevealCard | None:
         """Repair a reveal whose owner is gone: find the bot's reveal, else post it.

@@ -4,10 +4,12 @@ The question is an embed with a public thread started from it (or a forum post);
 are the thread's messages (message-content intent): new, edited and deleted messages map to
 the answer, bots never count, and a resumed session that replays events changes nothing
 (answers are keyed by message id). At start-up and after a reconnect, replies made while the
-bot was away are read from the threads' history. Every interaction is deferred at once and
-answered from the services; whatever fails on the way (an unknown or outdated command, an
-option value the command cannot take, an error inside it) still gets a private, specific reply
-from the command tree's error handler. Admin = *Manage Server* or a configured member id.
+bot was away are read from the threads' history. Discord never sends an event twice, so one
+the database fails to store is tried again, with a backoff, for about a minute. Every
+interaction is deferred at once and answered from the services; whatever fails on the way (an
+unknown or outdated command, an option value the command cannot take, an error inside it)
+still gets a private, specific reply from the command tree's error handler. Admin = *Manage
+Server* or a configured member id.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import contextlib
 import hashlib
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -27,6 +29,7 @@ import discord
 import yarl
 from discord import app_commands
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 
 from prepbot.core.commands import Period
 from prepbot.core.events import Invocation, Place, ReplyDeleted, ReplyEdited, ThreadReply
@@ -41,6 +44,7 @@ log = logging.getLogger(__name__)
 
 PLATFORM = "discord"
 ArchiveMinutes = Literal[60, 1440, 4320, 10080]
+STORE_PAUSES = (0.2, 0.5, 1, 2, 4, 8, 15, 30)  # seconds between tries to store an event (~1 min)
 THREAD_ALREADY_CREATED = 160004  # "A thread has already been created for this message"
 PUBLIC_SUBCOMMANDS = {"leaderboard"}
 ADMIN_SUBCOMMANDS = {
@@ -473,6 +477,24 @@ class PrepClient(discord.Client):
             await self.runtime.on_delete(payload)
 
 
+async def stored(what: str, store: Callable[[], Awaitable[object]]) -> None:
+    """Store an event, again after a pause while the database fails: Discord sends it once.
+
+    Storing is idempotent (keyed by message id), so a try whose commit was lost is harmless.
+    """
+    for pause in (*STORE_PAUSES, None):
+        try:
+            await store()
+            return
+        except SQLAlchemyError as error:
+            reason = (str(getattr(error, "orig", None) or error).splitlines() or [""])[0]
+            if pause is None:
+                log.error("gave up storing %s from Discord: %s", what, reason)
+                raise
+            log.warning("could not store %s from Discord (%s); again in %s s", what, reason, pause)
+            await asyncio.sleep(pause)
+
+
 class DiscordRuntime:
     """One Discord bot connection: client, commands, events and the ChatPlatform."""
 
@@ -540,16 +562,15 @@ class DiscordRuntime:
         place = self._place(message.guild.id if message.guild else None, channel.parent_id)
         if place is None:
             return
-        await self.services.answers.record(
-            ThreadReply(
-                place,
-                str(channel.id),
-                str(message.id),
-                MemberRef(str(message.author.id), message.author.display_name),
-                message.content,
-                message.created_at,
-            )
+        reply = ThreadReply(
+            place,
+            str(channel.id),
+            str(message.id),
+            MemberRef(str(message.author.id), message.author.display_name),
+            message.content,
+            message.created_at,
         )
+        await stored(f"message {message.id}", lambda: self.services.answers.record(reply))
 
     async def on_edit(self, payload: discord.RawMessageUpdateEvent) -> None:
         """Store an edited thread message."""
@@ -561,7 +582,9 @@ class DiscordRuntime:
         place = self._place(payload.guild_id, parent)
         if place is None:
             return
-        await self.services.answers.edit(replace(edit, place=place))
+        placed = replace(edit, place=place)
+        what = f"the edit of {payload.message_id}"
+        await stored(what, lambda: self.services.answers.edit(placed))
 
     async def on_delete(self, payload: discord.RawMessageDeleteEvent) -> None:
         """Withdraw a deleted thread message."""
@@ -569,10 +592,11 @@ class DiscordRuntime:
         place = self._place(payload.guild_id, parent)
         if place is None:
             return
-        await self.services.answers.withdraw(
-            ReplyDeleted(
-                place, str(payload.channel_id), str(payload.message_id), discord.utils.utcnow()
-            )
+        deleted = ReplyDeleted(
+            place, str(payload.channel_id), str(payload.message_id), discord.utils.utcnow()
+        )
+        await stored(
+            f"the deletion of {payload.message_id}", lambda: self.services.answers.withdraw(deleted)
         )
 
     async def _parent_of(self, channel_id: int) -> int | None:
