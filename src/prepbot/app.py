@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from prepbot.content.catalog import Catalog
 from prepbot.content.loader import load_packs
 from prepbot.core.clock import Clock, ManualClock
+from prepbot.observability import error_line
 from prepbot.platforms.console.platform import ConsolePlatform
 from prepbot.platforms.console.session import ConsoleSession
 from prepbot.services import Services
@@ -84,15 +85,13 @@ def safe_url(url: str) -> str:
 
 def database_reason(settings: Settings, error: BaseException) -> str:
     """Say in one line, without secrets, why the configured database failed."""
-    from prepbot.observability import redact
+    from prepbot.observability import error_line, redact
     from prepbot.store.db import CONNECT_TIMEOUT_SECONDS
 
-    cause = getattr(error, "orig", None) or error
-    lines = str(cause).strip().splitlines()
-    if isinstance(cause, TimeoutError):
+    if isinstance(getattr(error, "orig", None) or error, TimeoutError):
         reason = f"no answer within {CONNECT_TIMEOUT_SECONDS} seconds"
     else:
-        reason = lines[0] if lines else type(cause).__name__
+        reason = error_line(error, named=False)
     return redact(reason, settings.secrets())
 
 
@@ -230,16 +229,10 @@ async def run_bot(settings: Settings, stop: asyncio.Event) -> None:
             )
             await health.start(settings.http.host, settings.http.port)
         for name, starter in starters.items():
-            first = asyncio.get_running_loop().create_future()
-            connecting.append(
-                asyncio.create_task(
-                    _keep_trying(name, starter, settings, app, runtimes, stop, refused, first),
-                    name=f"connect-{name}",
-                )
-            )
-            await first  # one try each before scheduling: a refused token stops us here
-            if refused:
-                raise refused[0]
+            # One try each before scheduling: a refusal (a bad token) raises here and stops us.
+            if not await _connect(name, starter, settings, app, runtimes):
+                retry = _keep_trying(name, starter, settings, app, runtimes, stop, refused)
+                connecting.append(asyncio.create_task(retry, name=f"connect-{name}"))
         await run_scheduling(scheduler, leadership, stop, poll=takeover / 3)
         if refused:  # a platform refused us after a retry: a setting to fix
             raise refused[0]
@@ -259,6 +252,27 @@ Starter = Callable[[Settings, App], Awaitable[Any]]
 RETRY_FIRST, RETRY_MOST = 2.0, 120.0  # seconds between tries to reach a platform
 
 
+async def _connect(
+    name: str, start: Starter, settings: Settings, app: App, runtimes: dict[str, Any]
+) -> bool:
+    """Try once to connect a platform; False (and a reported problem) if it cannot be reached.
+
+    A refusal that needs a person (a bad token, a switch to turn on) raises StartupError.
+    """
+    try:
+        runtimes[name] = await start(settings, app)
+    except PlatformUnreachable as error:
+        app.services.ctx.problems.report(  # logged once per distinct error, not at every try
+            f"platform:{name}",
+            name,
+            f"cannot reach {name.title()} ({error}); trying again, at most "
+            f"{RETRY_MOST:.0f} s apart, while the rest keeps running",
+        )
+        return False
+    app.services.ctx.problems.clear(f"platform:{name}")
+    return True
+
+
 async def _keep_trying(
     name: str,
     start: Starter,
@@ -267,46 +281,27 @@ async def _keep_trying(
     runtimes: dict[str, Any],
     stop: asyncio.Event,
     refused: list[StartupError],
-    first: asyncio.Future[None],
 ) -> None:
-    """Connect one platform, retrying with backoff while the others keep serving.
+    """Retry connecting a platform with a doubling pause while the others keep serving.
 
-    An unreachable platform is a problem reported in /healthz and retried; a refusal (a bad
-    token, a switch to turn on) needs a person: it stops prepbot with one line.
+    A refusal on a later try stops prepbot (``refused`` says why) with one line.
     """
-    problems = app.services.ctx.problems
-    key, wait, tries = f"platform:{name}", RETRY_FIRST, 0
-    try:
-        while not stop.is_set():
-            tries += 1
-            try:
-                runtimes[name] = await start(settings, app)
-            except StartupError as error:
-                refused.append(error)
-                stop.set()
+    wait, tries = RETRY_FIRST, 1
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=wait)
+        if stop.is_set():
+            return
+        tries += 1
+        try:
+            if await _connect(name, start, settings, app, runtimes):
+                log.info("connected to %s after %d tries", name.title(), tries)
                 return
-            except PlatformUnreachable as error:
-                problems.report(  # logged once per distinct error, not at every try
-                    key,
-                    name,
-                    f"cannot reach {name.title()} ({error}); trying again, at most "
-                    f"{RETRY_MOST:.0f} s apart, while the rest keeps running",
-                )
-                log.debug("try %d to reach %s failed; next in %.0f s", tries, name, wait)
-            else:
-                problems.clear(key)
-                if tries > 1:
-                    log.info("connected to %s after %d tries", name.title(), tries)
-                return
-            finally:
-                if not first.done():
-                    first.set_result(None)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=wait)
-            wait = min(wait * 2, RETRY_MOST)
-    finally:
-        if not first.done():
-            first.set_result(None)
+        except StartupError as error:
+            refused.append(error)
+            stop.set()
+            return
+        wait = min(wait * 2, RETRY_MOST)
 
 
 SLACK_REFUSALS = {
@@ -343,7 +338,7 @@ async def _start_slack(settings: Settings, app: App) -> Any:
             raise StartupError(
                 "slack.http_port", f"cannot listen for Slack's requests: {error.strerror}"
             ) from None
-        raise PlatformUnreachable(_one_line(error)) from None
+        raise PlatformUnreachable(error_line(error)) from None
     return runtime
 
 
@@ -352,12 +347,6 @@ def _is_bind_error(error: OSError) -> bool:
     import errno
 
     return error.errno in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES)
-
-
-def _one_line(error: BaseException) -> str:
-    """Return an error as its type and the first line of its message."""
-    lines = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
 
 
 async def _start_discord(settings: Settings, app: App) -> Any:
@@ -392,7 +381,7 @@ async def _start_discord(settings: Settings, app: App) -> Any:
         TimeoutError,
     ) as error:
         await runtime.stop()
-        raise PlatformUnreachable(_one_line(error)) from None
+        raise PlatformUnreachable(error_line(error)) from None
     return runtime
 
 

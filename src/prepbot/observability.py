@@ -248,6 +248,19 @@ def _listen_failure(host: str, port: int, error: OSError) -> Exception:
     return StartupError("http.host", f"cannot listen on {host}:{port}: {reason}")
 
 
+def error_line(error: BaseException, *, named: bool = True) -> str:
+    """Return one line for an error: its type (unless ``named`` is False) and first message line.
+
+    A database error is told by the driver's own error under it (SQLAlchemy's ``orig``).
+    """
+    cause = getattr(error, "orig", None) or error
+    lines = str(cause).strip().splitlines()
+    first, name = (lines[0][:200] if lines else ""), type(cause).__name__
+    if not first:
+        return name
+    return f"{name}: {first}" if named else first
+
+
 def redact(text: str, secrets: Iterable[str]) -> str:
     """Replace every secret in ``text`` with '***', longest first."""
     for secret in sorted({s for s in secrets if len(s) >= 6}, key=len, reverse=True):

@@ -26,6 +26,7 @@ from sqlalchemy import or_, select
 
 from prepbot.core.schedule import DAY_NAMES, Schedule
 from prepbot.leadership import AlreadyRunning, Leadership
+from prepbot.observability import error_line
 from prepbot.services import Services
 from prepbot.services.base import schedule_of
 from prepbot.store.models import Community, Round, RoundStatus, Subscription
@@ -109,7 +110,7 @@ class RoundScheduler:
                 await self._tick()
             except Exception as error:  # the loop's next tick retries; say so, don't raise
                 self.services.ctx.metrics.tick_failures.inc()
-                log.error("a scheduled tick failed: %s", describe_error(error))
+                log.error("a scheduled tick failed: %s", error_line(error))
 
     async def idle(self) -> None:
         """Wait until the tick in progress (if any) is done, a stopped job's tick included."""
@@ -258,15 +259,14 @@ class RoundScheduler:
         key = f"subscription:{subscription.id}:schedule"
         problems = self.services.ctx.problems
         try:
-            schedule = schedule_of(subscription)
-            schedule.zone  # noqa: B018 - a time zone that no longer exists fails here
+            schedule = schedule_of(subscription)  # checks the time zone exists
         except Exception as error:
             problems.report(
                 key,
                 "scheduler",
                 f"study group #{subscription.channel_name or subscription.channel_id} "
                 f"(subscription {subscription.id}) has a schedule that cannot be used "
-                f"({describe_error(error)}); no questions are posted there until an admin "
+                f"({error_line(error)}); no questions are posted there until an admin "
                 "runs /prep schedule with a valid time and time zone",
             )
             return None
@@ -440,7 +440,7 @@ async def run_scheduling(
                     TICK_PROBLEM,
                     "scheduler",
                     f"scheduling failed {failures} time{'s' if failures > 1 else ''} in a row "
-                    f"({describe_error(error)}); retrying every {wait:.0f} s",
+                    f"({error_line(error)}); retrying every {wait:.0f} s",
                 )
                 log.error("scheduling failed; retrying in %.1f s", wait, exc_info=failures == 1)
             else:
@@ -459,12 +459,3 @@ async def run_scheduling(
 
 
 TICK_PROBLEM = "scheduler:tick"
-
-
-def describe_error(error: BaseException) -> str:
-    """Return one line naming an error: its type and the first line of its message."""
-    original = getattr(error, "orig", None) or error
-    lines = str(original).strip().splitlines()
-    first = lines[0] if lines else ""
-    name = type(original).__name__
-    return f"{name}: {first[:200]}" if first else name

@@ -136,11 +136,18 @@ def subscription_at(place: Place) -> Select[Subscription]:
 
 def local_today(ctx: ServiceContext, subscription: Subscription) -> date:
     """Return today's date in a subscription's time zone."""
+    return readable_schedule(subscription).local_date(ctx.clock.now())
+
+
+def readable_schedule(subscription: Subscription) -> Schedule:
+    """Return a group's schedule for reading; in UTC if its stored time zone no longer exists.
+
+    The scheduler reports such a group (and posts nothing there); lookups still answer.
+    """
     try:
-        schedule = schedule_of(subscription)
-    except ScheduleError:  # a removed time zone: the scheduler reports it; reads go on in UTC
-        schedule = schedule_of(subscription, timezone="UTC")
-    return schedule.local_date(ctx.clock.now())
+        return schedule_of(subscription)
+    except ScheduleError:
+        return schedule_of(subscription, timezone="UTC")
 
 
 def member_ref(member: Member) -> MemberRef:

@@ -18,12 +18,12 @@ from sqlalchemy import select
 from prepbot.core.clock import ManualClock
 from prepbot.core.commands import ScheduleChange
 from prepbot.core.events import Invocation, Place, ReplyDeleted, ReplyEdited, ThreadReply
-from prepbot.core.schedule import Schedule, ScheduleError
+from prepbot.core.schedule import ScheduleError
 from prepbot.core.views import MemberRef
 from prepbot.platforms.console.platform import CHANNEL, COMMUNITY, PLATFORM, ConsolePlatform
 from prepbot.services import Services
 from prepbot.services.answers import AnswerStatus
-from prepbot.services.base import schedule_of
+from prepbot.services.base import readable_schedule, schedule_of
 from prepbot.store.models import Answer, BotState, Member, Reply, Round, Subscription
 
 DATE_KEY = "console.date"
@@ -70,7 +70,7 @@ class ConsoleSession:
                 f"⚠ #{CHANNEL}'s schedule cannot be used ({error}). "
                 "Fix it with /prep schedule and a time zone, e.g. /prep schedule Europe/London."
             )
-        schedule = self._schedule(subscription)
+        schedule = readable_schedule(subscription)
         if stored is None:
             real_today = schedule.local_date(datetime.now(schedule.zone))
             stored = (
@@ -79,14 +79,6 @@ class ConsoleSession:
             await self._save_date(stored)
         self._set_day(stored)
         await self._post_today()
-
-    @staticmethod
-    def _schedule(subscription: Subscription) -> Schedule:
-        """Return the group's schedule; in UTC if its stored time zone no longer exists."""
-        try:
-            return schedule_of(subscription)
-        except ScheduleError:
-            return schedule_of(subscription, timezone="UTC")
 
     async def handle(self, line: str) -> bool:
         """Play one input line; return False when it ends the session."""
@@ -195,7 +187,7 @@ class ConsoleSession:
             return
         self.subscription = subscription
         await self.services.rounds.reveal_open(subscription.id)
-        next_day = self._schedule(subscription).next_day(self.today)
+        next_day = readable_schedule(subscription).next_day(self.today)
         await self._save_date(next_day)
         self._set_day(next_day)
         self.platform.show(f"(the console's clock moves to {next_day:%A %d %B %Y})")
@@ -219,7 +211,7 @@ class ConsoleSession:
         """Move the console's clock to a minute after the day's post time."""
         assert self.subscription is not None
         self.today = day
-        self.clock.set(self._schedule(self.subscription).post_time(day) + timedelta(minutes=1))
+        self.clock.set(readable_schedule(self.subscription).post_time(day) + timedelta(minutes=1))
 
     async def _current_round(self) -> Round | None:
         assert self.subscription is not None
