@@ -45,6 +45,8 @@ def load_catalog(settings: Settings) -> Catalog:
     report = load_packs(settings.content.pack_paths())
     if not report.ok:
         raise ContentError([str(p) for p in report.problems])
+    for warning in report.warnings:
+        log.warning("content: %s", warning)
     return Catalog((s.scenario for s in report.scenarios), report.topics)
 
 

@@ -128,13 +128,12 @@ def content_check(
 ) -> None:
     """Validate content packs and report every problem at once."""
     report = _load(paths)
-    for problem in report.problems:
+    problems = sorted([*report.problems, *report.warnings])
+    for problem in problems:
         _say(str(problem))
-    if report.problems:
-        files = len({p.path for p in report.problems})
-        _say(
-            f"{len(report.problems)} problems in {files} files; {report.summary()} valid", err=True
-        )
+    if problems:
+        files = len({p.path for p in problems})
+        _say(f"{len(problems)} problems in {files} files; {report.summary()} valid", err=True)
         raise typer.Exit(1)
     _say(f"OK: {report.summary()}")
 

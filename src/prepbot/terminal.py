@@ -46,8 +46,10 @@ def render_reveal(scenario: Scenario) -> RenderableType:
         parts.append(trap)
     if scenario.follow_ups:
         follow = Text("Follow-ups\n", style="bold")
-        for question in scenario.follow_ups:
-            follow.append(f"• {question}\n", style="default")
+        for follow_up in scenario.follow_ups:
+            follow.append(f"• {follow_up.question}\n", style="default")
+            if follow_up.answer:
+                follow.append(f"  {follow_up.answer}\n", style="dim")
         parts.append(follow)
     source = scenario.source
     handle = f" (@{source.handle})" if source.handle else ""

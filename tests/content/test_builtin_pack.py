@@ -72,7 +72,10 @@ def test_scenarios_are_written_in_our_own_words(pack: list[LoadedScenario], seed
     }
     for loaded in pack:
         s = loaded.scenario
-        ours = [s.title, s.context.situation, *s.insights, *s.follow_ups]
+        ours = [s.title, s.context.situation, *s.insights, *s.hints]
+        ours += [f.question for f in s.follow_ups] + [f.answer for f in s.follow_ups if f.answer]
+        if s.rubric:
+            ours += [p.point for p in s.rubric.key_points] + [f.flag for f in s.rubric.red_flags]
         if s.trap:
             ours += [s.trap.answer, s.trap.why_it_falls_short]
         for text in ours:

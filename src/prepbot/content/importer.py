@@ -259,7 +259,27 @@ def render_draft(scenario_id: str, entry: SeedEntry, source: Path, topics: dict[
         "  why_it_falls_short: TODO why an interviewer is not satisfied by it",
         "insights:",
         *insights,
-        "follow_ups: []",
+        "rubric:  # what a full-credit answer must make: 3-7 key points",
+        "  key_points:",
+        *(
+            line
+            for n in (1, 2, 3)
+            for line in (
+                f"    - id: point-{n}  # a short stable slug, e.g. ring-all-reduce",
+                f"      point: TODO key point {n} of a full-credit answer, in one sentence",
+                "      look_for: [TODO]  # phrases, synonyms, abbreviations that show it",
+            )
+        ),
+        "  # red_flags:  # optional: claims that cost credit",
+        "  #   - id: wrong-claim",
+        "  #     flag: the wrong claim, in one sentence",
+        "  #     look_for: [words that show it]",
+        "# hints:  # optional, 1-2 nudges before the reveal; never the answer",
+        "#   - a nudge",
+        "follow_ups: []  # - {question: ..., answer: a short answer key}",
+        "# references:  # optional primary sources: papers, official docs, engineering blogs",
+        "#   - {title: ..., url: https://..., year: 2024}",
+        "# audience: hiring  # only for scenarios meant for interviewers and recruiters",
         *source_lines,
     ]
     return "\n".join(lines) + "\n"

@@ -70,6 +70,8 @@ class PackReport:
     scenarios: list[LoadedScenario] = field(default_factory=list)
     topics: dict[str, Topic] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
+    """Gaps that still load (a scenario without a rubric gets no feedback); check refuses them."""
 
     @property
     def ok(self) -> bool:
@@ -135,6 +137,7 @@ def load_packs(paths: Sequence[Path], *, builtin_topics: bool = True) -> PackRep
             if loaded is not None:
                 report.scenarios.append(loaded)
     report.problems.sort()
+    report.warnings.sort()
     return report
 
 
@@ -242,6 +245,16 @@ def _read_scenario(
     report.problems.extend(problems)
     if scenario is None or problems:
         return None
+    if scenario.rubric is None:
+        report.warnings.append(
+            Problem(
+                path,
+                None,
+                "rubric",
+                "no rubric: members get no feedback on their answers to this scenario; add "
+                "rubric.key_points (3-7 points, each with id, point and look_for)",
+            )
+        )
     return LoadedScenario(scenario=scenario, path=path, pack=pack)
 
 

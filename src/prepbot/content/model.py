@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import (
     AfterValidator,
@@ -19,6 +19,7 @@ from pydantic import (
     StringConstraints,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 SLUG_PATTERN = r"^[a-z0-9]+(?:-[a-z0-9]+)*$"
@@ -47,6 +48,13 @@ class Kind(StrEnum):
     SYSTEM_DESIGN = "system-design"
     BEHAVIORAL = "behavioral"
     CAREER = "career"
+
+
+class Audience(StrEnum):
+    """Who a scenario is for: candidates practising, or the people hiring them."""
+
+    CANDIDATES = "candidates"
+    HIRING = "hiring"
 
 
 class Difficulty(StrEnum):
@@ -89,6 +97,82 @@ class Source(_Frozen):
     title: Text | None = Field(default=None, description="Title of the source post, if any.")
 
 
+Term = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=2, max_length=80),
+    AfterValidator(_no_draft_placeholder),
+]
+PointId = Annotated[str, StringConstraints(pattern=SLUG_PATTERN, max_length=40)]
+
+
+class KeyPoint(_Frozen):
+    """One point a full-credit answer must make, and the words that show it was made."""
+
+    id: PointId = Field(description="Stable id of the point, unique within the scenario.")
+    point: Text = Field(max_length=200, description="The point in one sentence.")
+    look_for: tuple[Term, ...] = Field(
+        min_length=1,
+        description=(
+            "Phrases, synonyms and abbreviations that show the point in a member's own words; "
+            "matched ignoring case, plurals, hyphens and small typos."
+        ),
+    )
+
+
+class RedFlag(_Frozen):
+    """A claim that should cost an answer credit, and the words that show it was made."""
+
+    id: PointId
+    flag: Text = Field(max_length=200, description="The wrong claim, in one sentence.")
+    look_for: tuple[Term, ...] = Field(min_length=1)
+
+
+def _distinct_ids(items: tuple[KeyPoint, ...] | tuple[RedFlag, ...], what: str) -> None:
+    ids = [item.id for item in items]
+    duplicates = sorted({i for i in ids if ids.count(i) > 1})
+    if duplicates:
+        raise ValueError(f"{what} id used twice: {', '.join(duplicates)}")
+
+
+class Rubric(_Frozen):
+    """What a full-credit answer contains: 3-7 key points, and claims that cost credit."""
+
+    key_points: tuple[KeyPoint, ...] = Field(min_length=3, max_length=7)
+    red_flags: tuple[RedFlag, ...] = Field(default=(), max_length=5)
+
+    @field_validator("key_points")
+    @classmethod
+    def _key_point_ids_are_distinct(cls, points: tuple[KeyPoint, ...]) -> tuple[KeyPoint, ...]:
+        _distinct_ids(points, "key point")
+        return points
+
+    @field_validator("red_flags")
+    @classmethod
+    def _red_flag_ids_are_distinct(cls, flags: tuple[RedFlag, ...]) -> tuple[RedFlag, ...]:
+        _distinct_ids(flags, "red flag")
+        return flags
+
+
+class FollowUp(_Frozen):
+    """A question an interviewer might ask next, with a short answer key."""
+
+    question: Text
+    answer: Text | None = Field(default=None, description="A short answer key.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _accept_plain_question(cls, data: Any) -> Any:
+        return {"question": data} if isinstance(data, str) else data
+
+
+class Reference(_Frozen):
+    """A primary source the scenario follows: a paper, official docs, an engineering blog."""
+
+    title: Text
+    url: HttpUrl
+    year: int | None = Field(default=None, ge=1900, le=2100)
+
+
 class Scenario(_Frozen):
     """One interview situation: context, prompts, the trap, key insights and its source."""
 
@@ -111,8 +195,31 @@ class Scenario(_Frozen):
     insights: tuple[Text, ...] = Field(
         min_length=2, description="Key insights revealed after the round, most important first."
     )
-    follow_ups: tuple[Text, ...] = Field(
-        default=(), description="Follow-up questions an interviewer might ask next."
+    follow_ups: tuple[FollowUp, ...] = Field(
+        default=(),
+        description=(
+            "Follow-up questions an interviewer might ask next, each {question, answer}; "
+            "a plain string is a question without an answer key."
+        ),
+    )
+    rubric: Rubric | None = Field(
+        default=None,
+        description="What a full-credit answer contains; 'prepbot content check' requires it.",
+    )
+    hints: tuple[Text, ...] = Field(
+        default=(),
+        max_length=2,
+        description="Nudges a member may ask for before the reveal; never the answer itself.",
+    )
+    references: tuple[Reference, ...] = Field(
+        default=(), description="Primary sources the scenario follows."
+    )
+    audience: Audience = Field(
+        default=Audience.CANDIDATES,
+        description=(
+            "'hiring' scenarios are for interviewers and recruiters: rotations leave them out "
+            "unless a group subscribes to one of their topics by name."
+        ),
     )
     source: Source
 
@@ -150,7 +257,11 @@ class Scenario(_Frozen):
             "author": [self.source.author, self.source.handle or ""],
             "insights": list(self.insights),
             "body": [self.context.situation, self.context.role or ""],
-            "answer": [*trap, *self.follow_ups],
+            "answer": [
+                *trap,
+                *(f.question for f in self.follow_ups),
+                *(f.answer for f in self.follow_ups if f.answer),
+            ],
         }
 
 

@@ -23,6 +23,8 @@ def scenario_json_schema(topics: list[str]) -> dict[str, Any]:
         "One interview scenario of a prepbot content pack. File name: <id>.yaml. "
         "Values starting with TODO are draft placeholders that 'prepbot content check' refuses."
     )
+    follow_up = schema["properties"]["follow_ups"]
+    follow_up["items"] = {"anyOf": [{"type": "string", "minLength": 1}, follow_up["items"]]}
     if topics:
         schema["properties"]["topics"]["items"] = {"type": "string", "enum": topics}
     return schema

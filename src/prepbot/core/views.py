@@ -125,7 +125,7 @@ class RevealCard:
             insights=scenario.insights,
             trap_answer=scenario.trap.answer if scenario.trap else None,
             trap_why=scenario.trap.why_it_falls_short if scenario.trap else None,
-            follow_ups=scenario.follow_ups,
+            follow_ups=tuple(f.question for f in scenario.follow_ups),
             source_author=scenario.source.author,
             source_handle=scenario.source.handle,
             source_url=str(scenario.source.url),
