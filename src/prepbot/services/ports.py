@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
+from prepbot.content.model import Rubric
+from prepbot.core.grading import Grade
 from prepbot.core.views import QuestionCard, RevealCard
 
 
@@ -103,3 +105,18 @@ class InFlight:
         pending = {t for t in self._tasks if t is not current}
         if pending:
             await asyncio.wait(pending, timeout=timeout)
+
+
+class AnswerGrader(Protocol):
+    """What grades a round's answers at its reveal: the rubric grader, or an LLM in front of it.
+
+    Must return one grade per answer, in order, within ``deadline_seconds`` (an implementation
+    that calls out falls back to the rubric grader for answers it has no result for in time);
+    must never raise for a platform or network fault.
+    """
+
+    async def grade_answers(
+        self, rubric: Rubric, prompt: str, answers: Sequence[str], *, deadline_seconds: float
+    ) -> list[Grade]:
+        """Grade each answer to ``prompt`` against ``rubric``."""
+        ...
