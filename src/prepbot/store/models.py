@@ -212,6 +212,50 @@ class Reply(Base):
     edited_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
+class AnswerGrade(Base):
+    """What an on-time answer covered of its scenario's rubric, graded once at the reveal.
+
+    ``feedback`` says what became of the member's private feedback: ``pending`` until it is
+    tried, then ``sent``, ``closed`` (the platform would not deliver it, e.g. DMs closed),
+    ``off`` (the member turned it off) or ``failed``. A delivery is claimed before it is
+    tried, so nobody gets it twice; ``/prep feedback`` shows it again whatever became of it.
+    """
+
+    __tablename__ = "answer_grades"
+    __table_args__ = (
+        Index("ix_answer_grades_round_id", "round_id"),
+        Index("ix_answer_grades_subscription_member", "subscription_id", "member_id"),
+    )
+
+    answer_id: Mapped[int] = mapped_column(
+        ForeignKey("answers.id", ondelete="CASCADE"), primary_key=True
+    )
+    round_id: Mapped[int] = mapped_column(ForeignKey("rounds.id", ondelete="CASCADE"))
+    subscription_id: Mapped[int] = mapped_column(
+        ForeignKey("subscriptions.id", ondelete="CASCADE")
+    )
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"))
+    covered: Mapped[list[str]] = mapped_column(JSON, default=list)
+    missed: Mapped[list[str]] = mapped_column(JSON, default=list)
+    red_flags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    points: Mapped[int] = mapped_column(Integer, default=0)
+    stuffed: Mapped[bool] = mapped_column(Boolean, default=False)
+    graded_by: Mapped[str] = mapped_column(String(20))
+    graded_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    feedback: Mapped[str] = mapped_column(String(10), default="pending")
+
+
+class MemberPreference(Base):
+    """A member's choices that outlive a round, such as not wanting feedback messages."""
+
+    __tablename__ = "member_preferences"
+
+    member_id: Mapped[int] = mapped_column(
+        ForeignKey("members.id", ondelete="CASCADE"), primary_key=True
+    )
+    feedback_messages: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
 class DeletedReply(Base):
     """A reply deleted on the platform: a replayed creation or edit of it must not bring it back."""
 
