@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from prepbot.core.views import (
     ErrorView,
+    FeedbackView,
     HelpView,
     LeaderboardView,
     Notice,
@@ -194,6 +195,51 @@ def render_text(view: View) -> str:
             return view.text
         case ErrorView():
             return f"⚠ {view.text}"
+        case FeedbackView():
+            return _feedback(view)
+
+
+STUFFED_NOTE = (
+    "Your answer read as a list of terms, so it earned less credit: say what each one does "
+    "and why it answers the question."
+)
+
+
+def feedback_title(view: FeedbackView) -> str:
+    """Return the first line of a member's feedback."""
+    day = view.round_date
+    return (
+        f"📝 Your answer to “{view.title}” ({day:%a} {day.day} {day:%b}): "
+        f"{view.points} of {view.total} key points"
+    )
+
+
+def _feedback(view: FeedbackView) -> str:
+    lines = [feedback_title(view)]
+    if view.made:
+        lines += ["You made:", *(f"✅ {p}" for p in view.made)]
+    if view.missed:
+        lines += ["Still to cover next time:", *(f"⬜ {p}" for p in view.missed)]
+    if view.red_flags:
+        lines += ["Watch out:", *(f"⚠ {f}" for f in view.red_flags)]
+    if view.stuffed:
+        lines.append(STUFFED_NOTE)
+    lines.append(
+        f"See it again with /prep feedback {view.scenario_id}; turn these messages off "
+        "with /prep feedback off."
+    )
+    return "\n".join(lines)
+
+
+def coverage_lines(card: RevealCard) -> list[str]:
+    """Return the reveal's group line: per key point, how many answers made it."""
+    if not card.coverage or not card.graded:
+        return []
+    answers = f"{card.graded} answer{'s' if card.graded != 1 else ''}"
+    return [
+        f"How the group did ({answers} on time):",
+        *(f"• {c.made}/{card.graded} — {c.point}" for c in card.coverage),
+    ]
 
 
 def _question(card: QuestionCard) -> str:
@@ -235,6 +281,8 @@ def _reveal(card: RevealCard) -> str:
     handle = f" (@{card.source_handle})" if card.source_handle else ""
     lines += ["", f"Source: {card.source_author}{handle} — {card.source_url}"]
     if card.is_round:
+        if coverage := coverage_lines(card):
+            lines += ["", *coverage]
         credits = card.credits()
         if card.on_time:
             named = credit_items([f"@{m.name}" for m in credits.on_time], credits.on_time_more)
@@ -258,11 +306,11 @@ def _leaderboard(view: LeaderboardView) -> str:
         empty = f"{title}\nNo answers yet. Reply in a question's thread to get on the board."
         return f"{empty}\n{ANSWERS_COUNT_AT_REVEAL}" if view.open_rounds else empty
     width = max(len(r.member.name) for r in view.rows) + 1
-    lines = [title, f"{'#':>2}  {'member':<{width}}  on time  late  streak"]
+    lines = [title, f"{'#':>2}  {'member':<{width}}  on time  points  late  streak"]
     for row in view.rows:
         lines.append(
             f"{row.rank:>2}  {'@' + row.member.name:<{width}}  {row.on_time:>7}  "
-            f"{row.late:>4}  {row.streak:>6}"
+            f"{row.points:>6}  {row.late:>4}  {row.streak:>6}"
         )
     if view.open_rounds:
         lines.append(ANSWERS_COUNT_AT_REVEAL)

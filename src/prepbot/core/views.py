@@ -91,6 +91,14 @@ class Credits:
 
 
 @dataclass(frozen=True)
+class PointCoverage:
+    """How many of a round's graded answers made one key point; never who."""
+
+    point: str
+    made: int
+
+
+@dataclass(frozen=True)
 class RevealCard:
     """The reveal in a round's thread (or the answer part of a looked-up scenario)."""
 
@@ -107,6 +115,10 @@ class RevealCard:
     late: tuple[MemberRef, ...] = ()
     milestones: tuple[Milestone, ...] = ()
     is_round: bool = False
+    coverage: tuple[PointCoverage, ...] = ()
+    """Per key point of the rubric, how many graded answers made it (the group line)."""
+    graded: int = 0
+    """How many on-time answers were graded."""
 
     @classmethod
     def of(
@@ -201,11 +213,12 @@ class LeaderboardRow:
     on_time: int
     late: int
     streak: int
+    points: int = 0
 
 
 @dataclass(frozen=True)
 class LeaderboardView:
-    """A ranking of members: on-time answers first, then current streak."""
+    """A ranking of members: on-time answers first, then key points, then current streak."""
 
     scope: str
     period: str
@@ -324,6 +337,31 @@ class ErrorView:
     text: str
 
 
+@dataclass(frozen=True)
+class FeedbackView:
+    """A member's private feedback on their answer to one round: points made and missed."""
+
+    scenario_id: str
+    title: str
+    round_date: date
+    made: tuple[str, ...]
+    """The one-sentence text of each key point the answer made."""
+    missed: tuple[str, ...]
+    red_flags: tuple[str, ...] = ()
+    stuffed: bool = False
+    graded_by: str = "rubric"
+
+    @property
+    def points(self) -> int:
+        """Return the key points credited."""
+        return len(self.made)
+
+    @property
+    def total(self) -> int:
+        """Return the rubric's number of key points."""
+        return len(self.made) + len(self.missed)
+
+
 View = (
     QuestionCard
     | RevealCard
@@ -336,6 +374,7 @@ View = (
     | StatusView
     | Notice
     | ErrorView
+    | FeedbackView
 )
 
 

@@ -231,9 +231,7 @@ class AnswerGrade(Base):
         ForeignKey("answers.id", ondelete="CASCADE"), primary_key=True
     )
     round_id: Mapped[int] = mapped_column(ForeignKey("rounds.id", ondelete="CASCADE"))
-    subscription_id: Mapped[int] = mapped_column(
-        ForeignKey("subscriptions.id", ondelete="CASCADE")
-    )
+    subscription_id: Mapped[int] = mapped_column(ForeignKey("subscriptions.id", ondelete="CASCADE"))
     member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"))
     covered: Mapped[list[str]] = mapped_column(JSON, default=list)
     missed: Mapped[list[str]] = mapped_column(JSON, default=list)

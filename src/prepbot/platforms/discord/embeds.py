@@ -11,7 +11,14 @@ from dataclasses import dataclass, field
 
 import discord
 
-from prepbot.core.text import local_time, render_text, status_lines, status_title, withheld_text
+from prepbot.core.text import (
+    coverage_lines,
+    local_time,
+    render_text,
+    status_lines,
+    status_title,
+    withheld_text,
+)
 from prepbot.core.views import (
     ErrorView,
     MemberRef,
@@ -26,6 +33,7 @@ from prepbot.core.views import (
 )
 
 TITLE, DESCRIPTION, FIELD_VALUE, FIELDS, TOTAL, CONTENT = 256, 4096, 1024, 25, 6000, 2000
+FIELD_NAME = 256
 QUESTION_COLOUR, REVEAL_COLOUR, ERROR_COLOUR = 0x3B82F6, 0x22C55E, 0xEF4444
 PAUSED_COLOUR = 0xF59E0B
 
@@ -141,6 +149,12 @@ def reveal_message(card: RevealCard) -> DiscordMessage:
         else card.source_author
     )
     embed.add_field(name="Source", value=clip(credit, FIELD_VALUE), inline=False)
+    if card.is_round and (coverage := coverage_lines(card)):
+        embed.add_field(
+            name=clip(coverage[0], FIELD_NAME),
+            value=clip("\n".join(coverage[1:]), FIELD_VALUE),
+            inline=False,
+        )
     _fit(embed)
     content, ids = "", []
     if card.is_round:

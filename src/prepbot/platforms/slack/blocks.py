@@ -15,6 +15,9 @@ from typing import Any
 
 from prepbot.core.text import (
     ANSWERS_COUNT_AT_REVEAL,
+    STUFFED_NOTE,
+    coverage_lines,
+    feedback_title,
     local_time,
     pending_words,
     render_text,
@@ -24,6 +27,7 @@ from prepbot.core.text import (
 )
 from prepbot.core.views import (
     ErrorView,
+    FeedbackView,
     HelpView,
     LeaderboardView,
     MemberRef,
@@ -114,6 +118,8 @@ def render(view: View, *, mention: Mention = default_mention) -> SlackMessage:
             blocks = notice_blocks(view)
         case ErrorView():
             blocks = error_blocks(view)
+        case FeedbackView():
+            blocks = feedback_blocks(view)
     text = _clip(escape(render_text(view)), MAX_MESSAGE_TEXT) or ELLIPSIS
     return SlackMessage(text=text, blocks=blocks)
 
@@ -155,11 +161,26 @@ def leaderboard_blocks(view: LeaderboardView, mention: Mention = default_mention
             *tail,
         ]
     lines = [
-        f"{row.rank}. {mention(row.member)} — {row.on_time} on time · streak {row.streak} · "
-        f"{row.late} late"
+        f"{row.rank}. {mention(row.member)} — {row.on_time} on time · {row.points} points · "
+        f"streak {row.streak} · {row.late} late"
         for row in view.rows
     ]
     return _fit([header, *_sections(lines)], tail, "…and more members than fit in one message.")
+
+
+def feedback_blocks(view: FeedbackView) -> list[Block]:
+    """Render a member's private feedback: the key points made, missed and any red flags."""
+    lines = [f"*{escape(feedback_title(view))}*"]
+    lines += [f"✅ {escape(p)}" for p in view.made]
+    lines += [f"⬜ {escape(p)}" for p in view.missed]
+    lines += [f"⚠️ {escape(f)}" for f in view.red_flags]
+    if view.stuffed:
+        lines.append(escape(STUFFED_NOTE))
+    again = (
+        f"See it again: `/prep feedback {view.scenario_id}` · "
+        "turn these messages off: `/prep feedback off`"
+    )
+    return [*_sections(lines), _context(again)]
 
 
 def streak_blocks(view: StreakView, mention: Mention = default_mention) -> list[Block]:
@@ -279,6 +300,9 @@ def _reveal_parts(card: RevealCard, mention: Mention) -> tuple[list[Block], list
     handle = f" (@{escape(card.source_handle)})" if card.source_handle else ""
     tail = [_context(f"Source: {link(card.source_url, card.source_author)}{handle}")]
     if card.is_round:
+        coverage = coverage_lines(card)
+        if coverage:
+            tail += _sections([f"*{escape(coverage[0])}*", *(escape(c) for c in coverage[1:])])
         tail += _sections(_credit_lines(card, mention))
     return body, tail
 

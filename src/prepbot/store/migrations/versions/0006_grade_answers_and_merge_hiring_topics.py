@@ -101,7 +101,9 @@ def downgrade() -> None:
 def _rename_topics(renames: dict[str, str]) -> None:
     """Rewrite subscriptions' topic filters, keeping each topic once and in order."""
     bind = op.get_bind()
-    subscriptions = sa.table("subscriptions", sa.column("id", sa.Integer), sa.column("topics", sa.JSON))
+    subscriptions = sa.table(
+        "subscriptions", sa.column("id", sa.Integer), sa.column("topics", sa.JSON)
+    )
     for row_id, raw in bind.execute(sa.select(subscriptions.c.id, subscriptions.c.topics)).all():
         topics = json.loads(raw) if isinstance(raw, str) else (raw or [])
         renamed: list[str] = []
@@ -111,7 +113,5 @@ def _rename_topics(renames: dict[str, str]) -> None:
                 renamed.append(new)
         if renamed != topics:
             bind.execute(
-                subscriptions.update()
-                .where(subscriptions.c.id == row_id)
-                .values(topics=renamed)
+                subscriptions.update().where(subscriptions.c.id == row_id).values(topics=renamed)
             )
