@@ -6,7 +6,7 @@ import asyncio
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from prepbot.core.views import QuestionCard, RevealCard
+from prepbot.core.views import FeedbackView, MemberRef, QuestionCard, RevealCard
 from prepbot.services.ports import ChannelUnavailable
 
 
@@ -24,6 +24,8 @@ class RecordingPlatform:
     gone: dict[str, str] = field(default_factory=dict)
     hold: asyncio.Event | None = None
     lost: int = 0
+    feedback: list[tuple[str, str, MemberRef, FeedbackView]] = field(default_factory=list)
+    closed_dms: set[str] = field(default_factory=set)  # members whose feedback is refused
 
     async def post_question(
         self, channel_id: str, card: QuestionCard, *, community_id: str | None = None
@@ -41,6 +43,20 @@ class RecordingPlatform:
         self.reveals.append((channel_id, thread_id, card))
         await self._answer()
         return f"r{len(self.reveals)}"
+
+    async def send_feedback(
+        self,
+        channel_id: str,
+        thread_id: str,
+        member: MemberRef,
+        feedback: FeedbackView,
+        *,
+        community_id: str | None = None,
+    ) -> bool:
+        if member.id in self.closed_dms:
+            return False
+        self.feedback.append((channel_id, thread_id, member, feedback))
+        return True
 
     async def find_question(
         self,

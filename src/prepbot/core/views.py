@@ -129,6 +129,8 @@ class RevealCard:
         late: tuple[MemberRef, ...] = (),
         milestones: tuple[Milestone, ...] = (),
         is_round: bool = False,
+        coverage: tuple[PointCoverage, ...] = (),
+        graded: int = 0,
     ) -> RevealCard:
         """Build the reveal of a scenario."""
         return cls(
@@ -145,6 +147,8 @@ class RevealCard:
             late=late,
             milestones=milestones,
             is_round=is_round,
+            coverage=coverage,
+            graded=graded,
         )
 
     def credits(self, limit: int = MAX_MENTIONS) -> Credits:

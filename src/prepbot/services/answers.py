@@ -59,7 +59,17 @@ class AnswerOutcome:
     status: AnswerStatus
     round_id: int | None = None
 
+    @property
+    def newly_stored(self) -> bool | None:
+        """Say whether a new answer was stored on time (True) or late (False); None if neither.
 
+        Held replies came while the question was being posted, so before any reveal: on time.
+        Platforms acknowledge a stored answer with a reaction by this.
+        """
+        return NEWLY_STORED.get(self.status)
+
+
+NEWLY_STORED = {AnswerStatus.RECORDED: True, AnswerStatus.HELD: True, AnswerStatus.LATE: False}
 IGNORED = AnswerOutcome(AnswerStatus.IGNORED)
 BATCH_LIMIT = 256  # new replies stored in one transaction, at most
 HELD_FOR = timedelta(days=2)  # a held reply whose thread never became a round's is dropped

@@ -24,7 +24,7 @@ from prepbot.core.events import Place
 from prepbot.core.schedule import Schedule, ScheduleError
 from prepbot.core.views import MemberRef
 from prepbot.observability import Metrics, Problems
-from prepbot.services.ports import ChatPlatform
+from prepbot.services.ports import AnswerGrader, ChatPlatform
 from prepbot.store.db import Database
 from prepbot.store.models import Community, Member, Round, RoundStatus, Subscription
 
@@ -45,6 +45,9 @@ class ServiceContext:
     owner: str = field(default_factory=lambda: process_name())
     lease: timedelta = timedelta(seconds=90)
     lease_clock: Clock = field(default_factory=SystemClock)  # real time, whatever ``clock`` says
+    # What grades answers at a reveal (None: the rubric grader), and how long it may take.
+    grader: AnswerGrader | None = None
+    grading_deadline: float = 4.0
     # Called with (subscription id, thread id) once a round's thread is known.
     thread_listeners: list[Callable[[int, str], Awaitable[None]]] = field(default_factory=list)
 

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from prepbot.content.model import Rubric
 from prepbot.core.grading import Grade
-from prepbot.core.views import QuestionCard, RevealCard
+from prepbot.core.views import FeedbackView, MemberRef, QuestionCard, RevealCard
 
 
 class ChannelUnavailable(Exception):
@@ -51,6 +51,22 @@ class ChatPlatform(Protocol):
         community_id: str | None = None,
     ) -> str:
         """Post the reveal in a round's thread; return the reveal's message id."""
+        ...
+
+    async def send_feedback(
+        self,
+        channel_id: str,
+        thread_id: str,
+        member: MemberRef,
+        feedback: FeedbackView,
+        *,
+        community_id: str | None = None,
+    ) -> bool:
+        """Send a member their private feedback on a round; False if the platform won't deliver.
+
+        Slack shows it only to them in the round's thread; Discord sends a direct message
+        (False when their DMs are closed); the console prints it.
+        """
         ...
 
     async def find_question(

@@ -23,11 +23,12 @@ from datetime import date, timedelta
 from sqlalchemy import case, func, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from prepbot.content.model import Scenario
+from prepbot.content.model import Audience, Scenario
 from prepbot.core.rotation import next_pick
 from prepbot.core.streaks import milestone_reached
 from prepbot.core.views import MemberRef, Milestone, QuestionCard, RevealCard
 from prepbot.services.base import ServiceContext, member_ref, open_rounds, schedule_of
+from prepbot.services.feedback import FeedbackService, RoundCoverage
 from prepbot.services.ports import ChannelUnavailable
 from prepbot.store.models import (
     Answer,
@@ -43,6 +44,7 @@ from prepbot.store.models import (
 log = logging.getLogger(__name__)
 
 
+HIRING_TOPIC = "hiring"  # the topic a group names to get the hiring side's scenarios too
 LOOK_BACK = timedelta(minutes=5)  # how long before a claim the bot's own message may be dated
 
 
@@ -63,6 +65,7 @@ class RoundService:
 
     def __init__(self, ctx: ServiceContext) -> None:
         self.ctx = ctx
+        self.feedback = FeedbackService(ctx)
         self._in_flight: set[int] = set()  # rounds this process is posting or revealing now
 
     def in_flight(self) -> frozenset[int]:
@@ -121,13 +124,18 @@ class RoundService:
         return bool(taken.rowcount == 1)  # type: ignore[attr-defined]
 
     def eligible(self, subscription: Subscription) -> list[Scenario]:
-        """Return the scenarios a subscription's filters allow, ordered by id."""
+        """Return the scenarios a subscription's filters allow, ordered by id.
+
+        Scenarios for the hiring side (``audience: hiring``) reach only a group whose topic
+        filter names ``hiring``: a candidates' study group does not get them by default.
+        """
         topics, difficulties = set(subscription.topics), set(subscription.difficulties)
         return [
             s
             for s in self.ctx.catalog.scenarios
             if (not topics or topics & set(s.topics))
             and (not difficulties or s.difficulty.value in difficulties)
+            and (s.audience is Audience.CANDIDATES or HIRING_TOPIC in topics)
         ]
 
     async def post_round(self, subscription_id: int, local_date: date) -> PostOutcome | None:
@@ -353,8 +361,13 @@ class RoundService:
     async def _post_reveal(
         self, round_id: int, milestones: tuple[Milestone, ...], *, look_first: bool
     ) -> RevealCard:
-        """Post a revealed round's reveal card in its thread and remember its message id."""
+        """Grade its answers, post a revealed round's reveal in its thread, send the feedback.
+
+        The reveal's message id is stored before any feedback goes out, so a member's private
+        feedback never holds the reveal up, and a failed feedback message never repeats it.
+        """
         ctx = self.ctx
+        coverage = await self.feedback.grade_round(round_id)
         async with ctx.db.transaction() as session:
             round_ = await session.get(Round, round_id)
             assert round_ is not None
@@ -371,7 +384,7 @@ class RoundService:
             platform_name, community_id = await self._platform_of(session, subscription)
         on_time = tuple(member_ref(m) for a, m in answers if a.on_time)
         late = tuple(member_ref(m) for a, m in answers if not a.on_time)
-        card = self._reveal_card(round_.scenario_id, on_time, late, milestones)
+        card = self._reveal_card(round_.scenario_id, on_time, late, milestones, coverage)
         thread_id = round_.question_message_id
         assert thread_id is not None
         platform = ctx.platform(platform_name)
@@ -409,6 +422,13 @@ class RoundService:
             )
         ctx.metrics.rounds_revealed.labels(platform_name).inc()
         log.info("revealed round %s of subscription %s", round_id, round_.subscription_id)
+        try:
+            sent = await self.feedback.deliver(round_id)
+        except Exception as error:  # grades are stored: /prep feedback still shows them
+            log.warning("feedback for round %s stopped: %r", round_id, error)
+        else:
+            if any(sent.values()):
+                log.info("feedback for round %s: %s", round_id, sent)
         return card
 
     async def reveal_open(self, subscription_id: int) -> list[RevealCard]:
@@ -428,6 +448,7 @@ class RoundService:
         on_time: tuple[MemberRef, ...],
         late: tuple[MemberRef, ...],
         milestones: tuple[Milestone, ...],
+        coverage: RoundCoverage,
     ) -> RevealCard:
         scenario = self.ctx.catalog.get(scenario_id)
         if scenario is None:
@@ -452,6 +473,8 @@ class RoundService:
             late=late,
             milestones=milestones,
             is_round=True,
+            coverage=coverage.coverage,
+            graded=coverage.graded,
         )
 
     async def _update_stats(self, session: AsyncSession, round_: Round) -> tuple[Milestone, ...]:

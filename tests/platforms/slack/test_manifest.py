@@ -13,6 +13,8 @@ MANIFEST = REPO / "config" / "slack-manifest.yml"
 ADAPTER = REPO / "src" / "prepbot" / "platforms" / "slack" / "adapter.py"
 SCOPES_FOR_METHOD = {
     "chat_postMessage": {"chat:write"},
+    "chat_postEphemeral": {"chat:write"},
+    "reactions_add": {"reactions:write"},
     "conversations_replies": {"channels:history", "groups:history"},
     "users_info": {"users:read"},
     "auth_test": set(),

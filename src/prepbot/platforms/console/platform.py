@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import TextIO
 
 from prepbot.core.text import render_text
-from prepbot.core.views import QuestionCard, Response, RevealCard, View
+from prepbot.core.views import FeedbackView, MemberRef, QuestionCard, Response, RevealCard, View
 
 PLATFORM = "console"
 COMMUNITY = "console"
@@ -65,6 +65,19 @@ class ConsolePlatform:
         """Print the reveal in the round's thread and return its message id."""
         self.show(f"── thread of today's question in #{channel_id} ──\n{render_text(card)}")
         return self.new_message_id()
+
+    async def send_feedback(
+        self,
+        channel_id: str,
+        thread_id: str,
+        member: MemberRef,
+        feedback: FeedbackView,
+        *,
+        community_id: str | None = None,
+    ) -> bool:
+        """Print a member's private feedback, marked as only they would see it."""
+        self.show(f"── only @{member.name} sees this ──\n{render_text(feedback)}")
+        return True
 
     async def find_question(
         self,

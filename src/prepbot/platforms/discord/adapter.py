@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import discord
 import yarl
@@ -33,9 +33,17 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from prepbot.core.commands import Period
 from prepbot.core.events import Invocation, Place, ReplyDeleted, ReplyEdited, ThreadReply
-from prepbot.core.views import ErrorView, MemberRef, QuestionCard, Response, RevealCard
+from prepbot.core.views import (
+    ErrorView,
+    FeedbackView,
+    MemberRef,
+    QuestionCard,
+    Response,
+    RevealCard,
+)
 from prepbot.platforms.discord.embeds import DiscordMessage, clip, render
 from prepbot.services import Services
+from prepbot.services.answers import AnswerOutcome
 from prepbot.services.ports import ChannelUnavailable, InFlight
 from prepbot.settings import DiscordSettings
 from prepbot.store.models import Community, Round, RoundStatus, Subscription
@@ -44,6 +52,8 @@ log = logging.getLogger(__name__)
 
 PLATFORM = "discord"
 ArchiveMinutes = Literal[60, 1440, 4320, 10080]
+T = TypeVar("T")
+ON_TIME_REACTION, LATE_REACTION = "✅", "🕓"
 STORE_PAUSES = (0.2, 0.5, 1, 2, 4, 8, 15, 30)  # seconds between tries to store an event (~1 min)
 THREAD_ALREADY_CREATED = 160004  # "A thread has already been created for this message"
 PUBLIC_SUBCOMMANDS = {"leaderboard"}
@@ -65,6 +75,7 @@ BOT_PERMISSIONS = discord.Permissions(
     create_public_threads=True,
     embed_links=True,
     read_message_history=True,
+    add_reactions=True,  # ✅ on an answer once it is stored, 🕓 on a late one
 )
 
 
@@ -345,6 +356,28 @@ class DiscordPlatform:
         except (discord.NotFound, discord.Forbidden) as error:
             raise ChannelUnavailable(f"Discord: {error.status} {error.text or error}") from None
 
+    async def send_feedback(
+        self,
+        channel_id: str,
+        thread_id: str,
+        member: MemberRef,
+        feedback: FeedbackView,
+        *,
+        community_id: str | None = None,
+    ) -> bool:
+        """Send a member their feedback as a direct message; False when their DMs are closed."""
+        message = render(feedback)
+        try:
+            user = self.client.get_user(int(member.id)) or await self.client.fetch_user(
+                int(member.id)
+            )
+            dm = user.dm_channel or await user.create_dm()
+            await dm.send(embeds=message.embeds)
+        except (discord.Forbidden, discord.NotFound) as error:
+            log.info("feedback for member %s not delivered: %s", member.id, error.text or error)
+            return False
+        return True
+
     async def find_question(
         self,
         channel_id: str,
@@ -477,15 +510,14 @@ class PrepClient(discord.Client):
             await self.runtime.on_delete(payload)
 
 
-async def stored(what: str, store: Callable[[], Awaitable[object]]) -> None:
+async def stored(what: str, store: Callable[[], Awaitable[T]]) -> T:
     """Store an event, again after a pause while the database fails: Discord sends it once.
 
     Storing is idempotent (keyed by message id), so a try whose commit was lost is harmless.
     """
     for pause in (*STORE_PAUSES, None):
         try:
-            await store()
-            return
+            return await store()
         except SQLAlchemyError as error:
             reason = (str(getattr(error, "orig", None) or error).splitlines() or [""])[0]
             if pause is None:
@@ -493,6 +525,7 @@ async def stored(what: str, store: Callable[[], Awaitable[object]]) -> None:
                 raise
             log.warning("could not store %s from Discord (%s); again in %s s", what, reason, pause)
             await asyncio.sleep(pause)
+    raise AssertionError("unreachable: the last try returns or raises")
 
 
 class DiscordRuntime:
@@ -507,6 +540,7 @@ class DiscordRuntime:
         self._task: asyncio.Task[None] | None = None
         self._locks: dict[int, asyncio.Lock] = {}
         self.in_flight = InFlight()
+        self._reactions: set[asyncio.Task[None]] = set()
 
     def lock_for(self, channel_id: int) -> asyncio.Lock:
         """Return the lock that keeps one channel's events in delivery order."""
@@ -538,8 +572,10 @@ class DiscordRuntime:
 
     async def stop(self) -> None:
         """Close the gateway, let events being handled finish storing, close the session."""
-        await self.client.close()
         await self.in_flight.drain()
+        if self._reactions:
+            await asyncio.wait(set(self._reactions), timeout=5)
+        await self.client.close()
         if self._task is not None:
             try:
                 await asyncio.wait_for(self._task, timeout=10)
@@ -570,7 +606,23 @@ class DiscordRuntime:
             message.content,
             message.created_at,
         )
-        await stored(f"message {message.id}", lambda: self.services.answers.record(reply))
+        outcome = await stored(f"message {message.id}", lambda: self.services.answers.record(reply))
+        self._acknowledge(message, outcome)
+
+    def _acknowledge(self, message: discord.Message, outcome: AnswerOutcome) -> None:
+        """React to a newly stored answer in the background: ✅ on time, 🕓 late."""
+        on_time = outcome.newly_stored
+        if on_time is None:
+            return
+        task = asyncio.create_task(self._react(message, on_time))
+        self._reactions.add(task)
+        task.add_done_callback(self._reactions.discard)
+
+    async def _react(self, message: discord.Message, on_time: bool) -> None:
+        try:
+            await message.add_reaction(ON_TIME_REACTION if on_time else LATE_REACTION)
+        except discord.HTTPException as error:  # the answer is stored; only the reaction is missing
+            log.warning("could not react to answer %s: %s", message.id, error)
 
     async def on_edit(self, payload: discord.RawMessageUpdateEvent) -> None:
         """Store an edited thread message."""

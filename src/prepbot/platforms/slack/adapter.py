@@ -39,11 +39,12 @@ from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import select
 
 from prepbot.core.events import Invocation, Place, ReplyDeleted, ReplyEdited, ThreadReply
-from prepbot.core.views import MemberRef, QuestionCard, Response, RevealCard
+from prepbot.core.views import FeedbackView, MemberRef, QuestionCard, Response, RevealCard
 from prepbot.platforms.pacing import Pacer
 from prepbot.platforms.slack.blocks import escape, render
 from prepbot.platforms.slack.events import PLATFORM, thread_event
 from prepbot.services import Services
+from prepbot.services.answers import AnswerOutcome
 from prepbot.services.ports import ChannelUnavailable, InFlight
 from prepbot.settings import SlackSettings
 from prepbot.store.models import Community, Round, RoundStatus, Subscription
@@ -124,6 +125,58 @@ class SlackPlatform:
     ) -> str:
         """Post the reveal in the round's thread."""
         return await self._post(channel_id, card, thread_id, community_id, _marker(REVEAL, card))
+
+    async def send_feedback(
+        self,
+        channel_id: str,
+        thread_id: str,
+        member: MemberRef,
+        feedback: FeedbackView,
+        *,
+        community_id: str | None = None,
+    ) -> bool:
+        """Show a member their feedback in the round's thread, visible only to them.
+
+        False when Slack will not show it (they left the channel); a 429 holds the workspace
+        for its Retry-After and is tried again, since an ephemeral that was refused was not made.
+        """
+        message = render(feedback)
+        workspace = community_id or ""
+        for attempt in range(self.rate_limit_retries + 1):
+            await self._workspaces.wait(workspace)
+            async with self._limit:
+                try:
+                    await self.client.chat_postEphemeral(
+                        channel=channel_id,
+                        user=member.id,
+                        text=message.text,
+                        blocks=message.blocks,
+                        thread_ts=thread_id,
+                    )
+                    return True
+                except SlackApiError as error:
+                    code = str(error.response.get("error", ""))
+                    if code in CHANNEL_GONE:
+                        raise ChannelUnavailable(f"Slack: {code} ({CHANNEL_GONE[code]})") from None
+                    if code in NOT_SHOWN_TO_MEMBER:
+                        return False
+                    if error.response.status_code != 429 or attempt == self.rate_limit_retries:
+                        raise
+                    wait = _retry_after(error.response.headers)
+            self._workspaces.hold(workspace, wait)
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    async def acknowledge(self, channel_id: str, message_id: str, on_time: bool) -> None:
+        """React to a stored answer: ✅ on time, 🕓 late; a reaction already there is fine."""
+        try:
+            await self.client.reactions_add(
+                channel=channel_id,
+                timestamp=message_id,
+                name=ON_TIME_REACTION if on_time else LATE_REACTION,
+            )
+        except SlackApiError as error:
+            if error.response.get("error") != "already_reacted":
+                raise
 
     async def find_question(
         self,
@@ -235,6 +288,8 @@ class SlackPlatform:
 
 
 QUESTION, REVEAL = "prepbot_question", "prepbot_reveal"
+ON_TIME_REACTION, LATE_REACTION = "white_check_mark", "clock4"  # ✅ and 🕓
+NOT_SHOWN_TO_MEMBER = {"user_not_in_channel", "user_not_found", "user_disabled"}
 LOOKUP_PAGES = 5  # pages of 200 messages a repair looks through for the bot's own post
 
 
@@ -296,6 +351,7 @@ class SlackRuntime:
         self.enterprise_id: str | None = None  # set only for an org-wide (Enterprise Grid) install
         self.bot_user_id: str | None = None
         self.in_flight = InFlight()
+        self._reactions: set[asyncio.Task[None]] = set()
         self._names: dict[str, str] = {}
         self._admins: dict[str, tuple[bool, datetime]] = {}  # answer, when Slack gave it
         self._foreign_teams: set[str] = set()
@@ -364,6 +420,8 @@ class SlackRuntime:
             await self._runner.cleanup()
             self._runner = None
         await self.in_flight.drain()
+        if self._reactions:
+            await asyncio.wait(set(self._reactions), timeout=5)
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -468,7 +526,22 @@ class SlackRuntime:
         if isinstance(named, ReplyEdited):
             await answers.edit(named)
         else:
-            await answers.record(named)
+            self._acknowledge(named, await answers.record(named))
+
+    def _acknowledge(self, reply: ThreadReply, outcome: AnswerOutcome) -> None:
+        """React to a newly stored answer in the background; Slack's ack does not wait for it."""
+        on_time = outcome.newly_stored
+        if on_time is None:
+            return
+        task = asyncio.create_task(self._react(reply, on_time))
+        self._reactions.add(task)
+        task.add_done_callback(self._reactions.discard)
+
+    async def _react(self, reply: ThreadReply, on_time: bool) -> None:
+        try:
+            await self.platform.acknowledge(reply.place.channel_id, reply.message_id, on_time)
+        except Exception as error:  # the answer is stored; only its reaction is missing
+            log.warning("could not react to answer %s: %r", reply.message_id, error)
 
     async def _with_name(self, event: ThreadReply | ReplyEdited) -> ThreadReply | ReplyEdited:
         name = await self.display_name(event.member.id)
@@ -549,6 +622,7 @@ class SlackRuntime:
                     if isinstance(neutral, ThreadReply):
                         outcome = await self.services.answers.record(await self._with_name(neutral))
                         recorded += outcome.status.value in {"recorded", "late"}
+                        self._acknowledge(neutral, outcome)
                 cursor = (page.get("response_metadata") or {}).get("next_cursor") or None
                 if not cursor:
                     break

@@ -1,0 +1,306 @@
+"""Feedback: grade a round's on-time answers at its reveal and tell each member how they did.
+
+Grading happens once per answer (a grade row per on-time answer, inserted only if missing, so
+a repaired reveal grades nothing twice) through the ``AnswerGrader`` port, bounded by a
+deadline so a slow LLM never holds a reveal up. Each member's private feedback is claimed in
+the database before it is sent, so nobody receives it twice; whatever became of it, the
+stored grade is what ``/prep feedback`` shows again. Members can turn the messages off.
+Imports no chat platform library.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import select, update
+
+from prepbot.content.model import Rubric, Scenario
+from prepbot.core.grading import Grade, grade
+from prepbot.core.views import ErrorView, FeedbackView, MemberRef, PointCoverage
+from prepbot.services.base import ServiceContext
+from prepbot.services.ports import ChannelUnavailable
+from prepbot.store.models import (
+    Answer,
+    AnswerGrade,
+    Community,
+    Member,
+    MemberPreference,
+    Round,
+    RoundStatus,
+    Subscription,
+)
+
+log = logging.getLogger(__name__)
+
+PENDING, SENT, CLOSED, OFF, FAILED = "pending", "sent", "closed", "off", "failed"
+CLAIM_CHUNK = 50  # feedback messages claimed in one UPDATE before they are sent
+RECENT_ROUNDS = 30  # how far back /prep feedback <id> looks for the member's answer
+
+
+class RubricAnswerGrader:
+    """The built-in grader: the rubric's key points matched in the answer's own words."""
+
+    name = "rubric"
+
+    async def grade_answers(
+        self, rubric: Rubric, prompt: str, answers: Sequence[str], *, deadline_seconds: float
+    ) -> list[Grade]:
+        """Grade each answer with the rubric grader (no I/O, so no deadline to keep)."""
+        return [grade(text, rubric) for text in answers]
+
+
+@dataclass(frozen=True)
+class RoundCoverage:
+    """The reveal's group line: how many answers were graded and who made each point (counts)."""
+
+    graded: int
+    coverage: tuple[PointCoverage, ...]
+
+
+class FeedbackService:
+    """Grade answers at the reveal, deliver feedback, and show it again on request."""
+
+    def __init__(self, ctx: ServiceContext) -> None:
+        self.ctx = ctx
+
+    async def grade_round(self, round_id: int) -> RoundCoverage:
+        """Grade the round's on-time answers not graded yet; return the group's coverage."""
+        ctx = self.ctx
+        async with ctx.db.transaction() as session:
+            round_ = await session.get(Round, round_id)
+            assert round_ is not None
+            scenario = ctx.catalog.get(round_.scenario_id)
+            if scenario is None or scenario.rubric is None:
+                return RoundCoverage(0, ())
+            ungraded = (
+                await session.execute(
+                    select(Answer.id, Answer.member_id, Answer.text)
+                    .where(Answer.round_id == round_id, Answer.on_time.is_(True))
+                    .where(
+                        ~select(AnswerGrade.answer_id)
+                        .where(AnswerGrade.answer_id == Answer.id)
+                        .exists()
+                    )
+                    .order_by(Answer.id)
+                )
+            ).all()
+            muted = set(
+                (
+                    await session.scalars(
+                        select(MemberPreference.member_id).where(
+                            MemberPreference.feedback_messages.is_(False)
+                        )
+                    )
+                ).all()
+            )
+        if ungraded:
+            grader = ctx.grader or RubricAnswerGrader()
+            try:
+                grades = await grader.grade_answers(
+                    scenario.rubric,
+                    scenario.prompts[0],
+                    [text for _, _, text in ungraded],
+                    deadline_seconds=ctx.grading_deadline,
+                )
+            except Exception as error:  # a grader must not raise; if one does, the rubric grades
+                log.warning("the %s grader failed; using the rubric: %r", _name(grader), error)
+                grader = RubricAnswerGrader()
+                grades = [grade(text, scenario.rubric) for _, _, text in ungraded]
+            now = ctx.clock.now()
+            rows = [
+                {
+                    "answer_id": answer_id,
+                    "round_id": round_id,
+                    "subscription_id": round_.subscription_id,
+                    "member_id": member_id,
+                    "covered": list(g.covered_ids),
+                    "missed": list(g.missed),
+                    "red_flags": [m.id for m in g.red_flags],
+                    "points": g.points,
+                    "stuffed": g.stuffed,
+                    "graded_by": _name(grader),
+                    "graded_at": now,
+                    "feedback": OFF if member_id in muted else PENDING,
+                }
+                for (answer_id, member_id, _), g in zip(ungraded, grades, strict=True)
+            ]
+            async with ctx.db.transaction() as session:
+                for start in range(0, len(rows), 500):
+                    await session.execute(
+                        ctx.insert_ignore(AnswerGrade)
+                        .values(rows[start : start + 500])
+                        .on_conflict_do_nothing()
+                    )
+        return await self.coverage(round_id, scenario)
+
+    async def coverage(self, round_id: int, scenario: Scenario) -> RoundCoverage:
+        """Count, per key point, the round's graded answers that made it."""
+        assert scenario.rubric is not None
+        async with self.ctx.db.transaction() as session:
+            covered = (
+                await session.scalars(
+                    select(AnswerGrade.covered).where(AnswerGrade.round_id == round_id)
+                )
+            ).all()
+        counts = {p.id: 0 for p in scenario.rubric.key_points}
+        for ids in covered:
+            for point_id in ids:
+                if point_id in counts:
+                    counts[point_id] += 1
+        return RoundCoverage(
+            graded=len(covered),
+            coverage=tuple(
+                PointCoverage(point=p.point, made=counts[p.id]) for p in scenario.rubric.key_points
+            ),
+        )
+
+    async def deliver(self, round_id: int) -> dict[str, int]:
+        """Send each graded member of a revealed round their feedback, once; count outcomes."""
+        ctx = self.ctx
+        outcomes = {SENT: 0, CLOSED: 0, FAILED: 0}
+        async with ctx.db.transaction() as session:
+            round_ = await session.get(Round, round_id)
+            if round_ is None or round_.status != RoundStatus.REVEALED:
+                return outcomes
+            subscription = await session.get(Subscription, round_.subscription_id)
+            assert subscription is not None
+            community = await session.get(Community, subscription.community_id)
+            assert community is not None
+        scenario = ctx.catalog.get(round_.scenario_id)
+        if scenario is None or scenario.rubric is None or round_.question_message_id is None:
+            return outcomes
+        platform = ctx.platform(community.platform)
+        while True:
+            async with ctx.db.transaction() as session:
+                batch = (
+                    await session.execute(
+                        select(AnswerGrade, Member)
+                        .join(Member, Member.id == AnswerGrade.member_id)
+                        .where(AnswerGrade.round_id == round_id, AnswerGrade.feedback == PENDING)
+                        .order_by(AnswerGrade.answer_id)
+                        .limit(CLAIM_CHUNK)
+                    )
+                ).all()
+                if not batch:
+                    return outcomes
+                ids = [g.answer_id for g, _ in batch]
+                # Claimed as sent before sending: at most once, whatever happens next.
+                await session.execute(
+                    update(AnswerGrade)
+                    .where(AnswerGrade.answer_id.in_(ids), AnswerGrade.feedback == PENDING)
+                    .values(feedback=SENT)
+                    .execution_options(synchronize_session=False)
+                )
+            for stored, member in batch:
+                view = feedback_view(scenario, round_, stored)
+                try:
+                    delivered = await platform.send_feedback(
+                        subscription.channel_id,
+                        round_.question_message_id,
+                        MemberRef(id=member.external_id, name=member.display_name),
+                        view,
+                        community_id=community.external_id,
+                    )
+                    outcome = SENT if delivered else CLOSED
+                except ChannelUnavailable:
+                    outcome = CLOSED
+                except Exception as error:  # the grade stays; /prep feedback shows it
+                    log.warning(
+                        "could not send feedback for answer %s: %r", stored.answer_id, error
+                    )
+                    outcome = FAILED
+                outcomes[outcome] += 1
+                if outcome != SENT:
+                    async with ctx.db.transaction() as session:
+                        await session.execute(
+                            update(AnswerGrade)
+                            .where(AnswerGrade.answer_id == stored.answer_id)
+                            .values(feedback=outcome)
+                            .execution_options(synchronize_session=False)
+                        )
+
+    async def show(
+        self, subscription: Subscription, member_external_id: str, scenario_id: str | None
+    ) -> FeedbackView | ErrorView:
+        """Return a member's feedback on their latest graded answer, or on one scenario's."""
+        ctx = self.ctx
+        async with ctx.db.transaction() as session:
+            query = (
+                select(AnswerGrade, Round)
+                .join(Round, Round.id == AnswerGrade.round_id)
+                .join(Member, Member.id == AnswerGrade.member_id)
+                .where(
+                    AnswerGrade.subscription_id == subscription.id,
+                    Member.external_id == member_external_id,
+                    Member.community_id == subscription.community_id,
+                )
+                .order_by(Round.local_date.desc())
+                .limit(RECENT_ROUNDS)
+            )
+            found = (await session.execute(query)).all()
+        for stored, round_ in found:
+            if scenario_id is not None and round_.scenario_id != scenario_id:
+                continue
+            scenario = ctx.catalog.get(round_.scenario_id)
+            if scenario is None or scenario.rubric is None:
+                continue
+            return feedback_view(scenario, round_, stored)
+        if scenario_id is not None:
+            return ErrorView(
+                f"You have no graded answer to `{scenario_id}` in this study group's last "
+                f"{RECENT_ROUNDS} rounds. `/prep feedback` shows your latest one."
+            )
+        return ErrorView(
+            "You have no graded answer here yet. Answer a question in its thread before its "
+            "reveal; your feedback arrives right after the reveal."
+        )
+
+    async def set_messages(self, community_id: int, member: MemberRef, wanted: bool) -> None:
+        """Turn a member's private feedback messages on or off."""
+        ctx = self.ctx
+        async with ctx.db.transaction() as session:
+            await session.execute(
+                ctx.insert_ignore(Member)
+                .values(community_id=community_id, external_id=member.id, display_name=member.name)
+                .on_conflict_do_nothing()
+            )
+            member_id = await session.scalar(
+                select(Member.id).where(
+                    Member.community_id == community_id, Member.external_id == member.id
+                )
+            )
+            assert member_id is not None
+            await session.execute(
+                ctx.insert_ignore(MemberPreference)
+                .values(member_id=member_id, feedback_messages=wanted)
+                .on_conflict_do_nothing()
+            )
+            await session.execute(
+                update(MemberPreference)
+                .where(MemberPreference.member_id == member_id)
+                .values(feedback_messages=wanted)
+                .execution_options(synchronize_session=False)
+            )
+
+
+def feedback_view(scenario: Scenario, round_: Round, stored: AnswerGrade) -> FeedbackView:
+    """Build a member's feedback from their stored grade and the scenario's rubric."""
+    assert scenario.rubric is not None
+    covered = set(stored.covered)
+    flagged = set(stored.red_flags)
+    return FeedbackView(
+        scenario_id=scenario.id,
+        title=scenario.title,
+        round_date=round_.local_date,
+        made=tuple(p.point for p in scenario.rubric.key_points if p.id in covered),
+        missed=tuple(p.point for p in scenario.rubric.key_points if p.id not in covered),
+        red_flags=tuple(f.flag for f in scenario.rubric.red_flags if f.id in flagged),
+        stuffed=stored.stuffed,
+        graded_by=stored.graded_by,
+    )
+
+
+def _name(grader: object) -> str:
+    return str(getattr(grader, "name", type(grader).__name__))[:20]
