@@ -84,6 +84,25 @@ class Streak:
 
 
 @dataclass(frozen=True)
+class Feedback:
+    """Show the caller's feedback on a recent answer (latest, or one scenario's)."""
+
+    scenario_id: str | None = None
+
+
+@dataclass(frozen=True)
+class FeedbackMessages:
+    """Turn the caller's private feedback messages after each reveal on or off."""
+
+    wanted: bool
+
+
+@dataclass(frozen=True)
+class Hint:
+    """Give the caller a nudge on this channel's open question, never its answer."""
+
+
+@dataclass(frozen=True)
 class Leaderboard:
     """Rank members of this study group (or the whole community) for a period."""
 
@@ -157,6 +176,9 @@ Command = (
     | Topics
     | Streak
     | Leaderboard
+    | Feedback
+    | FeedbackMessages
+    | Hint
     | Subscribe
     | Reschedule
     | Status
@@ -178,6 +200,8 @@ USAGE: dict[str, str] = {
     "topics": "/prep topics",
     "streak": "/prep streak [@member]",
     "leaderboard": "/prep leaderboard [week|month|all] [community]",
+    "hint": "/prep hint",
+    "feedback": "/prep feedback [id|on|off]",
     "subscribe": f"/prep subscribe {SCHEDULE_ARGS}",
     "schedule": f"/prep schedule {SCHEDULE_ARGS}",
     "status": "/prep status",
@@ -212,6 +236,18 @@ def parse_prep(text: str) -> Command:
         raise CommandError(f"Unknown command `{words[0]}`.{hint} Try `/prep help`.")
     usage = f"Usage: `{USAGE[verb]}`"
     match verb:
+        case "hint":
+            _no_args(args, usage)
+            return Hint()
+        case "feedback":
+            if len(args) > 1:
+                raise CommandError(f"{usage} (one scenario id, or on/off)")
+            if not args:
+                return Feedback()
+            word = args[0].lower()
+            if word in {"on", "off"}:
+                return FeedbackMessages(wanted=word == "on")
+            return Feedback(scenario_id=word)
         case "help" | "today" | "topics" | "status" | "pause" | "resume" | "unsubscribe":
             _no_args(args, usage)
             simple: dict[str, Command] = {

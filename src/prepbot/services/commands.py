@@ -13,7 +13,10 @@ from prepbot.core.commands import (
     Ask,
     Command,
     CommandError,
+    Feedback,
+    FeedbackMessages,
     Help,
+    Hint,
     Leaderboard,
     Pause,
     Period,
@@ -54,7 +57,9 @@ DESCRIPTIONS = {
     "show": "one scenario in full, with its insights",
     "topics": "the topics",
     "streak": "your streak, or a member's",
-    "leaderboard": "who answered most, on time",
+    "leaderboard": "who answered most, on time (then key points)",
+    "hint": "a nudge on the open question, not its answer",
+    "feedback": "your feedback on a recent answer; `on`/`off` for the messages after reveals",
     "subscribe": "make this channel a study group",
     "schedule": "change this study group's schedule or topics",
     "status": "schedule, next question, pause and rotation of this study group",
@@ -64,7 +69,18 @@ DESCRIPTIONS = {
     "post-now": "post today's question now",
     "reveal-now": "reveal the open question now",
 }
-PUBLIC = ("help", "today", "ask", "search", "show", "topics", "streak", "leaderboard")
+PUBLIC = (
+    "help",
+    "today",
+    "hint",
+    "ask",
+    "search",
+    "show",
+    "topics",
+    "streak",
+    "leaderboard",
+    "feedback",
+)
 ADMIN = (
     "subscribe",
     "schedule",
@@ -83,6 +99,14 @@ NOT_SUBSCRIBED_STATUS = (
     f"`{USAGE['subscribe']}`, e.g. `/prep subscribe 09:00 Europe/London mon-fri`."
 )
 
+FEEDBACK_ON = (
+    "Feedback messages are on: after each reveal you get the key points your answer made "
+    "and missed, privately."
+)
+FEEDBACK_OFF = (
+    "Feedback messages are off. Your answers are still graded: `/prep feedback` shows your "
+    "latest, and `/prep feedback on` brings the messages back."
+)
 
 BEING_POSTED = (
     "Today's question is being posted right now; the platform is slow to answer. "
@@ -168,6 +192,16 @@ class CommandService:
                     return Response.one(ErrorView(NOT_SUBSCRIBED), private=True)
                 who = member if member is not None else invocation.member
                 return Response.one(await self.queries.streak(active, who), private=member is None)
+            case Hint():
+                return Response.one(await self.queries.hint(active), private=True)
+            case Feedback(scenario_id=scenario_id):
+                if active is None:
+                    return Response.one(ErrorView(NOT_SUBSCRIBED), private=True)
+                shown = await self.rounds.feedback.show(active, invocation.member.id, scenario_id)
+                return Response.one(shown, private=True)
+            case FeedbackMessages(wanted=wanted):
+                await self.rounds.feedback.set_messages(place, invocation.member, wanted)
+                return Response.one(Notice(FEEDBACK_ON if wanted else FEEDBACK_OFF), private=True)
             case Leaderboard(period=period, community=community):
                 return Response.one(await self._leaderboard(subscription, period, community))
             case Subscribe(change=change):

@@ -17,9 +17,10 @@ from dataclasses import dataclass
 from sqlalchemy import select, update
 
 from prepbot.content.model import Rubric, Scenario
+from prepbot.core.events import Place
 from prepbot.core.grading import Grade, grade
 from prepbot.core.views import ErrorView, FeedbackView, MemberRef, PointCoverage
-from prepbot.services.base import ServiceContext
+from prepbot.services.base import ServiceContext, community_for
 from prepbot.services.ports import ChannelUnavailable
 from prepbot.store.models import (
     Answer,
@@ -257,10 +258,11 @@ class FeedbackService:
             "reveal; your feedback arrives right after the reveal."
         )
 
-    async def set_messages(self, community_id: int, member: MemberRef, wanted: bool) -> None:
-        """Turn a member's private feedback messages on or off."""
+    async def set_messages(self, place: Place, member: MemberRef, wanted: bool) -> None:
+        """Turn a member's private feedback messages on or off, in the place's community."""
         ctx = self.ctx
         async with ctx.db.transaction() as session:
+            community_id = (await community_for(ctx, session, place)).id
             await session.execute(
                 ctx.insert_ignore(Member)
                 .values(community_id=community_id, external_id=member.id, display_name=member.name)

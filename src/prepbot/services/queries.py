@@ -38,6 +38,7 @@ from prepbot.core.views import (
 from prepbot.services.base import ServiceContext, local_today, open_rounds, schedule_of
 from prepbot.store.models import (
     Answer,
+    AnswerGrade,
     Community,
     Member,
     MemberStats,
@@ -92,6 +93,23 @@ class QueryService:
             timezone=subscription.timezone,
         )
 
+    async def hint(self, subscription: Subscription | None) -> View:
+        """Return the open question's hints: nudges written never to give the answer away."""
+        if subscription is None or not subscription.active:
+            return ErrorView("This channel is not a study group. An admin can run /prep subscribe.")
+        async with self.ctx.db.transaction() as session:
+            rounds = (await session.scalars(open_rounds(subscription.id))).all()
+        if not rounds:
+            return ErrorView("There is no open question to hint at. See /prep today.")
+        scenario = self.ctx.catalog.get(rounds[-1].scenario_id)
+        if scenario is None or not scenario.hints:
+            return Notice(
+                "This question has no hints. Start from what the interviewer is really asking, "
+                "and answer it in the thread before the reveal."
+            )
+        hints = "\n".join(f"💡 {h}" for h in scenario.hints)
+        return Notice(f"Hints for “{scenario.title}” (the answer stays in the reveal):\n{hints}")
+
     def no_open_question(self, subscription: Subscription, todays: Round | None) -> str:
         """Say why a study group has no open question: revealed, paused, or not posted yet.
 
@@ -135,6 +153,9 @@ class QueryService:
     ) -> LeaderboardView:
         """Rank members over the given study groups for a period ending today.
 
+        The ranking rule: on-time answers first, then key points (what the rubric grader
+        credited across those answers), then current streak, then late answers, then name.
+        Showing up every day stays what counts most; points break ties between the regulars.
         The database ranks and returns only the top rows, so the cost does not grow with the
         number of members sent back to Python.
         """
@@ -145,8 +166,10 @@ class QueryService:
                 Answer.member_id,
                 func.sum(case((Answer.on_time.is_(True), 1), else_=0)).label("on_time"),
                 func.sum(case((Answer.on_time.is_(False), 1), else_=0)).label("late"),
+                func.sum(func.coalesce(AnswerGrade.points, 0)).label("points"),
             )
             .join(Round, Round.id == Answer.round_id)
+            .outerjoin(AnswerGrade, AnswerGrade.answer_id == Answer.id)
             .where(Round.subscription_id.in_(ids), Round.status == RoundStatus.REVEALED)
             .group_by(Answer.member_id)
         )
@@ -168,18 +191,30 @@ class QueryService:
             counted.c.member_id,
             counted.c.on_time.cast(Integer).label("on_time"),
             counted.c.late.cast(Integer).label("late"),
+            counted.c.points.cast(Integer).label("points"),
             func.coalesce(best, 0).label("streak"),
         ).outerjoin(streaks, streaks.c.member_id == counted.c.member_id)
         if not self.ctx.db.is_sqlite:  # rank before looking up names: only the top rows need one
             ranked = ranked.order_by(
-                counted.c.on_time.desc(), func.coalesce(best, 0).desc(), counted.c.late.desc()
+                counted.c.on_time.desc(),
+                counted.c.points.desc(),
+                func.coalesce(best, 0).desc(),
+                counted.c.late.desc(),
             ).fetch(LEADERBOARD_SIZE, with_ties=True)  # SQLite has no WITH TIES
         top = ranked.subquery()
         query = (
-            select(Member.external_id, Member.display_name, top.c.on_time, top.c.late, top.c.streak)
+            select(
+                Member.external_id,
+                Member.display_name,
+                top.c.on_time,
+                top.c.late,
+                top.c.streak,
+                top.c.points,
+            )
             .join(top, top.c.member_id == Member.id)
             .order_by(
                 top.c.on_time.desc(),
+                top.c.points.desc(),
                 top.c.streak.desc(),
                 top.c.late.desc(),
                 func.lower(Member.display_name),
@@ -195,12 +230,14 @@ class QueryService:
             found = (await session.execute(query)).all()
             waiting = await session.scalar(still_open) or 0
         rows: list[LeaderboardRow] = []
-        for position, (external_id, name, answered, missed, current) in enumerate(found, 1):
-            counts = (int(answered or 0), int(current or 0))
-            tied = rows and (rows[-1].on_time, rows[-1].streak) == counts
+        for position, (external_id, name, answered, missed, current, points) in enumerate(found, 1):
+            counts = (int(answered or 0), int(points or 0), int(current or 0))
+            tied = rows and (rows[-1].on_time, rows[-1].points, rows[-1].streak) == counts
             rank = rows[-1].rank if tied else position
             ref = MemberRef(external_id, name)
-            rows.append(LeaderboardRow(rank, ref, counts[0], int(missed or 0), counts[1]))
+            rows.append(
+                LeaderboardRow(rank, ref, counts[0], int(missed or 0), counts[2], points=counts[1])
+            )
         label = {Period.WEEK: "this week", Period.MONTH: "this month", Period.ALL: "all time"}
         return LeaderboardView(
             scope=scope, period=label[period], since=since, rows=tuple(rows), open_rounds=waiting

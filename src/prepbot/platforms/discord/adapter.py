@@ -848,6 +848,23 @@ def build_prep_group(runtime: DiscordRuntime) -> app_commands.Group:
     ) -> None:
         await runtime.run(interaction, "streak", f"<@{member.id}>" if member else None)
 
+    @prep.command(name="hint", description="Get a nudge on the open question, not its answer")
+    async def hint(interaction: discord.Interaction) -> None:
+        await runtime.run(interaction, "hint")
+
+    @prep.command(name="feedback", description="See the key points your recent answer made")
+    @app_commands.describe(
+        scenario="A scenario id for an older answer; empty for your latest",
+        messages="Turn the private feedback after each reveal on or off",
+    )
+    @app_commands.autocomplete(scenario=ids_auto)
+    async def feedback(
+        interaction: discord.Interaction,
+        scenario: str | None = None,
+        messages: Literal["on", "off"] | None = None,
+    ) -> None:
+        await runtime.run(interaction, "feedback", messages or scenario)
+
     @prep.command(name="leaderboard", description="Show who answered the most questions on time")
     @app_commands.describe(
         period="Which rounds count: this week, this month or all time",
