@@ -51,8 +51,10 @@ async def play(url: str, lines: list[str]) -> str:
 def leaderboard_rows(output: str) -> list[tuple[str, int, int, int]]:
     """Return (member, on time, late, streak) rows of the last leaderboard printed."""
     board = output[output.rindex("🏆 Leaderboard") :]
-    rows = re.findall(r"^\s*\d+\s+@(\w+)\s+(\d+)\s+(\d+)\s+(\d+)$", board, flags=re.M)
-    return [(name, int(on), int(late), int(streak)) for name, on, late, streak in rows]
+    rows = re.findall(
+        r"^\s*\d+\s+@(\w+)\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)$", board, flags=re.M
+    )  # member, on time, points, late, streak
+    return [(name, int(on), int(late), int(streak)) for name, on, _, late, streak in rows]
 
 
 async def answers_by_member(url: str) -> dict[tuple[str, int], tuple[str, bool]]:

@@ -96,7 +96,9 @@ async def test_groups_filtered_by_a_merged_topic_keep_their_questions(database_u
                 )
         await db.upgrade()
         async with db.transaction() as session:
-            rows = (await session.execute(sa.select(subscriptions.c.id, subscriptions.c.topics))).all()
+            rows = (
+                await session.execute(sa.select(subscriptions.c.id, subscriptions.c.topics))
+            ).all()
         assert dict(rows) == {1: ["interview-prep", "rag"], 2: ["rag"]}
     finally:
         await db.close()

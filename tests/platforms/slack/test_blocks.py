@@ -325,9 +325,10 @@ def test_mrkdwn_escaping():
 
 
 def test_a_mention_style_can_be_chosen_so_a_leaderboard_pings_nobody():
-    board = LeaderboardView("#ml", "this week", None, (LeaderboardRow(1, ALICE, 3, 0, 3),))
+    row = LeaderboardRow(1, ALICE, 3, 0, 3, points=7)
+    board = LeaderboardView("#ml", "this week", None, (row,))
     text = shown(render(board, mention=lambda m: f"@{m.name}"))
-    assert "1. @alice — 3 on time · streak 3 · 0 late" in text
+    assert "1. @alice — 3 on time · 7 points · streak 3 · 0 late" in text
     assert "<@" not in text
 
 
@@ -336,15 +337,16 @@ def test_the_leaderboard_lists_members_by_rank():
         "#ml",
         "this month",
         date(2026, 3, 1),
-        (LeaderboardRow(1, ALICE, 3, 0, 3), LeaderboardRow(2, BOB, 1, 2, 0)),
+        (LeaderboardRow(1, ALICE, 3, 0, 3, points=9), LeaderboardRow(2, BOB, 1, 2, 0, points=2)),
     )
     message = render(board)
     assert_slack_accepts(message)
     assert message.blocks[0]["text"]["text"] == "🏆 Leaderboard — #ml, this month since Sun 1 Mar"
     text = shown(message)
-    assert "1. <@U1> — 3 on time · streak 3 · 0 late\n2. <@U2> — 1 on time · streak 0 · 2 late" in (
-        text
-    )
+    assert (
+        "1. <@U1> — 3 on time · 9 points · streak 3 · 0 late\n"
+        "2. <@U2> — 1 on time · 2 points · streak 0 · 2 late"
+    ) in text
 
 
 def test_an_empty_leaderboard_says_how_to_get_on_it():

@@ -503,7 +503,11 @@ async def test_show_and_search_keep_an_open_rounds_insights_hidden_in_the_worksp
         scenario = app.services.ctx.catalog.get(open_round.scenario_id)
         assert scenario is not None
         assert scenario.trap is not None
-        secrets = [*scenario.insights, scenario.trap.answer, *scenario.follow_ups]
+        secrets = [
+            *scenario.insights,
+            scenario.trap.answer,
+            *(f.question for f in scenario.follow_ups),
+        ]
 
         def quoted(words: str) -> str:
             """Return words as they appear in the JSON of a Slack message."""
