@@ -253,6 +253,17 @@ async def test_a_refused_connection_falls_back_to_the_rubric(by_rubric):
     assert llm.last_error.startswith("connection error")
 
 
+async def test_an_answer_too_long_to_send_is_graded_by_the_rubric(
+    fake: FakeLlm, grader: LlmGrader, by_rubric
+):
+    essay = "measure-ece " * 2000
+    grades = await grade(grader, essay, "measure-ece")
+    assert by_rubric == [essay]
+    assert grades[1].covered_ids == ("measure-ece",)
+    assert len(fake.requests) == 1
+    assert grader.last_error == "answer too long to send"
+
+
 async def test_no_answers_no_requests(fake: FakeLlm, grader: LlmGrader):
     assert await grade(grader) == []
     assert fake.requests == []

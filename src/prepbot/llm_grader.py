@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 
 Fallback = Callable[[str, Rubric], Grade]
 MAX_REPLY_BYTES = 1 << 20
+MAX_ANSWER_CHARS = 12_000
+"""Longer answers are graded by the rubric and not sent: a pasted essay is not worth the tokens."""
 
 INSTRUCTIONS = """\
 You grade one answer to an interview question against a rubric.
@@ -167,6 +169,8 @@ class LlmGrader:
             now = time.monotonic()
             if now >= deadline:  # never send an answer whose grade could not arrive in time
                 raise _NoGrade("timeout")
+            if len(answer) > MAX_ANSWER_CHARS:
+                raise _NoGrade("answer too long to send")
             if now < self._quiet_until:
                 raise _NoGrade("rate limited (waiting out Retry-After)")
             body = {
