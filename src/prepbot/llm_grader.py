@@ -7,13 +7,13 @@ it has no valid result for in time: on a timeout, a refused connection, a non-20
 included), or a reply that is not the JSON asked for. It never raises for such a fault and
 never holds a reveal past the batch's deadline.
 
-What leaves the machine, and only when ``grading.mode = "llm"``: for each answer whose request
-starts before the deadline, one HTTP(S) request to the configured ``grading.llm_base_url``
-carrying the scenario prompt, the rubric (key point ids and sentences, red flag ids and
-sentences, not the ``look_for`` terms) and that answer's text, with the API key as a Bearer
-token. No member names or ids, no channel, community or round ids, and nothing else is sent;
-whatever an answer's text itself contains is sent as written. Logs name how many answers fell
-back and why, never an answer's text.
+What leaves the machine, and only when ``grading.mode = "llm"``: for each answer whose
+request starts before the deadline (and that is not over ``MAX_ANSWER_CHARS``), one HTTP(S)
+request to the configured ``grading.llm_base_url`` carrying the scenario prompt, the rubric
+(key point ids and sentences, red flag ids and sentences, not the ``look_for`` terms) and that
+answer's text, with the API key as a Bearer token. No member names or ids, no channel,
+community or round ids, and nothing else is sent; whatever an answer's text itself contains
+is sent as written. Logs name how many answers fell back and why, never an answer's text.
 """
 
 from __future__ import annotations
