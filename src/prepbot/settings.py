@@ -17,6 +17,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    HttpUrl,
     SecretStr,
     ValidationError,
     field_validator,
@@ -320,6 +321,50 @@ class ConsoleSettings(BaseModel):
     member: str = Field(default="me", description="Who you are until you type /as NAME.")
 
 
+class GradingSettings(BaseModel):
+    """How answers are graded at the reveal: the rubric grader, or an LLM in front of it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mode: Literal["rubric", "llm"] = Field(
+        default="rubric",
+        description=(
+            "rubric (on this machine) or llm (an OpenAI-compatible endpoint, the rubric grader "
+            "as its fallback)."
+        ),
+    )
+    llm_base_url: HttpUrl | None = Field(
+        default=None,
+        description="Base URL of an OpenAI-compatible API, e.g. https://api.openai.com/v1.",
+    )
+    llm_model: str | None = Field(default=None, description="Model name the endpoint knows.")
+    llm_api_key: SecretStr | None = Field(
+        default=None, description="API key, sent as a Bearer token (none for a local server)."
+    )
+    deadline_seconds: float = Field(
+        default=4.0,
+        ge=0.5,
+        le=10,
+        description="Answers the LLM has not graded in this long are graded by the rubric.",
+    )
+    max_concurrency: int = Field(
+        default=4, ge=1, le=64, description="At most this many requests to the LLM at a time."
+    )
+
+    @model_validator(mode="after")
+    def _llm_needs_endpoint(self) -> GradingSettings:
+        if self.mode != "llm":
+            return self
+        missing = [
+            f"grading.{name} (PREPBOT_GRADING__{name.upper()})"
+            for name in ("llm_base_url", "llm_model")
+            if not getattr(self, name)
+        ]
+        if missing:
+            raise ValueError(f"grading.mode = 'llm' needs {' and '.join(missing)}")
+        return self
+
+
 class Settings(BaseSettings):
     """Everything prepbot can be configured with."""
 
@@ -340,6 +385,7 @@ class Settings(BaseSettings):
     console: ConsoleSettings = Field(default_factory=ConsoleSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
     log: LogSettings = Field(default_factory=LogSettings)
+    grading: GradingSettings = Field(default_factory=GradingSettings)
     subscriptions: list[DeclaredSubscription] = Field(default_factory=list)
     require_platform: bool = Field(
         default=False,
