@@ -60,6 +60,9 @@ class App:
     async def close(self) -> None:
         """Store the answers still queued, then release the database."""
         await self.services.answers.close()
+        close_grader = getattr(self.services.ctx.grader, "aclose", None)
+        if close_grader is not None:
+            await close_grader()
         await self.db.close()
 
 
@@ -108,11 +111,15 @@ async def build_app(settings: Settings, clock: Clock, catalog: Catalog | None = 
         raise StartupError(
             "database.url", f"cannot use {safe_url(settings.database.url)}: {reason}"
         ) from None
+    from prepbot.llm_grader import make_grader
+
     ctx = ServiceContext(
         db=db,
         catalog=catalog or load_catalog(settings),
         clock=clock,
         default_schedule=settings.schedule.schedule(),
+        grader=make_grader(settings.grading),
+        grading_deadline=settings.grading.deadline_seconds,
     )
     return App(db=db, services=Services.build(ctx))
 

@@ -58,6 +58,8 @@ Reply with a JSON object and nothing else: \
 class RubricGrader:
     """The rubric grader behind the ``AnswerGrader`` port: on this machine, no I/O."""
 
+    name = "rubric"
+
     def __init__(self, grade_one: Fallback | None = None) -> None:
         self._grade_one = grade_one
 
@@ -92,6 +94,8 @@ class LlmGrader:
     ``last_error`` describe the last batch, for health reporting; ``fallbacks_total`` and
     ``answers_total`` count since start.
     """
+
+    name = "llm"
 
     def __init__(
         self,

@@ -396,6 +396,7 @@ class Settings(BaseSettings):
         """Return every secret value configured, to keep them out of logs."""
         values = [self.slack.bot_token, self.slack.app_token, self.slack.signing_secret]
         values.append(self.discord.token)
+        values.append(self.grading.llm_api_key)
         found = [v.get_secret_value() for v in values if v is not None]
         from sqlalchemy.engine import make_url
 

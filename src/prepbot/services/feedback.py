@@ -109,6 +109,7 @@ class FeedbackService:
                 log.warning("the %s grader failed; using the rubric: %r", _name(grader), error)
                 grader = RubricAnswerGrader()
                 grades = [grade(text, scenario.rubric) for _, _, text in ungraded]
+            self._report(grader, len(ungraded))
             now = ctx.clock.now()
             rows = [
                 {
@@ -135,6 +136,20 @@ class FeedbackService:
                         .on_conflict_do_nothing()
                     )
         return await self.coverage(round_id, scenario)
+
+    def _report(self, grader: object, answers: int) -> None:
+        """Show in /healthz when an LLM grader fell back to the rubric for a whole batch."""
+        fallbacks = getattr(grader, "last_fallbacks", 0) or 0
+        if answers and fallbacks >= answers:
+            why = getattr(grader, "last_error", None) or "no answer in time"
+            self.ctx.problems.report(
+                "grading",
+                "grading",
+                f"the LLM grader graded none of the last {answers} answers ({why}); the rubric "
+                "grader graded them instead",
+            )
+        else:
+            self.ctx.problems.clear("grading")
 
     async def coverage(self, round_id: int, scenario: Scenario) -> RoundCoverage:
         """Count, per key point, the round's graded answers that made it."""
