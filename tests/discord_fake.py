@@ -24,8 +24,11 @@ share of REST calls with a 429, a 500, a held-back answer (a client timeout) or 
 (carried out, answered after a random delay), recorded in ``injected``. A message sent with
 ``enforce_nonce`` and a nonce seen from the same author in the last few minutes returns that
 message instead of a new one, as on Discord. One client (one
-gateway session) at a time; no voice, DMs, presences, reactions storage, audit logs, or the
-system messages Discord adds around threads (THREAD_CREATED, THREAD_STARTER_MESSAGE).
+gateway session) at a time. Direct messages: the bot can open a DM channel with a user and
+send in it, unless ``closed_dms`` names the user (403, code 50007, as Discord answers when a
+member's DMs are closed). The bot's own reactions are stored on the message. No voice,
+presences, audit logs, or the system messages Discord adds around threads
+(THREAD_CREATED, THREAD_STARTER_MESSAGE).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ import math
 import re
 import secrets
 import time
+import urllib.parse
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator
 from dataclasses import dataclass, field
@@ -372,6 +376,8 @@ class FakeDiscord:
         self.guilds: dict[int, _Guild] = {}
         self.channels: dict[int, dict[str, Any]] = {}
         self.threads: dict[int, dict[str, Any]] = {}
+        self.dm_channels: dict[int, dict[str, Any]] = {}
+        self.closed_dms: set[int] = set()  # users whose DMs refuse the bot (50007)
         self.messages: dict[int, list[dict[str, Any]]] = {}
         self.attachments: dict[int, bytes] = {}
         self.commands: dict[int | None, list[dict[str, Any]]] = {}
@@ -1323,7 +1329,11 @@ class FakeDiscord:
         return channel
 
     def _any_channel(self, channel_id: int) -> dict[str, Any]:
-        channel = self.channels.get(channel_id) or self.threads.get(channel_id)
+        channel = (
+            self.channels.get(channel_id)
+            or self.threads.get(channel_id)
+            or self.dm_channels.get(channel_id)
+        )
         if channel is None:
             raise _Fail(404, 10003, "Unknown Channel")
         return channel
@@ -1356,7 +1366,7 @@ class FakeDiscord:
     ) -> dict[str, Any]:
         """Build (and store) a message object the way Discord returns it over REST."""
         channel = self._any_channel(channel_id)
-        guild_id = int(channel["guild_id"])
+        guild_id = int(channel["guild_id"]) if channel.get("guild_id") else None
         mid = message_id if message_id is not None else snowflake()
         content = body.get("content") or ""
         message: dict[str, Any] = {
@@ -1752,7 +1762,13 @@ class FakeDiscord:
             ("PUT", rf"/channels/{c}/thread-members/@me", self._no_content, True),
             ("DELETE", rf"/channels/{c}/thread-members/@me", self._no_content, True),
             ("POST", rf"/channels/{c}/typing", self._no_content, True),
-            ("PUT", rf"/channels/{c}/messages/{m}/reactions/[^/]+/@me", self._react, True),
+            (
+                "PUT",
+                rf"/channels/{c}/messages/{m}/reactions/(?P<emoji>[^/]+)/@me",
+                self._react,
+                True,
+            ),
+            ("POST", r"/users/@me/channels", self._open_dm, True),
             ("GET", rf"/applications/{a}/commands", self._get_commands, True),
             ("PUT", rf"/applications/{a}/commands", self._put_commands, True),
             ("GET", rf"/applications/{a}/guilds/(?P<guild>\d+)/commands", self._get_commands, True),
@@ -1941,8 +1957,49 @@ class FakeDiscord:
         return 204, None
 
     async def _react(self, req: _Request, match: re.Match[str]) -> tuple[int, Any]:
-        self._stored_message(int(match["channel"]), int(match["message"]))
+        message = self._stored_message(int(match["channel"]), int(match["message"]))
+        emoji = urllib.parse.unquote(match["emoji"])
+        for reaction in message["reactions"]:
+            if reaction["emoji"]["name"] == emoji:
+                if not reaction["me"]:
+                    reaction["me"], reaction["count"] = True, reaction["count"] + 1
+                return 204, None
+        message["reactions"].append({"count": 1, "me": True, "emoji": {"id": None, "name": emoji}})
         return 204, None
+
+    def reactions_on(self, channel_id: int | str, message_id: int | str) -> list[str]:
+        """Return the emoji the bot reacted with on a message."""
+        message = self._stored_message(int(channel_id), int(message_id))
+        return [r["emoji"]["name"] for r in message["reactions"] if r["me"]]
+
+    def dms_to(self, user_id: int) -> list[dict[str, Any]]:
+        """Return the messages the bot sent a user in their DM channel."""
+        return [
+            m
+            for channel_id, channel in self.dm_channels.items()
+            if channel["recipients"][0]["id"] == str(user_id)
+            for m in self.messages.get(channel_id, [])
+        ]
+
+    async def _open_dm(self, req: _Request, match: re.Match[str]) -> tuple[int, Any]:
+        body = req.json if isinstance(req.json, dict) else {}
+        user = self.users.get(int(body.get("recipient_id") or 0))
+        if user is None:
+            raise _invalid_form(
+                _form_error(["recipient_id"], "NUMBER_TYPE_COERCE", "Value is not a snowflake.")
+            )
+        for channel in self.dm_channels.values():
+            if channel["recipients"][0]["id"] == user["id"]:
+                return 200, channel
+        channel = {
+            "id": str(snowflake()),
+            "type": 1,
+            "last_message_id": None,
+            "flags": 0,
+            "recipients": [copy.deepcopy(user)],
+        }
+        self.dm_channels[int(channel["id"])] = channel
+        return 200, channel
 
     async def _get_gateway(self, req: _Request, match: re.Match[str]) -> tuple[int, Any]:
         return 200, {"url": self.gateway_url}
@@ -2063,6 +2120,8 @@ class FakeDiscord:
         channel = self._any_channel(channel_id)
         if channel["type"] == _FORUM:
             raise _Fail(400, 50008, "Cannot send messages in a non-text channel")
+        if channel["type"] == 1 and int(channel["recipients"][0]["id"]) in self.closed_dms:
+            raise _Fail(403, 50007, "Cannot send messages to this user")
         body = req.json if isinstance(req.json, dict) else {}
         _check_message_body(body, req.uploads)
         nonce = body.get("nonce")

@@ -27,6 +27,7 @@ import hashlib
 import hmac
 import itertools
 import json
+import re
 import time
 import uuid
 from collections.abc import Callable, Collection
@@ -608,6 +609,7 @@ class FakeSlack:
             "chat.postMessage": self._chat_post_message,
             "chat.postEphemeral": self._chat_post_ephemeral,
             "chat.update": self._chat_update,
+            "reactions.add": self._reactions_add,
             "conversations.replies": self._conversations_replies,
             "conversations.history": self._conversations_history,
             "conversations.info": self._conversations_info,
@@ -689,6 +691,34 @@ class FakeSlack:
             }
         )
         return {"ok": True, "message_ts": ts}
+
+    def _reactions_add(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Add the bot's reaction to a message, as Slack's reactions.add does."""
+        channel, ts, name = params.get("channel"), params.get("timestamp"), params.get("name")
+        if not channel or not ts:
+            return {"ok": False, "error": "no_item_specified"}
+        if not name or not re.fullmatch(r"[a-z0-9_+\-']+", str(name)):
+            return {"ok": False, "error": "invalid_name"}
+        if channel in self.channel_errors:
+            return {"ok": False, "error": self.channel_errors[channel]}
+        message = self._find(channel, ts)
+        if message is None:
+            return {"ok": False, "error": "message_not_found"}
+        reactions: list[dict[str, Any]] = message.setdefault("reactions", [])
+        for reaction in reactions:
+            if reaction["name"] == name:
+                if self.bot_user_id in reaction["users"]:
+                    return {"ok": False, "error": "already_reacted"}
+                reaction["users"].append(self.bot_user_id)
+                reaction["count"] += 1
+                return {"ok": True}
+        reactions.append({"name": name, "users": [self.bot_user_id], "count": 1})
+        return {"ok": True}
+
+    def reactions_on(self, channel: str, ts: str) -> list[str]:
+        """Return the names of the reactions on a message."""
+        message = self._find(channel, ts)
+        return [r["name"] for r in (message or {}).get("reactions", [])]
 
     def _chat_update(self, params: dict[str, Any]) -> dict[str, Any]:
         channel, ts = params.get("channel"), params.get("ts")
