@@ -31,7 +31,7 @@ def test_a_valid_pack_loads_its_scenarios_and_topics(make_pack: PackFactory):
     assert [s.scenario.id for s in report.scenarios] == ["sample-scenario"]
     assert "team-topic" in report.topics
     assert "calibration" in report.topics  # the built-in vocabulary is always available
-    assert report.summary() == "1 scenarios, 1 prompts, 2 topics used of 30, 1 pack"
+    assert report.summary() == "1 scenarios, 1 prompts, 2 topics used of 28, 1 pack"
 
 
 def test_every_problem_of_a_broken_pack_is_reported_in_one_run(make_pack: PackFactory):
