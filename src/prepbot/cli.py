@@ -235,6 +235,63 @@ def content_schema(
         out.write_text(text, encoding="utf-8")
 
 
+@content_app.command("grade")
+def content_grade(
+    scenario_id: Annotated[str, typer.Argument(metavar="ID", help="A scenario id.")],
+    packs: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--pack",
+            help="A pack folder or scenario file to use instead of the configured packs; repeat "
+            "for more.",
+        ),
+    ] = None,
+) -> None:
+    """Grade an answer read from standard input against a scenario's rubric; print JSON.
+
+    Shows what a member's answer would earn: the key points it covers (with the words that
+    matched), the ones it misses, the red flags it raises and whether it reads as a bare list.
+    """
+    import json
+    import sys
+
+    from prepbot.content.catalog import Catalog
+    from prepbot.core.grading import grade
+
+    report = _load(packs)
+    if not report.ok:
+        for problem in report.problems:
+            _say(str(problem), err=True)
+        where = "given" if packs else "configured"
+        _fail(
+            f"{len(report.problems)} problems in the {where} content packs; "
+            "run 'prepbot content check' for details"
+        )
+    catalog = Catalog((s.scenario for s in report.scenarios), report.topics)
+    scenario = catalog.get(scenario_id)
+    if scenario is None:
+        close = catalog.suggest_ids(scenario_id)
+        hint = f" Did you mean: {', '.join(close)}?" if close else ""
+        _fail(f"no scenario with id '{scenario_id}'.{hint}", code=1)
+    if scenario.rubric is None:
+        path = next(s.path for s in report.scenarios if s.scenario.id == scenario.id)
+        _fail(
+            f"scenario '{scenario.id}' has no rubric, so there is nothing to grade against; "
+            f"add rubric.key_points to {path}",
+            code=1,
+        )
+    if sys.stdin.isatty():
+        _say("Type or paste the answer, then press Ctrl-D.", err=True)
+    answer = typer.get_text_stream("stdin").read()
+    if not answer.strip():
+        _fail(
+            "no answer on standard input; pipe one in: prepbot content grade ID < answer.txt",
+            code=1,
+        )
+    result = {"scenario": scenario.id, **grade(answer, scenario.rubric).to_json()}
+    typer.echo(json.dumps(result, indent=2, ensure_ascii=False))
+
+
 @app.command("ask")
 def ask(
     topic: Annotated[str | None, typer.Argument(help="Only questions on this topic.")] = None,

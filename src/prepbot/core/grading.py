@@ -2,15 +2,67 @@
 
 Pure and deterministic: an answer's text and a scenario's rubric in, a ``Grade`` out. Owns
 term matching (case, plurals, hyphenation, small typos), negation and the keyword-stuffing
-rule. Imports only the content model; no database, no chat platform, no network.
+rule. Imports only the content model and rapidfuzz; no database, no chat platform, no network.
+
+How a ``look_for`` term matches
+    A term is a short phrase matched as a contiguous run of the answer's words, after both are
+    normalised the same way: case is ignored; hyphens, underscores, slashes and brackets are
+    word boundaries, and words may be written apart or together ("all-reduce" = "all reduce" =
+    "allreduce", in either direction); plurals and simple suffixes are folded ("shards",
+    "sharded", "sharding" = "shard"; "1,000" = "1000"); a word of five letters or more also
+    matches with one typo (two from nine letters), if its first letter is right and, up to six
+    letters, the typo is a missing, extra or swapped letter rather than a different one
+    ("paramter" = "parameter", "tokne" = "token", but "taken" is not "token"). A term
+    ``A & B`` matches when both phrases appear in the same sentence, in any order. A term never
+    matches across a sentence end or a comma, colon or semicolon. A key point is covered (a red
+    flag raised) when any of its terms matches, not negated and not only in a list.
+
+Negation
+    A match does not count when a negation cue stands at most ``NEGATION_WINDOW`` (6) words
+    before it in the same clause: not, no, never, nor, neither, none, without, avoid, skip,
+    cannot, any "n't" word (don't, wouldn't, ...), "instead of" and "rather than". A clause
+    ends at punctuation and at a joining word (and, but, so, because, which, while, instead,
+    ...), so in "I would not use a parameter server, but ring all-reduce" only the parameter
+    server is negated. "not only" and "not just" negate nothing, and a cue that is itself part
+    of the same term's match (the "no" of a term "no & bottleneck") does not negate it.
+
+Keyword stuffing
+    A *free* word is a word of three letters or more that is not part of any term's match and
+    not a filler such as "the", "and", "with", "also". A clause (text between punctuation) is
+    *bare* when it contains a match and at most one free word per three matches (so none for
+    one or two). A *list* is a bare clause with three or more matches, or a run of three or
+    more bare clauses in a row (a comma list, or one term per bullet line). A match inside a
+    list is not an explanation and earns nothing: a key point whose every match sits in a list
+    is not covered, and a red flag whose every match sits in a list is not raised (a list
+    claims nothing). ``stuffed`` is true when a key point lost its credit this way. So a bare
+    list of terms earns no points, while the same terms in explained sentences earn them all.
 """
 
 from __future__ import annotations
 
+import re
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
+from functools import lru_cache
+from itertools import accumulate, compress
+from operator import add
 from typing import Any
 
+from rapidfuzz import process
+from rapidfuzz.distance import OSA
+
 from prepbot.content.model import Rubric
+
+NEGATION_WINDOW = 6
+"""How many words before a match a negation cue reaches (within the same clause)."""
+MIN_FUZZY_LENGTH = 5
+"""The shortest word that may match with a typo; shorter words must match exactly."""
+LONG_WORD = 9
+"""From this length a word may carry two typos instead of one."""
+LIST_RUN = 3
+"""Bare clauses in a row that make a list; also the matches one bare clause needs to be one."""
+WORD_CACHE_LIMIT = 100_000
+"""Distinct answer words remembered per rubric before the memory is started afresh."""
 
 
 @dataclass(frozen=True)
@@ -73,5 +125,504 @@ class Grade:
 
 
 def grade(answer: str, rubric: Rubric) -> Grade:
-    """Grade one answer against a rubric."""
-    raise NotImplementedError  # the grader helper writes this
+    """Grade one answer against a rubric (compiled once per rubric, then reused)."""
+    return compile_rubric(rubric).grade(answer)
+
+
+@lru_cache(maxsize=256)
+def compile_rubric(rubric: Rubric) -> CompiledRubric:
+    """Return the rubric ready for grading; equal rubrics share one compiled copy."""
+    return CompiledRubric(rubric)
+
+
+# -- words -----------------------------------------------------------------------------------------
+
+_TOKEN = re.compile(r"(\d[\d.,]*\d(?![\w'])|[\w']+|[.!?;\n,:])")
+"""A number ("1,000", "0.5"), a word (letters, digits, apostrophes) or a punctuation mark that
+ends a sentence or a clause. ``_TOKEN.split`` gives the text between tokens and the tokens, in
+turn.
+"""
+_THOUSANDS = re.compile(r"\d{1,3}(?:,\d{3})+")
+_SAME_LENGTH = str.maketrans({"_": " ", "\u2019": "'", "\u2013": ",", "\u2014": ","})
+_ABBREVIATION = re.compile(r"\b(?:e\.g|i\.e|vs)\.", re.IGNORECASE)
+
+
+def _prepare(text: str) -> str:
+    """Return the text made easy to split, character for character as long as the original.
+
+    Underscores become spaces, curly apostrophes straight ones, dashes commas, and the dots of
+    "e.g.", "i.e." and "vs." underscores, so they end no sentence.
+    """
+    if not text.isascii() or "_" in text:
+        text = text.translate(_SAME_LENGTH)
+    if " - " in text:
+        text = text.replace(" - ", " , ")
+    if (".g." in text or ".e." in text or "vs." in text) and _ABBREVIATION.search(text):
+        text = _ABBREVIATION.sub(lambda m: m.group().replace(".", "_"), text)
+    return text
+
+
+# Word flags, learnt once per distinct word.
+_CUE = 1  # a negation cue
+_FREE = 2  # a word that explains (counts against a list)
+_JOINER = 4  # starts a new clause for negation
+_SENTENCE = 8  # punctuation that ends a sentence
+_CLAUSE = 16  # punctuation that ends a clause
+_EXEMPT = 32  # "only", "just": "not only X" negates nothing
+_INSTEAD = 64
+_OF = 128
+_RATHER = 256
+_THAN = 512
+_LITTLE = 1024  # a short or filler word: not counted in the negation window
+_BREAK = _SENTENCE | _CLAUSE
+_PAIRED = {"instead": _INSTEAD, "of": _OF, "rather": _RATHER, "than": _THAN}
+
+
+def _wordset(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+_CUES = _wordset(
+    "not no never nor neither none without avoid avoids avoided avoiding skip skips skipped "
+    "skipping cannot dont doesnt didnt isnt arent wasnt werent wont wouldnt shouldnt couldnt cant"
+)
+"""Words that negate what follows them (and any word ending in "n't")."""
+_JOINERS = _wordset(
+    "and but however although though whereas while because since so then yet which instead "
+    "otherwise"
+)
+"""Words that start a new clause, so a negation before them does not reach past them."""
+_EXEMPTS = _wordset("only just merely simply doubt matter")
+"""After a cue, these undo it: "not only", "not just", "no doubt", "no matter"."""
+_FILLERS = _wordset(
+    "the and for with from are was were been being its this that these those you your our also "
+    "plus etc via such like into onto has have had can will would could should may might i'd "
+    "i'll i'm we'd we'll it's there their they them some any all one e_g_ i_e_ vs_"
+)
+"""Little words that explain nothing: neither free words nor counted in a negation's reach."""
+_NOT_A_STEM = _CUES | _FILLERS | _JOINERS
+_PUNCTUATION: dict[str, int] = {
+    **dict.fromkeys([".", "!", "?", ";", "\n"], _SENTENCE),
+    **dict.fromkeys([",", ":"], _CLAUSE),
+}
+
+
+def _base(word: str) -> str:
+    """Return a lower-case word without quotes, possessive or plural ending."""
+    word = word.strip("'")
+    if word.endswith("'s"):
+        word = word[:-2]
+    if len(word) <= 3 or not word.isalpha():
+        return word.replace(",", "") if _THOUSANDS.fullmatch(word) else word
+    if word.endswith("ies") and len(word) > 4:
+        return word[:-3] + "y"
+    if word.endswith(("sses", "xes", "ches", "shes", "zzes")):
+        return word[:-2]
+    if word.endswith("us"):
+        # "gpus" and "cpus" are plurals; "status" and "corpus" are not.
+        return word[:-1] if not re.search(r"[aeiouy]", word[:-2]) else word
+    if word.endswith("s") and not word.endswith(("ss", "is", "ias")):
+        return word[:-1]
+    return word
+
+
+def _forms(base: str) -> list[str]:
+    """Return a word's base and the stems its -ing/-ed/-ied ending may hide, best first."""
+    found = [base]
+    if not base.isalpha():
+        return found
+    if base.endswith("ied") and len(base) > 4:
+        found.append(base[:-3] + "y")
+    for ending in ("ing", "ed"):
+        stem = base[: -len(ending)]
+        if base.endswith(ending) and len(stem) >= 3:
+            found += [stem + "e", stem]
+            if len(stem) >= 4 and stem[-1] == stem[-2] and stem[-1] not in "lsz":
+                found.append(stem[:-1])  # "shipped" -> "ship", but "rolled" -> "roll"
+    return [f for f in found if f == base or (len(f) >= 3 and f not in _NOT_A_STEM)]
+
+
+def _words_of(text: str) -> list[str]:
+    """Return the lower-case words of a term, without its punctuation."""
+    return [t.lower() for t in _TOKEN.split(_prepare(text))[1::2] if t not in _PUNCTUATION]
+
+
+# -- compiling a rubric ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Term:
+    """One ``look_for`` term: the normalised keys of its phrases (two or more for ``A & B``)."""
+
+    parts: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class _Item:
+    """A key point or red flag with its compiled terms."""
+
+    id: str
+    terms: tuple[_Term, ...]
+
+
+class CompiledRubric:
+    """A rubric turned into normalised phrases, ready to grade many answers quickly.
+
+    Remembers how it normalised each distinct answer word (a bounded memory), so a round's
+    answers, which share most of their words, cost little more than reading them.
+    """
+
+    def __init__(self, rubric: Rubric) -> None:
+        self.rubric = rubric
+        look_fors = [p.look_for for p in rubric.key_points] + [f.look_for for f in rubric.red_flags]
+        term_words = sorted(
+            {_base(word) for terms in look_fors for term in terms for word in _words_of(term)}
+        )
+        self._forms = _group_forms(term_words)
+        self._vocabulary: dict[str, str] = {
+            word: self._forms[word] for word in term_words if _fuzzy_candidate(word)
+        }
+        self.points = tuple(self._item(p.id, p.look_for) for p in rubric.key_points)
+        self.flags = tuple(self._item(f.id, f.look_for) for f in rubric.red_flags)
+        self._phrases = sorted(
+            {p for item in (*self.points, *self.flags) for t in item.terms for p in t.parts}
+        )
+        self._fuzzy_choices = sorted(self._vocabulary)
+        self._keys: dict[str, str] = {}
+        self._flags: dict[str, int] = {}
+
+    def _item(self, item_id: str, look_for: tuple[str, ...]) -> _Item:
+        terms = []
+        for term in look_for:
+            parts = []
+            for phrase in re.split(r"\s+&\s*|\s*&\s+", term):
+                keys = [self._forms[_base(w)] for w in _words_of(phrase)]
+                if keys:
+                    joined = "".join(keys)
+                    parts.append(joined)
+                    if len(keys) > 1:
+                        # The words written together ("allreduce"), with their endings.
+                        for form in _forms(joined):
+                            self._forms.setdefault(form, joined)
+                        if _fuzzy_candidate(joined):
+                            self._vocabulary.setdefault(joined, joined)
+            if parts:
+                terms.append(_Term(tuple(dict.fromkeys(parts))))
+        return _Item(item_id, tuple(terms))
+
+    # -- reading an answer -------------------------------------------------------------------------
+
+    def _learn(self, tokens: set[str]) -> None:
+        """Normalise answer tokens not seen before, and remember them."""
+        if len(self._keys) + len(tokens) > WORD_CACHE_LIMIT:
+            self._keys, self._flags = {}, {}  # new objects: a reader holding the old ones is fine
+        keys, flags = self._keys, self._flags
+        for token in tokens:
+            low = token.lower().strip("'")
+            punctuation = _PUNCTUATION.get(low)
+            if punctuation is not None:
+                keys[token], flags[token] = "|", punctuation  # "|" is in no phrase: a wall
+                continue
+            plain = low.replace("'", "")
+            flag = 0
+            if plain in _CUES or low.endswith("n't"):
+                flag |= _CUE
+            if low in _JOINERS:
+                flag |= _JOINER
+            if low in _EXEMPTS:
+                flag |= _EXEMPT
+            if len(plain) < 3 or low in _FILLERS:
+                flag |= _LITTLE
+            elif plain.isalpha():
+                flag |= _FREE
+            flag |= _PAIRED.get(low, 0)
+            keys[token], flags[token] = (self._key(low) or "'"), flag
+
+    def _key(self, low: str) -> str:
+        """Return the key of an answer word: a term word's key if it is one, else its base."""
+        base = _base(low)
+        for form in _forms(base):
+            key = self._forms.get(form)
+            if key is not None:
+                return key
+        if _fuzzy_candidate(base) and base not in _NOT_A_STEM:
+            near = _nearest(base, self._fuzzy_choices)
+            if near is not None:
+                return self._vocabulary[near]
+        return base
+
+    def grade(self, answer: str) -> Grade:
+        """Grade one answer against this rubric."""
+        read = _Reading(self, answer)
+        found = {}
+        for phrase in self._phrases:
+            spans = read.find(phrase)
+            if spans:
+                found[phrase] = spans
+        if not found:
+            return Grade(covered=(), missed=tuple(p.id for p in self.points), red_flags=())
+        listed = read.lists(found)
+        covered: list[PointMatch] = []
+        missed: list[str] = []
+        stuffed = False
+        for item in self.points:
+            spans, only_listed = read.evaluate(item, found, listed)
+            if spans:
+                covered.append(PointMatch(item.id, read.words(spans)))
+            else:
+                missed.append(item.id)
+                stuffed = stuffed or only_listed
+        raised = []
+        for item in self.flags:
+            spans, _ = read.evaluate(item, found, listed)
+            if spans:
+                raised.append(PointMatch(item.id, read.words(spans)))
+        return Grade(tuple(covered), tuple(missed), tuple(raised), stuffed)
+
+
+def _group_forms(words: list[str]) -> dict[str, str]:
+    """Map every form of the term words to one key per family ("shard", "sharding", ...)."""
+    parent: dict[str, str] = {}
+
+    def root(word: str) -> str:
+        while parent[word] != word:
+            parent[word] = parent[parent[word]]
+            word = parent[word]
+        return word
+
+    owner: dict[str, str] = {}
+    for word in words:
+        parent.setdefault(word, word)
+        for form in _forms(word):
+            if form in owner:
+                a, b = root(owner[form]), root(word)
+                if a != b:
+                    keep, drop = sorted((a, b), key=lambda w: (len(w), w))
+                    parent[drop] = keep
+            else:
+                owner[form] = word
+    return {form: root(word) for form, word in owner.items()} | {w: root(w) for w in words}
+
+
+def _fuzzy_candidate(word: str) -> bool:
+    return len(word) >= MIN_FUZZY_LENGTH and word.isalpha()
+
+
+def _nearest(word: str, choices: list[str]) -> str | None:
+    """Return the term word one typo from ``word`` (two for long words), or None."""
+    if not choices:
+        return None
+    hits = process.extract(word, choices, scorer=OSA.distance, score_cutoff=2, limit=None)
+    for choice, distance, _ in sorted(hits, key=lambda hit: (hit[1], hit[2])):
+        shortest = min(len(choice), len(word))
+        if choice[0] != word[0] or distance > (2 if shortest >= LONG_WORD else 1):
+            continue
+        if shortest <= 6 and len(choice) == len(word) and sorted(choice) != sorted(word):
+            continue  # a different letter in a short word makes another word: taken/token
+        return str(choice)
+    return None
+
+
+class _Reading:
+    """One answer as the grader reads it: its tokens' keys and flags, and where phrases match.
+
+    Punctuation tokens are kept (with the key "|", which no phrase contains), so a token's
+    index is its place in the answer and no match runs across a sentence or clause end.
+    """
+
+    def __init__(self, rubric: CompiledRubric, text: str) -> None:
+        self.text = text
+        self._parts = _TOKEN.split(_prepare(text))
+        self.tokens = self._parts[1::2]
+        unseen = set(self.tokens).difference(rubric._keys)
+        if unseen:
+            rubric._learn(unseen if len(rubric._keys) else set(self.tokens))
+            if not set(self.tokens).issubset(rubric._keys):  # the memory was started afresh
+                rubric._learn(set(self.tokens))
+        self._rubric = rubric
+        keys = list(map(rubric._keys.__getitem__, self.tokens))
+        self.flags = list(map(rubric._flags.__getitem__, self.tokens))
+        self.joined = "".join(keys)
+        self._ends = list(accumulate(map(len, keys)))  # where each token's key ends in joined
+        self._sentences: list[int] | None = None
+        self._offsets: list[int] | None = None
+        self._not_negated: dict[str, list[tuple[int, int]]] = {}
+
+    def find(self, phrase: str) -> list[tuple[int, int]]:
+        """Return the (first, last) token indexes of every place the phrase matches whole tokens."""
+        found = []
+        ends = self._ends
+        size = len(phrase)
+        at = self.joined.find(phrase)
+        while at != -1:
+            before = bisect_left(ends, at)  # the token ending where the phrase starts, if any
+            if at == 0 or (before < len(ends) and ends[before] == at):
+                last = bisect_left(ends, at + size)
+                if ends[last] == at + size:
+                    found.append((before + 1 if at else 0, last))
+            at = self.joined.find(phrase, at + 1)
+        return found
+
+    def negated(self, first: int, excluded: frozenset[int] = frozenset()) -> bool:
+        """Say whether a negation cue reaches the match starting at token ``first``.
+
+        Looks back over at most ``NEGATION_WINDOW`` words (short and filler words not
+        counted) to the start of the clause: punctuation, or a joining word such as "but".
+        """
+        flags = self.flags
+        if flags[first] & _JOINER:
+            return False
+        index = first - 1
+        reach = NEGATION_WINDOW
+        while index >= 0 and reach > 0:
+            flag = flags[index]
+            if flag & _BREAK:
+                return False
+            if index not in excluded:
+                if flag & _CUE and not flags[index + 1] & _EXEMPT:
+                    return True
+                if index and (
+                    (flag & _OF and flags[index - 1] & _INSTEAD)
+                    or (flag & _THAN and flags[index - 1] & _RATHER)
+                ):
+                    return True
+            if flag & _JOINER:
+                return False
+            if not flag & _LITTLE:
+                reach -= 1
+            index -= 1
+        return False
+
+    def sentence(self, index: int) -> int:
+        """Return a number that only the tokens of the same sentence share."""
+        if self._sentences is None:
+            self._sentences = list(accumulate(map(_SENTENCE.__and__, self.flags)))
+        return self._sentences[index]
+
+    def lists(self, found: dict[str, list[tuple[int, int]]]) -> set[int]:
+        """Return the pieces (runs of words between punctuation) that are lists of terms.
+
+        A piece is numbered by the count of punctuation tokens before it.
+        """
+        spans = sorted({span for places in found.values() for span in places})
+        if len(spans) < LIST_RUN:
+            return set()
+        flags = self.flags
+        breaks = list(compress(range(len(flags)), map(_BREAK.__and__, flags)))
+        self._breaks = breaks
+        free_before = [0, *accumulate(map(bool, map(_FREE.__and__, flags)))]
+        matches: dict[int, int] = {}
+        term_free: dict[int, int] = {}  # free-looking words that are part of a match
+        end = -1
+        for first, last in spans:
+            piece = bisect_right(breaks, first)
+            if first > end:
+                matches[piece] = matches.get(piece, 0) + 1
+                term_free[piece] = term_free.get(piece, 0)
+            new = max(first, end + 1)  # count each word once where matches overlap
+            if last >= new:
+                term_free[piece] += free_before[last + 1] - free_before[new]
+            end = max(end, last)
+        bounds = [-1, *breaks, len(flags)]
+
+        def free(piece: int) -> int:
+            return free_before[bounds[piece + 1]] - free_before[bounds[piece] + 1]
+
+        bare = [
+            piece
+            for piece, count in matches.items()
+            if free(piece) - term_free[piece] <= count // LIST_RUN
+        ]
+        if not bare:
+            return set()
+        items: dict[int, set[str]] = {}
+        for item in (*self._rubric.points, *self._rubric.flags):
+            for term in item.terms:
+                for part in term.parts:
+                    for first, _ in found.get(part, ()):
+                        items.setdefault(bisect_right(breaks, first), set()).add(item.id)
+        listed = {piece for piece in bare if len(items[piece]) >= LIST_RUN}
+        run: list[int] = []
+        for piece in [*bare, -1]:
+            # Pieces in a row: nothing but punctuation and little words between them.
+            if (
+                run
+                and piece > run[-1]
+                and free_before[bounds[piece] + 1] == free_before[bounds[run[-1] + 1]]
+            ):
+                run.append(piece)
+                continue
+            if len(run) >= LIST_RUN:
+                listed.update(run)
+            run = [piece]
+        return listed
+
+    def piece(self, index: int) -> int:
+        """Return the number of the piece (words between punctuation) a token is in."""
+        return bisect_right(self._breaks, index)
+
+    def evaluate(
+        self, item: _Item, found: dict[str, list[tuple[int, int]]], listed: set[int]
+    ) -> tuple[list[tuple[int, int]], bool]:
+        """Return the spans that credit an item, and whether it matched only inside lists."""
+        credited: list[tuple[int, int]] = []
+        in_lists = False
+        for term in item.terms:
+            if len(term.parts) == 1:
+                matches = [[span] for span in self._kept(term.parts[0], found)]
+            else:
+                matches = self._together(term, found)
+            for match in matches:
+                if listed and all(self.piece(first) in listed for first, _ in match):
+                    in_lists = True
+                else:
+                    credited.extend(match)
+        return credited, in_lists and not credited
+
+    def _kept(self, phrase: str, found: dict[str, list[tuple[int, int]]]) -> list[tuple[int, int]]:
+        """Return the places a phrase matches that no negation reaches (remembered)."""
+        kept = self._not_negated.get(phrase)
+        if kept is None:
+            kept = [span for span in found.get(phrase, ()) if not self.negated(span[0])]
+            self._not_negated[phrase] = kept
+        return kept
+
+    def _together(
+        self, term: _Term, found: dict[str, list[tuple[int, int]]]
+    ) -> list[list[tuple[int, int]]]:
+        """Return each sentence's match of an ``A & B`` term, as the spans of its phrases."""
+        if not all(part in found for part in term.parts):
+            return []
+        by_sentence: list[dict[int, list[tuple[int, int]]]] = []
+        for part in term.parts:
+            places: dict[int, list[tuple[int, int]]] = {}
+            for span in found[part]:
+                places.setdefault(self.sentence(span[0]), []).append(span)
+            by_sentence.append(places)
+        shared = set(by_sentence[0]).intersection(*by_sentence[1:])
+        matches = []
+        for sentence in sorted(shared):
+            spans = [span for places in by_sentence for span in places[sentence]]
+            inside = frozenset(i for first, last in spans for i in range(first, last + 1))
+            kept = [
+                [span for span in places[sentence] if not self.negated(span[0], inside)]
+                for places in by_sentence
+            ]
+            if all(kept):
+                matches.append([span for part in kept for span in part])
+        return matches
+
+    def words(self, spans: list[tuple[int, int]]) -> tuple[str, ...]:
+        """Return the answer's own text of the matched spans, in answer order, each once."""
+        if self._offsets is None:
+            lengths = [0, *map(len, self.tokens)]
+            self._offsets = list(accumulate(map(add, map(len, self._parts[0::2]), lengths)))
+        offsets, tokens = self._offsets, self.tokens
+        texts: dict[str, None] = {}
+        widest: list[tuple[int, int]] = []
+        for first, last in sorted(set(spans), key=lambda span: (span[0], -span[1])):
+            if widest and last <= widest[-1][1]:
+                continue  # inside a longer match: "all-reduce" in "ring all-reduce"
+            widest.append((first, last))
+            texts[self.text[offsets[first] : offsets[last] + len(tokens[last])]] = None
+        return tuple(texts)

@@ -1,0 +1,384 @@
+"""The rubric grader, as a content author writing look_for terms and a member answering see it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from prepbot.content.model import Rubric
+from prepbot.core.grading import Grade, compile_rubric, grade
+
+SRC = Path(__file__).resolve().parents[2] / "src"
+
+GRADIENT_SYNC = Rubric.model_validate(
+    {
+        "key_points": [
+            {
+                "id": "all-reduce",
+                "point": "Frame it as an all-reduce: every worker ends with the summed gradient.",
+                "look_for": ["all-reduce", "collective communication"],
+            },
+            {
+                "id": "ring",
+                "point": "Ring all-reduce passes chunks between neighbours.",
+                "look_for": ["ring all-reduce", "ring & neighbour"],
+            },
+            {
+                "id": "cost",
+                "point": "Each GPU sends about 2(N-1)/N of the gradient, whatever N is.",
+                "look_for": ["2(N-1)/N", "bandwidth & constant", "1,000 GPUs & same traffic"],
+            },
+            {
+                "id": "phases",
+                "point": "A reduce-scatter phase, then an all-gather phase.",
+                "look_for": ["reduce-scatter", "all-gather"],
+            },
+            {
+                "id": "practical",
+                "point": "NCCL, gradient bucketing, overlap with the backward pass.",
+                "look_for": ["NCCL", "gradient bucketing", "overlap & backward pass"],
+            },
+        ],
+        "red_flags": [
+            {
+                "id": "parameter-server",
+                "flag": "A central parameter server that every GPU talks to.",
+                "look_for": ["parameter server"],
+            },
+        ],
+    }
+)
+
+EXPLAINED = (
+    "I would use ring all-reduce. Each GPU splits its gradient into chunks; in the "
+    "reduce-scatter phase it passes one chunk to its neighbour and adds what it receives, then "
+    "an all-gather phase spreads the finished chunks. So each GPU sends about 2(N-1)/N of the "
+    "gradient. In practice NCCL does this, and we overlap it with the backward pass."
+)
+
+
+def covered(answer: str, rubric: Rubric = GRADIENT_SYNC) -> list[str]:
+    return list(grade(answer, rubric).covered_ids)
+
+
+def flags(answer: str, rubric: Rubric = GRADIENT_SYNC) -> list[str]:
+    return [m.id for m in grade(answer, rubric).red_flags]
+
+
+def matched(answer: str, point: str, rubric: Rubric = GRADIENT_SYNC) -> tuple[str, ...]:
+    found = grade(answer, rubric)
+    return next(m.matched for m in (*found.covered, *found.red_flags) if m.id == point)
+
+
+def rubric_with(*look_for: str) -> Rubric:
+    """Return a rubric whose first key point is found by these terms only."""
+    return Rubric.model_validate(
+        {
+            "key_points": [
+                {"id": "target", "point": "The point under test.", "look_for": list(look_for)},
+                {"id": "other", "point": "Something else.", "look_for": ["zebra crossing"]},
+                {"id": "third", "point": "And another.", "look_for": ["quokka habitat"]},
+            ]
+        }
+    )
+
+
+# -- what counts as the same words -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "written", ["all-reduce", "All-Reduce", "all reduce", "allreduce", "ALLREDUCE", "all_reduce"]
+)
+def test_case_hyphens_and_writing_words_together_do_not_matter(written: str):
+    answer = f"I would run an {written} after each backward pass."
+    assert "all-reduce" in covered(answer)
+    assert matched(answer, "all-reduce") == (written,)
+
+
+def test_a_term_written_as_one_word_matches_the_words_written_apart():
+    rubric = rubric_with("allreduce")
+    assert covered("Use an all-reduce here.", rubric) == ["target"]
+    assert covered("Use an all reduce here.", rubric) == ["target"]
+
+
+@pytest.mark.parametrize(
+    ("answer", "point", "words"),
+    [
+        ("We would keep several parameter servers.", "parameter-server", "parameter servers"),
+        ("Our Parameter-Servers hold the weights.", "parameter-server", "Parameter-Servers"),
+        ("The parameter server's links fill up.", "parameter-server", "parameter server's"),
+        ("The GPUs all-reduced their gradients.", "all-reduce", "all-reduced"),
+        ("Gradient buckets are sent as soon as they fill.", "practical", "Gradient buckets"),
+        ("We rely on gradients bucketed by size.", "practical", "gradients bucketed"),
+    ],
+)
+def test_plurals_and_simple_suffixes_match(answer: str, point: str, words: str):
+    assert matched(answer, point) == (words,)
+
+
+def test_a_phrase_with_an_ing_word_matches_its_other_forms():
+    rubric = rubric_with("fine-tuning")
+    assert covered("I would fine-tune the model on the legal corpus.", rubric) == ["target"]
+    assert covered("A model finetuned on legal text.", rubric) == ["target"]
+
+
+def test_numbers_match_with_or_without_thousands_separators():
+    answer = "With 1000 GPUs each one sends the same traffic as with eight."
+    assert "cost" in covered(answer)
+
+
+@pytest.mark.parametrize(
+    ("answer", "point"),
+    [
+        ("Do not centralise it in a paramter server.", None),  # negated, but see below
+        ("Put a paramter server in the middle.", "parameter-server"),
+        ("Put a parameter sever in the middle.", "parameter-server"),
+        ("I would use an all-redcue.", "all-reduce"),
+        ("Then all-gahter the chunks.", "phases"),
+    ],
+)
+def test_one_typo_in_a_long_word_still_matches(answer: str, point: str | None):
+    found = grade(answer, GRADIENT_SYNC)
+    ids = [m.id for m in (*found.covered, *found.red_flags)]
+    assert ids == ([point] if point else [])
+
+
+def test_short_words_and_real_words_one_letter_away_do_not_match():
+    assert covered("Use NCLL for it.") == []  # four letters: must be exact
+    rubric = rubric_with("token budget")
+    assert covered("The taken budget was too small.", rubric) == []  # another word, not a typo
+    assert covered("The tokne budget was too small.", rubric) == ["target"]
+    layer = rubric_with("layer norm")
+    assert covered("We fix the later norm.", layer) == []
+
+
+def test_a_phrase_does_not_match_across_a_sentence_end_or_a_comma():
+    assert "ring" not in covered("Form a ring. All-reduce is then cheap.")
+    assert "ring" not in covered("Form a ring, all-reduce the gradients.")
+
+
+def test_the_matched_words_are_the_answer_s_own_words():
+    answer = "Try Ring All-Reduce, done with NCCL over gradient-bucketing and a paramter server."
+    found = grade(answer, GRADIENT_SYNC).to_json()
+    assert found["matched"]["ring"] == ["Ring All-Reduce"]
+    assert found["matched"]["all-reduce"] == ["All-Reduce"]
+    assert found["matched"]["practical"] == ["NCCL", "gradient-bucketing"]
+    assert found["matched"]["parameter-server"] == ["paramter server"]
+
+
+# -- A & B terms -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "The bandwidth each GPU needs stays constant.",
+        "It is constant: the bandwidth does not grow with the number of GPUs.",
+    ],
+)
+def test_an_and_term_matches_both_phrases_in_one_sentence_in_any_order(answer: str):
+    assert "cost" in covered(answer)
+
+
+def test_an_and_term_needs_both_phrases_in_the_same_sentence():
+    assert "cost" not in covered("Bandwidth matters. The number of GPUs is constant.")
+    assert "cost" not in covered("The bandwidth is the bottleneck.")
+
+
+def test_an_and_term_reports_the_words_of_both_phrases():
+    assert matched("The bandwidth stays constant as we add GPUs.", "cost") == (
+        "bandwidth",
+        "constant",
+    )
+
+
+# -- negation --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "I would not use a parameter server.",
+        "I would never put a central parameter server in the middle.",
+        "Don't send all the gradients to a parameter server.",
+        "Don\u2019t use a parameter server.",  # a curly apostrophe
+        "I wouldn't use a parameter server at this scale.",
+        "Avoid a parameter server here.",
+        "Use ring all-reduce instead of a parameter server.",
+        "Use ring all-reduce rather than a parameter server.",
+        "No parameter server: it would be the bottleneck.",
+        "This works without any parameter server.",
+        "Skip the parameter server entirely.",
+    ],
+)
+def test_a_negated_mention_raises_no_red_flag(answer: str):
+    assert flags(answer) == []
+
+
+def test_the_same_mention_without_negation_raises_the_red_flag():
+    assert flags("I would use a parameter server.") == ["parameter-server"]
+    assert matched("I would use a parameter server.", "parameter-server") == ("parameter server",)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "I would not use an all-reduce here.",
+        "Without all-reduce the workers drift apart.",
+        "We can't rely on NCCL.",
+    ],
+)
+def test_a_negated_mention_makes_no_key_point(answer: str):
+    assert covered(answer) == []
+
+
+def test_negation_stops_at_the_end_of_its_clause():
+    answer = "I would not use a parameter server, but ring all-reduce."
+    assert flags(answer) == []
+    assert covered(answer) == ["all-reduce", "ring"]
+    answer = "Instead of a parameter server, use an all-reduce."
+    assert (flags(answer), covered(answer)) == ([], ["all-reduce"])
+    answer = "There is no central server and ring all-reduce spreads the load."
+    assert covered(answer) == ["all-reduce", "ring"]
+
+
+def test_negation_reaches_only_a_few_words():
+    answer = (
+        "No one in my team had ever thought about how gradients travel between machines "
+        "until we tried ring all-reduce."
+    )
+    assert covered(answer) == ["all-reduce", "ring"]
+    assert covered("No one ever tried ring all-reduce.") == []
+
+
+def test_not_only_is_not_a_negation():
+    assert "practical" in covered("Not only NCCL matters here: so does the topology.")
+
+
+def test_a_cue_inside_an_and_term_does_not_negate_it():
+    rubric = rubric_with("no & bottleneck")
+    assert covered("With a ring no single node becomes a bottleneck.", rubric) == ["target"]
+
+
+# -- keyword stuffing ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "ring all-reduce, reduce-scatter, all-gather, 2(N-1)/N, NCCL, gradient bucketing",
+        "Ring all-reduce reduce-scatter all-gather NCCL gradient bucketing",
+        "- ring all-reduce\n- reduce-scatter\n- all-gather\n- NCCL",
+        "Key concepts: ring all-reduce, reduce-scatter, all-gather, NCCL, bandwidth.",
+    ],
+)
+def test_a_bare_list_of_terms_earns_no_points_and_is_stuffed(answer: str):
+    found = grade(answer, GRADIENT_SYNC)
+    assert found.stuffed
+    assert found.points == 0
+    assert found.missed == ("all-reduce", "ring", "cost", "phases", "practical")
+
+
+def test_the_same_terms_explained_earn_every_point():
+    found = grade(EXPLAINED, GRADIENT_SYNC)
+    assert not found.stuffed
+    assert found.covered_ids == ("all-reduce", "ring", "cost", "phases", "practical")
+
+
+def test_a_list_added_to_an_explanation_earns_only_what_was_explained():
+    answer = (
+        "I would use ring all-reduce, because each GPU only ever talks to its neighbour and "
+        "the load is spread evenly. Also: reduce-scatter, all-gather, NCCL."
+    )
+    found = grade(answer, GRADIENT_SYNC)
+    assert found.covered_ids == ("all-reduce", "ring")
+    assert found.stuffed
+
+
+def test_a_short_answer_naming_one_or_two_terms_is_not_a_list():
+    assert covered("Ring all-reduce.") == ["all-reduce", "ring"]
+    found = grade("I'd use ring all-reduce with NCCL.", GRADIENT_SYNC)
+    assert found.covered_ids == ("all-reduce", "ring", "practical")
+    assert not found.stuffed
+
+
+def test_a_terse_but_explained_answer_is_not_a_list():
+    answer = (
+        "Ring all-reduce: a reduce-scatter then an all-gather, so each GPU sends about "
+        "2(N-1)/N of the gradient regardless of the GPU count."
+    )
+    found = grade(answer, GRADIENT_SYNC)
+    assert found.covered_ids == ("all-reduce", "ring", "cost", "phases")
+    assert not found.stuffed
+
+
+def test_a_listed_red_flag_is_not_raised():
+    answer = "parameter server, all-reduce, NCCL, reduce-scatter"
+    assert flags(answer) == []
+
+
+# -- the grade as a whole --------------------------------------------------------------------------
+
+
+def test_an_empty_answer_misses_every_point():
+    found = grade("", GRADIENT_SYNC)
+    assert found == Grade(
+        covered=(), missed=("all-reduce", "ring", "cost", "phases", "practical"), red_flags=()
+    )
+
+
+def test_points_and_flags_follow_rubric_order_and_print_as_json():
+    answer = "Put a parameter server first; NCCL then all-reduce the rest."
+    assert grade(answer, GRADIENT_SYNC).to_json() == {
+        "covered": ["all-reduce", "practical"],
+        "missed": ["ring", "cost", "phases"],
+        "red_flags": ["parameter-server"],
+        "matched": {
+            "all-reduce": ["all-reduce"],
+            "practical": ["NCCL"],
+            "parameter-server": ["parameter server"],
+        },
+        "stuffed": False,
+    }
+
+
+def test_a_rubric_is_compiled_once_and_equal_rubrics_share_it():
+    copy = Rubric.model_validate(GRADIENT_SYNC.model_dump())
+    assert compile_rubric(GRADIENT_SYNC) is compile_rubric(copy)
+
+
+def test_grading_is_the_same_every_time_and_in_every_process():
+    answers = [EXPLAINED, "I would not use a parameter server, but ring all-reduce.", "x"]
+    here = [grade(a, GRADIENT_SYNC).to_json() for a in answers]
+    assert here == [grade(a, GRADIENT_SYNC).to_json() for a in answers]
+    script = (
+        "import json, sys\n"
+        "from prepbot.content.model import Rubric\n"
+        "from prepbot.core.grading import grade\n"
+        "rubric = Rubric.model_validate_json(sys.argv[1])\n"
+        "print(json.dumps([grade(a, rubric).to_json() for a in json.loads(sys.argv[2])]))\n"
+    )
+    for seed in ("1", "2"):
+        done = subprocess.run(
+            [sys.executable, "-c", script, GRADIENT_SYNC.model_dump_json(), json.dumps(answers)],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": str(SRC)},
+        )
+        assert json.loads(done.stdout) == here
+
+
+def test_a_round_of_answers_grades_quickly():
+    import time
+
+    answers = [f"{EXPLAINED} Answer number {n}." for n in range(2_000)]
+    started = time.process_time()
+    for answer in answers:
+        grade(answer, GRADIENT_SYNC)
+    assert time.process_time() - started < 2.0  # ~0.25 s here; generous for slow CI machines
