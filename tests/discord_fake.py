@@ -1463,6 +1463,8 @@ class FakeDiscord:
         """Return a stored message as MESSAGE_CREATE/UPDATE carries it (guild_id, member)."""
         data = copy.deepcopy(message)
         channel = self._any_channel(int(message["channel_id"]))
+        if not channel.get("guild_id"):  # a DM: no guild, no member
+            return data
         guild = self.guilds[int(channel["guild_id"])]
         data["guild_id"] = str(guild.id)
         author_id = int(message["author"]["id"])

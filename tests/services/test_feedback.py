@@ -77,10 +77,12 @@ async def test_each_on_time_answerer_gets_feedback_once_even_when_the_reveal_is_
     await answer(app, round_, "alice", GOOD, "a1")
     await answer(app, round_, "bob", "Not sure, maybe a bigger GPU?", "b1")
     card = await app.services.rounds.reveal_round(round_.id)
-    assert card is not None and card.graded == 2
+    assert card is not None
+    assert card.graded == 2
     made = {c.point: c.made for c in card.coverage}
     scenario = app.services.ctx.catalog.get(GRADIENT_SYNC)
-    assert scenario is not None and scenario.rubric is not None
+    assert scenario is not None
+    assert scenario.rubric is not None
     ring = next(p for p in scenario.rubric.key_points if p.id == "ring-all-reduce")
     assert made[ring.point] == 1  # alice's, counted; nobody named
 
@@ -117,7 +119,8 @@ async def test_feedback_a_platform_would_not_deliver_is_still_shown_on_request(
 
     shown = await prep(app, "alice", "feedback")
     assert isinstance(shown, FeedbackView)
-    assert shown.scenario_id == GRADIENT_SYNC and shown.points >= 1
+    assert shown.scenario_id == GRADIENT_SYNC
+    assert shown.points >= 1
     assert isinstance(await prep(app, "alice", f"feedback {GRADIENT_SYNC}"), FeedbackView)
     missing = await prep(app, "alice", "feedback apple-calibration-equal-accuracy")
     assert isinstance(missing, ErrorView)
@@ -129,7 +132,8 @@ async def test_a_member_who_turned_feedback_off_gets_no_message_but_is_still_gra
 ):
     subscription = await subscribe(app)
     off = await prep(app, "alice", "feedback off")
-    assert isinstance(off, Notice) and "off" in off.text
+    assert isinstance(off, Notice)
+    assert "off" in off.text
     round_ = await round_of(app, subscription, GRADIENT_SYNC, MONDAY)
     await answer(app, round_, "alice", GOOD, "a1")
     await app.services.rounds.reveal_round(round_.id)
@@ -154,12 +158,14 @@ async def test_a_failing_feedback_message_is_not_retried_and_does_not_fail_the_r
     round_ = await round_of(app, subscription, GRADIENT_SYNC, MONDAY)
     await answer(app, round_, "alice", GOOD, "a1")
     card = await app.services.rounds.reveal_round(round_.id)
-    assert card is not None and len(platform.reveals) == 1
+    assert card is not None
+    assert len(platform.reveals) == 1
     async with app.db.transaction() as session:
         (status,) = (await session.scalars(select(AnswerGrade.feedback))).all()
         revealed = await session.get(Round, round_.id)
     assert status == "failed"
-    assert revealed is not None and revealed.reveal_message_id == "r1"
+    assert revealed is not None
+    assert revealed.reveal_message_id == "r1"
     assert isinstance(await prep(app, "alice", "feedback"), FeedbackView)
 
 
@@ -180,12 +186,14 @@ async def test_a_slow_llm_grader_delays_the_reveal_by_its_deadline_at_most(
             took = time.monotonic() - started
         finally:
             await grader.aclose()
-    assert card is not None and card.graded == 1
+    assert card is not None
+    assert card.graded == 1
     assert took < 5, f"the reveal waited {took:.1f} s for a grader with a 1 s deadline"
     (_, _, _, feedback) = platform.feedback[0]
     assert feedback.points >= 1  # the rubric graded it
     problems = app.services.ctx.problems.current("grading")
-    assert problems and "rubric grader graded them instead" in problems[0].message
+    assert problems
+    assert "rubric grader graded them instead" in problems[0].message
 
 
 async def test_hiring_side_scenarios_reach_only_groups_that_ask_for_them(app: App):
@@ -211,7 +219,8 @@ async def test_a_hint_nudges_without_giving_the_reveal_away(app: App, platform: 
     hint = await prep(app, "alice", "hint")
     assert isinstance(hint, Notice)
     scenario = app.services.ctx.catalog.get(GRADIENT_SYNC)
-    assert scenario is not None and scenario.hints
+    assert scenario is not None
+    assert scenario.hints
     assert all(h in hint.text for h in scenario.hints)
     assert not any(insight in hint.text for insight in scenario.insights)
 
@@ -230,6 +239,8 @@ async def test_key_points_break_ties_between_members_with_as_many_on_time_answer
     )
     (view,) = board.views
     rows = [(r.member.id, r.on_time, r.points, r.rank) for r in view.rows]  # type: ignore[union-attr]
-    assert rows[0][0] == "alice" and rows[0][1:3] == (2, rows[0][2]) and rows[0][2] >= 1
+    assert rows[0][0] == "alice"
+    assert rows[0][1:3] == (2, rows[0][2])
+    assert rows[0][2] >= 1
     assert rows[1] == ("bob", 2, 0, 2)
     await asyncio.sleep(0)
