@@ -34,6 +34,7 @@ from prepbot.store.models import Community, Round, RoundStatus, Subscription
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+FEEDBACK_WINDOW = timedelta(days=1)  # feedback a restart interrupted still goes out this long
 
 
 def fair_order(items: Iterable[T], key: Callable[[T], Hashable]) -> list[T]:
@@ -122,6 +123,9 @@ class RoundScheduler:
         await self._repair(report)
         await self.services.answers.adopt_held()
         await self._reveal_due(report)
+        await self.services.rounds.feedback.deliver_pending(
+            since=self.clock.now() - FEEDBACK_WINDOW
+        )
         await self._post_due(report)
         if self._jobs is not None:
             await self._sync_reveal_jobs()

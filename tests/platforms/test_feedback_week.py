@@ -185,6 +185,7 @@ async def test_a_week_of_feedback_on_slack(database_url: str, slack: FakeSlack):
             ephemerals = len(slack.ephemerals)
             clock.advance(timedelta(hours=8))
             await slack_command(slack, "reveal-now", "U0ADMIN")
+            await app.services.rounds.feedback.settle()
             reveal = slack.calls_to("chat.postMessage")[-1].params
             assert reveal["thread_ts"] == thread_ts
             feedback = {e["user"]: e for e in slack.ephemerals[ephemerals:]}
@@ -337,6 +338,7 @@ async def test_a_week_of_feedback_on_discord(database_url: str, discord_fake: Fa
             dms = {who: len(fake.dms_to(who)) for who in (ALICE, BOB, DAVE, EVE)}
             clock.advance(timedelta(hours=8))
             await discord_command(fake, ADMIN, "reveal-now")
+            await app.services.rounds.feedback.settle()
             reveal = json.dumps(
                 [m for m in fake.messages[thread_id] if m["author"]["id"] == str(fake.bot_user_id)][
                     -1

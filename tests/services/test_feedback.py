@@ -77,6 +77,7 @@ async def test_each_on_time_answerer_gets_feedback_once_even_when_the_reveal_is_
     await answer(app, round_, "alice", GOOD, "a1")
     await answer(app, round_, "bob", "Not sure, maybe a bigger GPU?", "b1")
     card = await app.services.rounds.reveal_round(round_.id)
+    await app.services.rounds.feedback.settle()
     assert card is not None
     assert card.graded == 2
     made = {c.point: c.made for c in card.coverage}
@@ -100,6 +101,7 @@ async def test_each_on_time_answerer_gets_feedback_once_even_when_the_reveal_is_
         stored.lease_until = datetime.now(UTC) - timedelta(minutes=5)
     assert await app.services.rounds.take_over(round_.id)
     await app.services.rounds.republish_reveal(round_.id)
+    await app.services.rounds.feedback.settle()
     await app.services.rounds.feedback.deliver(round_.id)
     assert len(platform.feedback) == 2
 
@@ -112,6 +114,7 @@ async def test_feedback_a_platform_would_not_deliver_is_still_shown_on_request(
     round_ = await round_of(app, subscription, GRADIENT_SYNC, MONDAY)
     await answer(app, round_, "alice", GOOD, "a1")
     await app.services.rounds.reveal_round(round_.id)
+    await app.services.rounds.feedback.settle()
     assert platform.feedback == []
     async with app.db.transaction() as session:
         (status,) = (await session.scalars(select(AnswerGrade.feedback))).all()
@@ -137,6 +140,7 @@ async def test_a_member_who_turned_feedback_off_gets_no_message_but_is_still_gra
     round_ = await round_of(app, subscription, GRADIENT_SYNC, MONDAY)
     await answer(app, round_, "alice", GOOD, "a1")
     await app.services.rounds.reveal_round(round_.id)
+    await app.services.rounds.feedback.settle()
     assert platform.feedback == []
     assert isinstance(await prep(app, "alice", "feedback"), FeedbackView)
 
@@ -144,6 +148,7 @@ async def test_a_member_who_turned_feedback_off_gets_no_message_but_is_still_gra
     second = await round_of(app, subscription, GRADIENT_SYNC, MONDAY + timedelta(days=1))
     await answer(app, second, "alice", GOOD, "a2")
     await app.services.rounds.reveal_round(second.id)
+    await app.services.rounds.feedback.settle()
     assert [member.id for _, _, member, _ in platform.feedback] == ["alice"]
 
 
@@ -158,6 +163,7 @@ async def test_a_failing_feedback_message_is_not_retried_and_does_not_fail_the_r
     round_ = await round_of(app, subscription, GRADIENT_SYNC, MONDAY)
     await answer(app, round_, "alice", GOOD, "a1")
     card = await app.services.rounds.reveal_round(round_.id)
+    await app.services.rounds.feedback.settle()
     assert card is not None
     assert len(platform.reveals) == 1
     async with app.db.transaction() as session:
@@ -183,6 +189,7 @@ async def test_a_slow_llm_grader_delays_the_reveal_by_its_deadline_at_most(
             await answer(app, round_, "alice", GOOD, "a1")
             started = time.monotonic()
             card = await app.services.rounds.reveal_round(round_.id)
+            await app.services.rounds.feedback.settle()
             took = time.monotonic() - started
         finally:
             await grader.aclose()
@@ -234,6 +241,7 @@ async def test_key_points_break_ties_between_members_with_as_many_on_time_answer
         await answer(app, round_, "bob", bob_text, f"b{day}")
         await answer(app, round_, "alice", alice_text, f"a{day}")
         await app.services.rounds.reveal_round(round_.id)
+        await app.services.rounds.feedback.settle()
     board = await app.services.commands.handle(
         Invocation(place(), MemberRef("bob", "bob"), False, "leaderboard all")
     )
@@ -244,3 +252,29 @@ async def test_key_points_break_ties_between_members_with_as_many_on_time_answer
     assert rows[0][2] >= 1
     assert rows[1] == ("bob", 2, 0, 2)
     await asyncio.sleep(0)
+
+
+async def test_feedback_a_restart_interrupted_goes_out_at_the_next_tick(
+    app: App, platform: RecordingPlatform, clock: ManualClock
+):
+    from prepbot.scheduling import RoundScheduler
+
+    subscription = await subscribe(app)
+    round_ = await round_of(app, subscription, GRADIENT_SYNC, MONDAY)
+    await answer(app, round_, "alice", GOOD, "a1")
+    await answer(app, round_, "bob", "no idea", "b1")
+    await app.services.rounds.reveal_round(round_.id)
+    await app.services.rounds.feedback.settle()
+    # The process died before sending bob's: his row is still pending.
+    async with app.db.transaction() as session:
+        grades = (await session.scalars(select(AnswerGrade))).all()
+        for grade in grades:
+            if grade.member_id != min(g.member_id for g in grades):
+                grade.feedback = "pending"
+    sent_before = len(platform.feedback)
+    await RoundScheduler(app.services).tick()
+    await app.services.rounds.feedback.settle()
+    assert len(platform.feedback) == sent_before + 1
+    await RoundScheduler(app.services).tick()
+    await app.services.rounds.feedback.settle()
+    assert len(platform.feedback) == sent_before + 1, "sent once, not again at the next tick"

@@ -10,9 +10,11 @@ Imports no chat platform library.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import select, update
 
@@ -65,6 +67,69 @@ class FeedbackService:
 
     def __init__(self, ctx: ServiceContext) -> None:
         self.ctx = ctx
+        self._sending: dict[int, asyncio.Task[dict[str, int]]] = {}
+
+    def start_delivery(self, round_id: int) -> None:
+        """Send a revealed round's feedback in the background (unless it is being sent).
+
+        A reveal must not wait for thousands of private messages paced by the platform, nor
+        hold up other groups' rounds behind them.
+        """
+        running = self._sending.get(round_id)
+        if running is not None and not running.done():
+            return
+        task = asyncio.create_task(self._deliver_logged(round_id), name=f"feedback-{round_id}")
+        self._sending[round_id] = task
+        task.add_done_callback(lambda done: self._forget(round_id, done))
+
+    def _forget(self, round_id: int, task: asyncio.Task[dict[str, int]]) -> None:
+        if self._sending.get(round_id) is task:
+            del self._sending[round_id]
+
+    async def _deliver_logged(self, round_id: int) -> dict[str, int]:
+        try:
+            sent = await self.deliver(round_id)
+        except Exception as error:  # grades are stored: /prep feedback still shows them
+            log.warning("feedback for round %s stopped: %r", round_id, error)
+            return {}
+        if any(sent.values()):
+            log.info("feedback for round %s: %s", round_id, sent)
+        return sent
+
+    async def deliver_pending(self, since: datetime) -> int:
+        """Start sending feedback still pending for rounds revealed since ``since``; count them.
+
+        The scheduler calls this every tick, so feedback a restart interrupted still goes out.
+        """
+        async with self.ctx.db.transaction() as session:
+            rounds = (
+                await session.scalars(
+                    select(AnswerGrade.round_id)
+                    .join(Round, Round.id == AnswerGrade.round_id)
+                    .where(
+                        AnswerGrade.feedback == PENDING,
+                        Round.reveal_message_id.is_not(None),
+                        Round.revealed_at >= since,
+                    )
+                    .distinct()
+                )
+            ).all()
+        for round_id in rounds:
+            self.start_delivery(round_id)
+        return len(rounds)
+
+    async def settle(self, timeout: float | None = None) -> None:
+        """Wait for the feedback being sent now (at most ``timeout`` seconds)."""
+        tasks = [t for t in self._sending.values() if not t.done()]
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout)
+
+    async def close(self, timeout: float = 10) -> None:
+        """Let feedback being sent finish for a while, then stop; the rest stays pending."""
+        await self.settle(timeout)
+        for task in list(self._sending.values()):
+            task.cancel()
+        await asyncio.gather(*self._sending.values(), return_exceptions=True)
 
     async def grade_round(self, round_id: int) -> RoundCoverage:
         """Grade the round's on-time answers not graded yet; return the group's coverage."""
@@ -202,14 +267,22 @@ class FeedbackService:
                 if not batch:
                     return outcomes
                 ids = [g.answer_id for g, _ in batch]
-                # Claimed as sent before sending: at most once, whatever happens next.
-                await session.execute(
-                    update(AnswerGrade)
-                    .where(AnswerGrade.answer_id.in_(ids), AnswerGrade.feedback == PENDING)
-                    .values(feedback=SENT)
-                    .execution_options(synchronize_session=False)
+                # Claimed as sent before sending: at most once, whatever happens next. Only the
+                # rows this UPDATE moved are ours; another process may be sending the rest.
+                claimed = set(
+                    (
+                        await session.scalars(
+                            update(AnswerGrade)
+                            .where(AnswerGrade.answer_id.in_(ids), AnswerGrade.feedback == PENDING)
+                            .values(feedback=SENT)
+                            .returning(AnswerGrade.answer_id)
+                            .execution_options(synchronize_session=False)
+                        )
+                    ).all()
                 )
             for stored, member in batch:
+                if stored.answer_id not in claimed:
+                    continue
                 view = feedback_view(scenario, round_, stored)
                 try:
                     delivered = await platform.send_feedback(

@@ -363,8 +363,9 @@ class RoundService:
     ) -> RevealCard:
         """Grade its answers, post a revealed round's reveal in its thread, send the feedback.
 
-        The reveal's message id is stored before any feedback goes out, so a member's private
-        feedback never holds the reveal up, and a failed feedback message never repeats it.
+        The reveal's message id is stored before any feedback goes out, and the feedback goes
+        out in the background, so members' private messages never hold a reveal up, and a
+        failed feedback message never repeats it.
         """
         ctx = self.ctx
         coverage = await self.feedback.grade_round(round_id)
@@ -422,13 +423,7 @@ class RoundService:
             )
         ctx.metrics.rounds_revealed.labels(platform_name).inc()
         log.info("revealed round %s of subscription %s", round_id, round_.subscription_id)
-        try:
-            sent = await self.feedback.deliver(round_id)
-        except Exception as error:  # grades are stored: /prep feedback still shows them
-            log.warning("feedback for round %s stopped: %r", round_id, error)
-        else:
-            if any(sent.values()):
-                log.info("feedback for round %s: %s", round_id, sent)
+        self.feedback.start_delivery(round_id)
         return card
 
     async def reveal_open(self, subscription_id: int) -> list[RevealCard]:

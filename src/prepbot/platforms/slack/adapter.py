@@ -58,6 +58,7 @@ CHANNEL_GONE = {
     "restricted_action": "the workspace does not let the bot post there",
     "team_access_not_granted": "the bot has no access to this workspace any more",
 }
+FEEDBACK_PER_MINUTE = 100  # chat.postEphemeral is in Slack's Tier 4 (100+ a minute)
 CHANNEL_INTERVAL = 1.0  # seconds between two messages in one channel (Slack: 1 per second)
 SIGNATURE_WINDOW = 5 * 60  # seconds a signed request stays valid (Slack's own rule)
 TIMESTAMP = re.compile(r"[0-9]{1,12}")
@@ -108,6 +109,8 @@ class SlackPlatform:
         interval = 60 / messages_per_minute_per_workspace
         self._workspaces = Pacer(interval, clock=clock, sleep=sleep)
         self._channels = Pacer(CHANNEL_INTERVAL, clock=clock, sleep=sleep)
+        # Ephemerals have their own rate tier: feedback never slows questions and reveals down.
+        self._feedback = Pacer(60 / FEEDBACK_PER_MINUTE, clock=clock, sleep=sleep)
 
     async def post_question(
         self, channel_id: str, card: QuestionCard, *, community_id: str | None = None
@@ -143,7 +146,7 @@ class SlackPlatform:
         message = render(feedback)
         workspace = community_id or ""
         for attempt in range(self.rate_limit_retries + 1):
-            await self._workspaces.wait(workspace)
+            await self._feedback.wait(workspace)
             async with self._limit:
                 try:
                     await self.client.chat_postEphemeral(
@@ -163,7 +166,7 @@ class SlackPlatform:
                     if error.response.status_code != 429 or attempt == self.rate_limit_retries:
                         raise
                     wait = _retry_after(error.response.headers)
-            self._workspaces.hold(workspace, wait)
+            self._feedback.hold(workspace, wait)
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     async def acknowledge(self, channel_id: str, message_id: str, on_time: bool) -> None:
