@@ -41,10 +41,10 @@ Keyword stuffing
 from __future__ import annotations
 
 import re
-from bisect import bisect_left, bisect_right
+from bisect import bisect_left
 from dataclasses import dataclass
 from functools import lru_cache
-from itertools import accumulate, compress
+from itertools import accumulate
 from operator import add
 from typing import Any
 
@@ -163,8 +163,8 @@ def _prepare(text: str) -> str:
 
 
 # Word flags, learnt once per distinct word.
-_CUE = 1  # a negation cue
-_FREE = 2  # a word that explains (counts against a list)
+_FREE = 1  # a word that explains (counts against a list); bit 1, so "flag & _FREE" counts
+_CUE = 2  # a negation cue
 _JOINER = 4  # starts a new clause for negation
 _SENTENCE = 8  # punctuation that ends a sentence
 _CLAUSE = 16  # punctuation that ends a clause
@@ -174,7 +174,16 @@ _OF = 128
 _RATHER = 256
 _THAN = 512
 _LITTLE = 1024  # a short or filler word: not counted in the negation window
+_VERB_NOT = 2048  # not, never, n't: negates a red flag named just before it
 _BREAK = _SENTENCE | _CLAUSE
+_CUE_LIKE = _CUE | _INSTEAD | _RATHER  # where a negation may start
+
+# Token kinds, one character each, so that a whole answer's kinds are one string.
+_SENTENCE_KIND = "."  # punctuation that ends a sentence
+_CLAUSE_KIND = ","  # punctuation that ends a clause
+_CUE_KIND = "n"  # a negation cue (or the "instead" of "instead of")
+_FREE_KIND = "f"  # a free word: one that explains
+_WORD_KIND = "w"  # any other word
 _PAIRED = {"instead": _INSTEAD, "of": _OF, "rather": _RATHER, "than": _THAN}
 
 
@@ -187,6 +196,10 @@ _CUES = _wordset(
     "skipping cannot dont doesnt didnt isnt arent wasnt werent wont wouldnt shouldnt couldnt cant"
 )
 """Words that negate what follows them (and any word ending in "n't")."""
+_VERB_NOTS = _wordset(
+    "not never cannot dont doesnt didnt isnt arent wasnt werent wont wouldnt shouldnt couldnt cant"
+)
+"""Cues that negate a red flag named just before them: "a parameter server won't scale"."""
 _JOINERS = _wordset(
     "and but however although though whereas while because since so then yet which instead "
     "otherwise"
@@ -258,6 +271,14 @@ class _Term:
 
 
 @dataclass(frozen=True)
+class _Match:
+    """One place an item's term matches: its phrases' (first, last) token spans."""
+
+    spans: tuple[tuple[int, int], ...]
+    negated: bool
+
+
+@dataclass(frozen=True)
 class _Item:
     """A key point or red flag with its compiled terms."""
 
@@ -290,6 +311,7 @@ class CompiledRubric:
         self._fuzzy_choices = sorted(self._vocabulary)
         self._keys: dict[str, str] = {}
         self._flags: dict[str, int] = {}
+        self._kinds: dict[str, str] = {}
 
     def _item(self, item_id: str, look_for: tuple[str, ...]) -> _Item:
         terms = []
@@ -315,18 +337,22 @@ class CompiledRubric:
     def _learn(self, tokens: set[str]) -> None:
         """Normalise answer tokens not seen before, and remember them."""
         if len(self._keys) + len(tokens) > WORD_CACHE_LIMIT:
-            self._keys, self._flags = {}, {}  # new objects: a reader holding the old ones is fine
-        keys, flags = self._keys, self._flags
+            # New objects: a reading holding the old ones is not disturbed.
+            self._keys, self._flags, self._kinds = {}, {}, {}
+        keys, flags, kinds = self._keys, self._flags, self._kinds
         for token in tokens:
             low = token.lower().strip("'")
             punctuation = _PUNCTUATION.get(low)
             if punctuation is not None:
                 keys[token], flags[token] = "|", punctuation  # "|" is in no phrase: a wall
+                kinds[token] = _SENTENCE_KIND if punctuation == _SENTENCE else _CLAUSE_KIND
                 continue
             plain = low.replace("'", "")
             flag = 0
             if plain in _CUES or low.endswith("n't"):
                 flag |= _CUE
+            if plain in _VERB_NOTS or low.endswith("n't"):
+                flag |= _VERB_NOT
             if low in _JOINERS:
                 flag |= _JOINER
             if low in _EXEMPTS:
@@ -337,6 +363,9 @@ class CompiledRubric:
                 flag |= _FREE
             flag |= _PAIRED.get(low, 0)
             keys[token], flags[token] = (self._key(low) or "'"), flag
+            kinds[token] = (
+                _CUE_KIND if flag & _CUE_LIKE else _FREE_KIND if flag & _FREE else _WORD_KIND
+            )
 
     def _key(self, low: str) -> str:
         """Return the key of an answer word: a term word's key if it is one, else its base."""
@@ -354,27 +383,32 @@ class CompiledRubric:
     def grade(self, answer: str) -> Grade:
         """Grade one answer against this rubric."""
         read = _Reading(self, answer)
+        joined = read.joined
         found = {}
         for phrase in self._phrases:
-            spans = read.find(phrase)
-            if spans:
-                found[phrase] = spans
+            at = joined.find(phrase)
+            if at != -1:
+                spans = read.find(phrase, at)
+                if spans:
+                    found[phrase] = spans
         if not found:
             return Grade(covered=(), missed=tuple(p.id for p in self.points), red_flags=())
-        listed = read.lists(found)
+        points = [read.matches(item, found) for item in self.points]
+        flags = [read.matches(item, found, red_flag=True) for item in self.flags]
+        listed = read.lists([*points, *flags])
         covered: list[PointMatch] = []
         missed: list[str] = []
         stuffed = False
-        for item in self.points:
-            spans, only_listed = read.evaluate(item, found, listed)
+        for item, matches in zip(self.points, points, strict=True):
+            spans, only_listed = read.credit(matches, listed)
             if spans:
                 covered.append(PointMatch(item.id, read.words(spans)))
             else:
                 missed.append(item.id)
                 stuffed = stuffed or only_listed
         raised = []
-        for item in self.flags:
-            spans, _ = read.evaluate(item, found, listed)
+        for item, matches in zip(self.flags, flags, strict=True):
+            spans, _ = read.credit(matches, listed)
             if spans:
                 raised.append(PointMatch(item.id, read.words(spans)))
         return Grade(tuple(covered), tuple(missed), tuple(raised), stuffed)
@@ -424,36 +458,37 @@ def _nearest(word: str, choices: list[str]) -> str | None:
 
 
 class _Reading:
-    """One answer as the grader reads it: its tokens' keys and flags, and where phrases match.
+    """One answer as the grader reads it: its tokens' keys and kinds, and where phrases match.
 
     Punctuation tokens are kept (with the key "|", which no phrase contains), so a token's
     index is its place in the answer and no match runs across a sentence or clause end.
+    ``kinds`` has one character per token (see ``_KINDS``), so counting free words, finding
+    the sentence or clause of a token and looking for a negation cue are string operations.
     """
 
     def __init__(self, rubric: CompiledRubric, text: str) -> None:
         self.text = text
         self._parts = _TOKEN.split(_prepare(text))
-        self.tokens = self._parts[1::2]
-        unseen = set(self.tokens).difference(rubric._keys)
-        if unseen:
-            rubric._learn(unseen if len(rubric._keys) else set(self.tokens))
-            if not set(self.tokens).issubset(rubric._keys):  # the memory was started afresh
-                rubric._learn(set(self.tokens))
-        self._rubric = rubric
-        keys = list(map(rubric._keys.__getitem__, self.tokens))
-        self.flags = list(map(rubric._flags.__getitem__, self.tokens))
+        tokens = self.tokens = self._parts[1::2]
+        if not rubric._keys.keys() >= set(tokens):
+            rubric._learn(set(tokens))
+        self._flag_of = rubric._flags
+        keys = list(map(rubric._keys.__getitem__, tokens))
+        self.kinds = "".join(map(rubric._kinds.__getitem__, tokens))
         self.joined = "".join(keys)
         self._ends = list(accumulate(map(len, keys)))  # where each token's key ends in joined
-        self._sentences: list[int] | None = None
         self._offsets: list[int] | None = None
-        self._not_negated: dict[str, list[tuple[int, int]]] = {}
+        self._pieces: dict[int, int] = {}
 
-    def find(self, phrase: str) -> list[tuple[int, int]]:
-        """Return the (first, last) token indexes of every place the phrase matches whole tokens."""
+    def find(self, phrase: str, at: int = 0) -> list[tuple[int, int]]:
+        """Return the (first, last) token indexes of every place the phrase matches whole tokens.
+
+        ``at`` is where to start looking in ``joined`` (where the phrase first occurs, if known).
+        """
         found = []
         ends = self._ends
         size = len(phrase)
-        at = self.joined.find(phrase)
+        at = self.joined.find(phrase, at)
         while at != -1:
             before = bisect_left(ends, at)  # the token ending where the phrase starts, if any
             if at == 0 or (before < len(ends) and ends[before] == at):
@@ -463,133 +498,97 @@ class _Reading:
             at = self.joined.find(phrase, at + 1)
         return found
 
+    def _flag(self, index: int) -> int:
+        return self._flag_of[self.tokens[index]]
+
     def negated(self, first: int, excluded: frozenset[int] = frozenset()) -> bool:
         """Say whether a negation cue reaches the match starting at token ``first``.
 
         Looks back over at most ``NEGATION_WINDOW`` words (short and filler words not
         counted) to the start of the clause: punctuation, or a joining word such as "but".
         """
-        flags = self.flags
-        if flags[first] & _JOINER:
+        cue = self.kinds.rfind(_CUE_KIND, 0, first)
+        if cue == -1 or self.kinds.rfind(_SENTENCE_KIND, cue, first) != -1:
+            return False  # no cue before the match in its sentence: the usual case
+        flag = self._flag
+        if flag(first) & _JOINER:
             return False
         index = first - 1
         reach = NEGATION_WINDOW
-        while index >= 0 and reach > 0:
-            flag = flags[index]
-            if flag & _BREAK:
+        while index >= cue and reach > 0:
+            this = flag(index)
+            if this & _BREAK:
                 return False
             if index not in excluded:
-                if flag & _CUE and not flags[index + 1] & _EXEMPT:
+                if this & _CUE and not flag(index + 1) & _EXEMPT:
                     return True
-                if index and (
-                    (flag & _OF and flags[index - 1] & _INSTEAD)
-                    or (flag & _THAN and flags[index - 1] & _RATHER)
+                if (this & _INSTEAD and flag(index + 1) & _OF) or (
+                    this & _RATHER and flag(index + 1) & _THAN
                 ):
-                    return True
-            if flag & _JOINER:
+                    return index + 1 < first  # "instead of" before the match, not inside it
+            if this & _JOINER:
                 return False
-            if not flag & _LITTLE:
+            if not this & _LITTLE:
                 reach -= 1
             index -= 1
         return False
 
+    def rejected(self, last: int, excluded: frozenset[int] = frozenset()) -> bool:
+        """Say whether a verb's negation follows the match ending at token ``last`` closely.
+
+        "A parameter server would not scale": at most three words (little words not counted)
+        after it, in the same clause.
+        """
+        if self.kinds.find(_CUE_KIND, last + 1) == -1:
+            return False
+        flag = self._flag
+        index = last + 1
+        reach = 3
+        while index < len(self.tokens) and reach > 0:
+            this = flag(index)
+            if this & (_BREAK | _JOINER):
+                return False
+            if this & _VERB_NOT and index not in excluded:
+                return not (index + 1 < len(self.tokens) and flag(index + 1) & _EXEMPT)
+            if not this & _LITTLE:
+                reach -= 1
+            index += 1
+        return False
+
     def sentence(self, index: int) -> int:
         """Return a number that only the tokens of the same sentence share."""
-        if self._sentences is None:
-            self._sentences = list(accumulate(map(_SENTENCE.__and__, self.flags)))
-        return self._sentences[index]
-
-    def lists(self, found: dict[str, list[tuple[int, int]]]) -> set[int]:
-        """Return the pieces (runs of words between punctuation) that are lists of terms.
-
-        A piece is numbered by the count of punctuation tokens before it.
-        """
-        spans = sorted({span for places in found.values() for span in places})
-        if len(spans) < LIST_RUN:
-            return set()
-        flags = self.flags
-        breaks = list(compress(range(len(flags)), map(_BREAK.__and__, flags)))
-        self._breaks = breaks
-        free_before = [0, *accumulate(map(bool, map(_FREE.__and__, flags)))]
-        matches: dict[int, int] = {}
-        term_free: dict[int, int] = {}  # free-looking words that are part of a match
-        end = -1
-        for first, last in spans:
-            piece = bisect_right(breaks, first)
-            if first > end:
-                matches[piece] = matches.get(piece, 0) + 1
-                term_free[piece] = term_free.get(piece, 0)
-            new = max(first, end + 1)  # count each word once where matches overlap
-            if last >= new:
-                term_free[piece] += free_before[last + 1] - free_before[new]
-            end = max(end, last)
-        bounds = [-1, *breaks, len(flags)]
-
-        def free(piece: int) -> int:
-            return free_before[bounds[piece + 1]] - free_before[bounds[piece] + 1]
-
-        bare = [
-            piece
-            for piece, count in matches.items()
-            if free(piece) - term_free[piece] <= count // LIST_RUN
-        ]
-        if not bare:
-            return set()
-        items: dict[int, set[str]] = {}
-        for item in (*self._rubric.points, *self._rubric.flags):
-            for term in item.terms:
-                for part in term.parts:
-                    for first, _ in found.get(part, ()):
-                        items.setdefault(bisect_right(breaks, first), set()).add(item.id)
-        listed = {piece for piece in bare if len(items[piece]) >= LIST_RUN}
-        run: list[int] = []
-        for piece in [*bare, -1]:
-            # Pieces in a row: nothing but punctuation and little words between them.
-            if (
-                run
-                and piece > run[-1]
-                and free_before[bounds[piece] + 1] == free_before[bounds[run[-1] + 1]]
-            ):
-                run.append(piece)
-                continue
-            if len(run) >= LIST_RUN:
-                listed.update(run)
-            run = [piece]
-        return listed
+        return self.kinds.count(_SENTENCE_KIND, 0, index)
 
     def piece(self, index: int) -> int:
-        """Return the number of the piece (words between punctuation) a token is in."""
-        return bisect_right(self._breaks, index)
+        """Return where the piece (words between punctuation) of a token starts."""
+        start = self._pieces.get(index)
+        if start is None:
+            kinds = self.kinds
+            start = max(kinds.rfind(_SENTENCE_KIND, 0, index), kinds.rfind(_CLAUSE_KIND, 0, index))
+            self._pieces[index] = start = start + 1
+        return start
 
-    def evaluate(
-        self, item: _Item, found: dict[str, list[tuple[int, int]]], listed: set[int]
-    ) -> tuple[list[tuple[int, int]], bool]:
-        """Return the spans that credit an item, and whether it matched only inside lists."""
-        credited: list[tuple[int, int]] = []
-        in_lists = False
+    def matches(
+        self, item: _Item, found: dict[str, list[tuple[int, int]]], *, red_flag: bool = False
+    ) -> list[_Match]:
+        """Return every match of an item's terms, each with whether a negation reaches it.
+
+        A red flag is also negated by a verb's negation just after it, in the same clause
+        ("a parameter server would not scale").
+        """
+        matches = []
         for term in item.terms:
             if len(term.parts) == 1:
-                matches = [[span] for span in self._kept(term.parts[0], found)]
+                for span in found.get(term.parts[0], ()):
+                    negated = self.negated(span[0]) or (red_flag and self.rejected(span[1]))
+                    matches.append(_Match((span,), negated))
             else:
-                matches = self._together(term, found)
-            for match in matches:
-                if listed and all(self.piece(first) in listed for first, _ in match):
-                    in_lists = True
-                else:
-                    credited.extend(match)
-        return credited, in_lists and not credited
-
-    def _kept(self, phrase: str, found: dict[str, list[tuple[int, int]]]) -> list[tuple[int, int]]:
-        """Return the places a phrase matches that no negation reaches (remembered)."""
-        kept = self._not_negated.get(phrase)
-        if kept is None:
-            kept = [span for span in found.get(phrase, ()) if not self.negated(span[0])]
-            self._not_negated[phrase] = kept
-        return kept
+                matches.extend(self._together(term, found, red_flag))
+        return matches
 
     def _together(
-        self, term: _Term, found: dict[str, list[tuple[int, int]]]
-    ) -> list[list[tuple[int, int]]]:
+        self, term: _Term, found: dict[str, list[tuple[int, int]]], red_flag: bool
+    ) -> list[_Match]:
         """Return each sentence's match of an ``A & B`` term, as the spans of its phrases."""
         if not all(part in found for part in term.parts):
             return []
@@ -605,24 +604,94 @@ class _Reading:
             spans = [span for places in by_sentence for span in places[sentence]]
             inside = frozenset(i for first, last in spans for i in range(first, last + 1))
             kept = [
-                [span for span in places[sentence] if not self.negated(span[0], inside)]
+                [
+                    span
+                    for span in places[sentence]
+                    if not self.negated(span[0], inside)
+                    and not (red_flag and self.rejected(span[1], inside))
+                ]
                 for places in by_sentence
             ]
             if all(kept):
-                matches.append([span for part in kept for span in part])
+                matches.append(_Match(tuple(span for part in kept for span in part), False))
+            else:
+                matches.append(_Match(tuple(spans), True))
         return matches
+
+    def lists(self, matched: list[list[_Match]]) -> set[int]:
+        """Return the pieces (by where they start) that are lists of terms."""
+        spans = sorted({span for matches in matched for match in matches for span in match.spans})
+        if len(spans) < LIST_RUN:
+            return set()
+        piece = self.piece
+        items: dict[int, int] = {}  # piece: how many rubric items match there
+        for matches in matched:
+            for start in {piece(first) for m in matches for first, _ in m.spans}:
+                items[start] = items.get(start, 0) + 1
+        count = dict.fromkeys(items, 0)  # matches, overlapping ones as one
+        inside = dict.fromkeys(items, 0)  # free words that are part of a match
+        kinds = self.kinds
+        end = -1
+        for first, last in spans:
+            start = piece(first)
+            if first > end:
+                count[start] += 1
+            new = max(first, end + 1)  # count each word once where matches overlap
+            if last >= new:
+                inside[start] += kinds.count(_FREE_KIND, new, last + 1)
+            end = max(end, last)
+        stops = {start: self._piece_end(start) for start in items}
+        bare = sorted(
+            start
+            for start, n in count.items()
+            if kinds.count(_FREE_KIND, start, stops[start]) - inside[start] <= n // LIST_RUN
+        )
+        listed = {start for start in bare if items[start] >= LIST_RUN}
+        run: list[int] = []
+        for start in [*bare, -1]:
+            # Pieces in a row: no free word between them, only punctuation and little words.
+            if run and start > run[-1] and kinds.count(_FREE_KIND, stops[run[-1]], start) == 0:
+                run.append(start)
+                continue
+            if len(run) >= LIST_RUN:
+                listed.update(run)
+            run = [start]
+        return listed
+
+    def _piece_end(self, start: int) -> int:
+        kinds = self.kinds
+        sentence, clause = kinds.find(_SENTENCE_KIND, start), kinds.find(_CLAUSE_KIND, start)
+        if sentence == -1 or clause == -1:
+            return max(sentence, clause) if sentence + clause > -2 else len(kinds)
+        return min(sentence, clause)
+
+    def credit(self, matches: list[_Match], listed: set[int]) -> tuple[list[tuple[int, int]], bool]:
+        """Return the spans that credit an item, and whether it matched only inside lists."""
+        credited: list[tuple[int, int]] = []
+        in_lists = False
+        for match in matches:
+            if match.negated:
+                continue
+            if listed and all(self.piece(first) in listed for first, _ in match.spans):
+                in_lists = True
+            else:
+                credited.extend(match.spans)
+        return credited, in_lists and not credited
 
     def words(self, spans: list[tuple[int, int]]) -> tuple[str, ...]:
         """Return the answer's own text of the matched spans, in answer order, each once."""
         if self._offsets is None:
             lengths = [0, *map(len, self.tokens)]
             self._offsets = list(accumulate(map(add, map(len, self._parts[0::2]), lengths)))
-        offsets, tokens = self._offsets, self.tokens
-        texts: dict[str, None] = {}
+        offsets, tokens, text = self._offsets, self.tokens, self.text
         widest: list[tuple[int, int]] = []
-        for first, last in sorted(set(spans), key=lambda span: (span[0], -span[1])):
-            if widest and last <= widest[-1][1]:
-                continue  # inside a longer match: "all-reduce" in "ring all-reduce"
-            widest.append((first, last))
-            texts[self.text[offsets[first] : offsets[last] + len(tokens[last])]] = None
-        return tuple(texts)
+        for first, last in sorted(set(spans)):
+            if widest and first == widest[-1][0]:
+                widest[-1] = (first, last)  # the longer of two matches that start together
+            elif not widest or last > widest[-1][1]:
+                widest.append((first, last))  # else it is inside a longer match
+        return tuple(
+            dict.fromkeys(
+                text[offsets[first] : offsets[last] + len(tokens[last])] for first, last in widest
+            )
+        )
