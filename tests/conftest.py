@@ -35,6 +35,21 @@ VALID_SCENARIO: dict[str, Any] = {
     "trap": {"answer": "The confident one.", "why_it_falls_short": "Confidence is not accuracy."},
     "insights": ["Calibration is measured with ECE.", "Temperature scaling fixes it cheaply."],
     "follow_ups": ["How do you compute ECE?"],
+    "rubric": {
+        "key_points": [
+            {"id": "ece", "point": "Measures calibration with ECE.", "look_for": ["ECE"]},
+            {
+                "id": "reliability",
+                "point": "Plots a reliability diagram.",
+                "look_for": ["reliability"],
+            },
+            {
+                "id": "temperature",
+                "point": "Fixes it with temperature scaling.",
+                "look_for": ["temperature scaling"],
+            },
+        ]
+    },
     "source": {
         "author": "Jane Doe",
         "handle": "janedoe",

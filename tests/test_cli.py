@@ -209,3 +209,19 @@ def test_import_shows_progress_only_on_large_files(entries: int, shows_progress:
     assert result.exit_code == 0, result.output
     assert ("Importing" in result.stderr) is shows_progress
     assert f"{entries} drafts written to drafts" in result.stdout
+
+
+def test_check_refuses_a_scenario_without_a_rubric_that_the_bot_still_runs(
+    make_pack: PackFactory,
+):
+    pack = make_pack({"sample-scenario.yaml": scenario_data(rubric=None)})
+    result = runner.invoke(app, ["content", "check", str(pack)])
+    assert result.exit_code == 1
+    assert f"{pack / 'sample-scenario.yaml'}: rubric: no rubric: members get no feedback" in (
+        result.output
+    )
+    from prepbot.content.loader import load_packs
+
+    report = load_packs([pack])
+    assert report.ok  # the bot still loads it: a team pack written before rubrics keeps working
+    assert len(report.warnings) == 1
