@@ -45,7 +45,6 @@ from bisect import bisect_left
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import accumulate
-from operator import add
 from typing import Any
 
 from rapidfuzz import process
@@ -269,13 +268,16 @@ class _Term:
 
     parts: tuple[str, ...]
 
+    @property
+    def together(self) -> bool:
+        """Say whether this is an ``A & B`` term."""
+        return len(self.parts) > 1
 
-@dataclass(frozen=True)
-class _Match:
-    """One place an item's term matches: its phrases' (first, last) token spans."""
 
-    spans: tuple[tuple[int, int], ...]
-    negated: bool
+_Span = tuple[int, int]
+"""The first and last token of a phrase's match."""
+_Match = tuple[tuple[_Span, ...], bool]
+"""One place an item's term matches: its phrases' spans, and whether a negation reaches it."""
 
 
 @dataclass(frozen=True)
@@ -468,9 +470,11 @@ class _Reading:
 
     def __init__(self, rubric: CompiledRubric, text: str) -> None:
         self.text = text
-        self._parts = _TOKEN.split(_prepare(text))
+        prepared = _prepare(text)
+        self._same = prepared == text
+        self._parts = _TOKEN.split(prepared)
         tokens = self.tokens = self._parts[1::2]
-        if not rubric._keys.keys() >= set(tokens):
+        if not all(map(rubric._keys.__contains__, tokens)):
             rubric._learn(set(tokens))
         self._flag_of = rubric._flags
         keys = list(map(rubric._keys.__getitem__, tokens))
@@ -478,7 +482,7 @@ class _Reading:
         self.joined = "".join(keys)
         self._ends = list(accumulate(map(len, keys)))  # where each token's key ends in joined
         self._offsets: list[int] | None = None
-        self._pieces: dict[int, int] = {}
+        self._breaks: str | None = None
 
     def find(self, phrase: str, at: int = 0) -> list[tuple[int, int]]:
         """Return the (first, last) token indexes of every place the phrase matches whole tokens.
@@ -555,143 +559,153 @@ class _Reading:
             index += 1
         return False
 
-    def sentence(self, index: int) -> int:
-        """Return a number that only the tokens of the same sentence share."""
-        return self.kinds.count(_SENTENCE_KIND, 0, index)
-
-    def piece(self, index: int) -> int:
-        """Return where the piece (words between punctuation) of a token starts."""
-        start = self._pieces.get(index)
-        if start is None:
-            kinds = self.kinds
-            start = max(kinds.rfind(_SENTENCE_KIND, 0, index), kinds.rfind(_CLAUSE_KIND, 0, index))
-            self._pieces[index] = start = start + 1
-        return start
+    @property
+    def breaks(self) -> str:
+        """Return the token kinds with every punctuation mark as "."."""
+        if self._breaks is None:
+            self._breaks = self.kinds.replace(_CLAUSE_KIND, _SENTENCE_KIND)
+        return self._breaks
 
     def matches(
-        self, item: _Item, found: dict[str, list[tuple[int, int]]], *, red_flag: bool = False
+        self, item: _Item, found: dict[str, list[_Span]], *, red_flag: bool = False
     ) -> list[_Match]:
         """Return every match of an item's terms, each with whether a negation reaches it.
 
         A red flag is also negated by a verb's negation just after it, in the same clause
         ("a parameter server would not scale").
         """
-        matches = []
+        matches: list[_Match] = []
+        negated, rejected = self.negated, self.rejected
         for term in item.terms:
-            if len(term.parts) == 1:
-                for span in found.get(term.parts[0], ()):
-                    negated = self.negated(span[0]) or (red_flag and self.rejected(span[1]))
-                    matches.append(_Match((span,), negated))
-            else:
+            if term.together:
                 matches.extend(self._together(term, found, red_flag))
+                continue
+            for span in found.get(term.parts[0], ()):
+                no = negated(span[0]) or (red_flag and rejected(span[1]))
+                matches.append(((span,), no))
         return matches
 
-    def _together(
-        self, term: _Term, found: dict[str, list[tuple[int, int]]], red_flag: bool
-    ) -> list[_Match]:
-        """Return each sentence's match of an ``A & B`` term, as the spans of its phrases."""
-        if not all(part in found for part in term.parts):
-            return []
-        by_sentence: list[dict[int, list[tuple[int, int]]]] = []
+    def _together(self, term: _Term, found: dict[str, list[_Span]], red_flag: bool) -> list[_Match]:
+        """Return each sentence's match of an ``A & B`` term, as the spans of its phrases.
+
+        A sentence is known by where the sentence before it ends (-1 for the first).
+        """
+        places = []
         for part in term.parts:
-            places: dict[int, list[tuple[int, int]]] = {}
-            for span in found[part]:
-                places.setdefault(self.sentence(span[0]), []).append(span)
-            by_sentence.append(places)
-        shared = set(by_sentence[0]).intersection(*by_sentence[1:])
-        matches = []
+            spans = found.get(part)
+            if not spans:
+                return []
+            places.append(spans)
+        kinds = self.kinds
+        rfind = kinds.rfind
+        groups: list[dict[int, list[_Span]]] = []
+        shared: set[int] | None = None
+        for spans in places:
+            group: dict[int, list[_Span]] = {}
+            for span in spans:
+                sentence = rfind(_SENTENCE_KIND, 0, span[0])
+                if shared is None or sentence in shared:
+                    group.setdefault(sentence, []).append(span)
+            if not group:
+                return []
+            shared = set(group)
+            groups.append(group)
+        assert shared is not None
+        matches: list[_Match] = []
         for sentence in sorted(shared):
-            spans = [span for places in by_sentence for span in places[sentence]]
+            by_part = [group[sentence] for group in groups]
+            spans = [span for part in by_part for span in part]
+            stop = len(kinds) if red_flag else max(last for _, last in spans)
+            if kinds.find(_CUE_KIND, sentence + 1, stop) == -1:  # no cue in reach: usual
+                matches.append((tuple(spans), False))
+                continue
             inside = frozenset(i for first, last in spans for i in range(first, last + 1))
             kept = [
                 [
                     span
-                    for span in places[sentence]
+                    for span in part
                     if not self.negated(span[0], inside)
                     and not (red_flag and self.rejected(span[1], inside))
                 ]
-                for places in by_sentence
+                for part in by_part
             ]
             if all(kept):
-                matches.append(_Match(tuple(span for part in kept for span in part), False))
+                matches.append((tuple(span for part in kept for span in part), False))
             else:
-                matches.append(_Match(tuple(spans), True))
+                matches.append((tuple(spans), True))
         return matches
 
     def lists(self, matched: list[list[_Match]]) -> set[int]:
-        """Return the pieces (by where they start) that are lists of terms."""
-        spans = sorted({span for matches in matched for match in matches for span in match.spans})
+        """Return the pieces (numbered from 0) that are lists of terms."""
+        spans = sorted({span for matches in matched for match in matches for span in match[0]})
         if len(spans) < LIST_RUN:
             return set()
-        piece = self.piece
-        items: dict[int, int] = {}  # piece: how many rubric items match there
-        for matches in matched:
-            for start in {piece(first) for m in matches for first, _ in m.spans}:
-                items[start] = items.get(start, 0) + 1
-        count = dict.fromkeys(items, 0)  # matches, overlapping ones as one
-        inside = dict.fromkeys(items, 0)  # free words that are part of a match
-        kinds = self.kinds
+        # One byte a token: "." punctuation, "f" a free word, "m" where a match starts, "x" the
+        # rest of a match (its free words are the term's, not explanation), other letters else.
+        marked = bytearray(self.breaks, "ascii")
         end = -1
         for first, last in spans:
-            start = piece(first)
             if first > end:
-                count[start] += 1
-            new = max(first, end + 1)  # count each word once where matches overlap
-            if last >= new:
-                inside[start] += kinds.count(_FREE_KIND, new, last + 1)
+                marked[first] = 109  # "m": a new match, not one overlapping the last
+            rest = max(first + 1, end + 1)
+            if last >= rest:
+                marked[rest : last + 1] = b"x" * (last + 1 - rest)
             end = max(end, last)
-        stops = {start: self._piece_end(start) for start in items}
-        bare = sorted(
-            start
-            for start, n in count.items()
-            if kinds.count(_FREE_KIND, start, stops[start]) - inside[start] <= n // LIST_RUN
-        )
-        listed = {start for start in bare if items[start] >= LIST_RUN}
+        counts = [(letters.count(b"m"), letters.count(b"f")) for letters in marked.split(b".")]
+        bare = [n for n, (count, free) in enumerate(counts) if count and free <= count // LIST_RUN]
+        if not bare:
+            return set()
+        listed = set()
+        crowded = {n for n in bare if counts[n][0] >= 2}  # may hold three items' matches
+        if crowded:
+            count_breaks = self.breaks.count
+            number_of = {first: count_breaks(".", 0, first) for first, _ in spans}
+            items = dict.fromkeys(crowded, 0)
+            for matches in matched:
+                for number in {number_of[first] for m in matches for first, _ in m[0]} & crowded:
+                    items[number] += 1
+            listed = {n for n, many in items.items() if many >= LIST_RUN}
         run: list[int] = []
-        for start in [*bare, -1]:
-            # Pieces in a row: no free word between them, only punctuation and little words.
-            if run and start > run[-1] and kinds.count(_FREE_KIND, stops[run[-1]], start) == 0:
-                run.append(start)
-                continue
-            if len(run) >= LIST_RUN:
-                listed.update(run)
-            run = [start]
+        for number, (count, free) in enumerate(counts):
+            if number in bare:
+                run.append(number)
+            elif count or free:  # words that explain, or a match explained: the run ends
+                if len(run) >= LIST_RUN:
+                    listed.update(run)
+                run = []
+        if len(run) >= LIST_RUN:
+            listed.update(run)
         return listed
-
-    def _piece_end(self, start: int) -> int:
-        kinds = self.kinds
-        sentence, clause = kinds.find(_SENTENCE_KIND, start), kinds.find(_CLAUSE_KIND, start)
-        if sentence == -1 or clause == -1:
-            return max(sentence, clause) if sentence + clause > -2 else len(kinds)
-        return min(sentence, clause)
 
     def credit(self, matches: list[_Match], listed: set[int]) -> tuple[list[tuple[int, int]], bool]:
         """Return the spans that credit an item, and whether it matched only inside lists."""
         credited: list[tuple[int, int]] = []
         in_lists = False
-        for match in matches:
-            if match.negated:
+        count_breaks = self.breaks.count
+        for spans, negated in matches:
+            if negated:
                 continue
-            if listed and all(self.piece(first) in listed for first, _ in match.spans):
+            if listed and all(count_breaks(".", 0, first) in listed for first, _ in spans):
                 in_lists = True
             else:
-                credited.extend(match.spans)
+                credited.extend(spans)
         return credited, in_lists and not credited
 
-    def words(self, spans: list[tuple[int, int]]) -> tuple[str, ...]:
+    def words(self, spans: list[_Span]) -> tuple[str, ...]:
         """Return the answer's own text of the matched spans, in answer order, each once."""
+        if len(spans) > 1:
+            widest: list[_Span] = []
+            for first, last in sorted(set(spans)):
+                if widest and first == widest[-1][0]:
+                    widest[-1] = (first, last)  # the longer of two matches that start together
+                elif not widest or last > widest[-1][1]:
+                    widest.append((first, last))  # else it is inside a longer match
+            spans = widest
+        parts = self._parts
+        if self._same:  # the prepared text is the answer's own: join its tokens and gaps
+            return tuple(dict.fromkeys("".join(parts[2 * a + 1 : 2 * b + 2]) for a, b in spans))
         if self._offsets is None:
-            lengths = [0, *map(len, self.tokens)]
-            self._offsets = list(accumulate(map(add, map(len, self._parts[0::2]), lengths)))
-        offsets, tokens, text = self._offsets, self.tokens, self.text
-        widest: list[tuple[int, int]] = []
-        for first, last in sorted(set(spans)):
-            if widest and first == widest[-1][0]:
-                widest[-1] = (first, last)  # the longer of two matches that start together
-            elif not widest or last > widest[-1][1]:
-                widest.append((first, last))  # else it is inside a longer match
-        return tuple(
-            dict.fromkeys(
-                text[offsets[first] : offsets[last] + len(tokens[last])] for first, last in widest
-            )
-        )
+            # Token i starts where parts 0..2i end: the text before it alternates gap, token.
+            self._offsets = [0, *accumulate(map(len, parts))]
+        offsets, text = self._offsets, self.text
+        return tuple(dict.fromkeys(text[offsets[2 * a + 1] : offsets[2 * b + 2]] for a, b in spans))
