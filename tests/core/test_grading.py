@@ -258,6 +258,24 @@ def test_negation_reaches_only_a_few_words():
 
 def test_not_only_is_not_a_negation():
     assert "practical" in covered("Not only NCCL matters here: so does the topology.")
+    assert "practical" in covered("No doubt NCCL is what runs it.")
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "A parameter server would not scale to 1,000 GPUs.",
+        "Parameter servers don't scale.",
+        "A central parameter server is never the answer here.",
+    ],
+)
+def test_a_red_flag_named_and_then_rejected_is_not_raised(answer: str):
+    assert flags(answer) == []
+
+
+def test_a_key_point_named_and_then_negated_still_counts():
+    # "doesn't" after the term says something about it; it does not reject it.
+    assert covered("Ring all-reduce doesn't need a central node.") == ["all-reduce", "ring"]
 
 
 def test_a_cue_inside_an_and_term_does_not_negate_it():
@@ -345,6 +363,16 @@ def test_points_and_flags_follow_rubric_order_and_print_as_json():
         },
         "stuffed": False,
     }
+
+
+def test_grades_stay_the_same_when_the_word_memory_fills_up(monkeypatch: pytest.MonkeyPatch):
+    answers = [f"{EXPLAINED} Word{n} and parameter servers{n}." for n in range(30)]
+    expected = [grade(a, GRADIENT_SYNC) for a in answers]
+    monkeypatch.setattr("prepbot.core.grading.WORD_CACHE_LIMIT", 20)
+    fresh = compile_rubric.__wrapped__(GRADIENT_SYNC)
+    assert [fresh.grade(a) for a in answers] == expected
+    every_word = {w for a in answers for w in a.replace(".", " ").split()}
+    assert len(fresh._keys) < len(every_word)  # it started afresh instead of growing
 
 
 def test_a_rubric_is_compiled_once_and_equal_rubrics_share_it():

@@ -19,23 +19,28 @@ How a ``look_for`` term matches
 
 Negation
     A match does not count when a negation cue stands at most ``NEGATION_WINDOW`` (6) words
-    before it in the same clause: not, no, never, nor, neither, none, without, avoid, skip,
-    cannot, any "n't" word (don't, wouldn't, ...), "instead of" and "rather than". A clause
-    ends at punctuation and at a joining word (and, but, so, because, which, while, instead,
-    ...), so in "I would not use a parameter server, but ring all-reduce" only the parameter
-    server is negated. "not only" and "not just" negate nothing, and a cue that is itself part
-    of the same term's match (the "no" of a term "no & bottleneck") does not negate it.
+    before it (little words such as "a", "the", "to" not counted) in the same clause: not, no,
+    never, nor, neither, none, without, avoid, skip, cannot, any "n't" word (don't, wouldn't,
+    ...), "instead of" and "rather than". A clause ends at punctuation and at a joining word
+    (and, but, so, because, which, while, instead, ...), so in "I would not use a parameter
+    server, but ring all-reduce" only the parameter server is negated. "not only", "not just",
+    "no doubt" and "no matter" negate nothing, and a cue that is itself part of the same term's
+    match (the "no" of a term "no & bottleneck") does not negate it. A red flag is also not
+    raised when a verb's negation (not, never, cannot, "n't") follows it within three words in
+    the same clause: "a parameter server would not scale" rejects it.
 
 Keyword stuffing
-    A *free* word is a word of three letters or more that is not part of any term's match and
-    not a filler such as "the", "and", "with", "also". A clause (text between punctuation) is
-    *bare* when it contains a match and at most one free word per three matches (so none for
-    one or two). A *list* is a bare clause with three or more matches, or a run of three or
-    more bare clauses in a row (a comma list, or one term per bullet line). A match inside a
-    list is not an explanation and earns nothing: a key point whose every match sits in a list
-    is not covered, and a red flag whose every match sits in a list is not raised (a list
-    claims nothing). ``stuffed`` is true when a key point lost its credit this way. So a bare
-    list of terms earns no points, while the same terms in explained sentences earn them all.
+    A *free* word is a word of three letters or more that is not part of any term's match, not
+    a negation cue and not a filler such as "the", "and", "with", "also". A piece of an answer
+    (the words between two punctuation marks) is *bare* when it contains a match and at most
+    one free word per three matches (so none for one or two; overlapping matches count once).
+    A *list* is a bare piece with matches of three or more key points or red flags, or a run of
+    three or more bare pieces in a row (a comma list, or one term per bullet line). A match
+    inside a list is not an explanation and earns nothing: a key point whose every match sits
+    in a list is not covered, and a red flag whose every match sits in a list is not raised (a
+    list claims nothing). ``stuffed`` is true when a key point lost its credit this way. So a
+    bare list of terms earns no points, while the same terms in explained sentences earn them
+    all, and a one-term answer ("Ring all-reduce.") still earns its point.
 """
 
 from __future__ import annotations
@@ -268,11 +273,6 @@ class _Term:
 
     parts: tuple[str, ...]
 
-    @property
-    def together(self) -> bool:
-        """Say whether this is an ``A & B`` term."""
-        return len(self.parts) > 1
-
 
 _Span = tuple[int, int]
 """The first and last token of a phrase's match."""
@@ -343,6 +343,8 @@ class CompiledRubric:
             self._keys, self._flags, self._kinds = {}, {}, {}
         keys, flags, kinds = self._keys, self._flags, self._kinds
         for token in tokens:
+            if token in keys:
+                continue
             low = token.lower().strip("'")
             punctuation = _PUNCTUATION.get(low)
             if punctuation is not None:
@@ -464,8 +466,9 @@ class _Reading:
 
     Punctuation tokens are kept (with the key "|", which no phrase contains), so a token's
     index is its place in the answer and no match runs across a sentence or clause end.
-    ``kinds`` has one character per token (see ``_KINDS``), so counting free words, finding
-    the sentence or clause of a token and looking for a negation cue are string operations.
+    ``kinds`` has one character per token (the ``_..._KIND`` constants), so counting free
+    words, finding a token's sentence or clause and looking for a negation cue are string
+    operations.
     """
 
     def __init__(self, rubric: CompiledRubric, text: str) -> None:
@@ -577,7 +580,7 @@ class _Reading:
         matches: list[_Match] = []
         negated, rejected = self.negated, self.rejected
         for term in item.terms:
-            if term.together:
+            if len(term.parts) > 1:
                 matches.extend(self._together(term, found, red_flag))
                 continue
             for span in found.get(term.parts[0], ()):
