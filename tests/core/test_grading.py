@@ -127,6 +127,12 @@ def test_a_phrase_with_an_ing_word_matches_its_other_forms():
     assert covered("A model finetuned on legal text.", rubric) == ["target"]
 
 
+def test_accents_do_not_matter():
+    rubric = rubric_with("naïve Bayes")
+    assert covered("A naive bayes baseline first.", rubric) == ["target"]
+    assert matched("A Naïve-Bayes baseline first.", "target", rubric) == ("Naïve-Bayes",)
+
+
 def test_numbers_match_with_or_without_thousands_separators():
     answer = "With 1000 GPUs each one sends the same traffic as with eight."
     assert "cost" in covered(answer)

@@ -6,13 +6,13 @@ rule. Imports only the content model and rapidfuzz; no database, no chat platfor
 
 How a ``look_for`` term matches
     A term is a short phrase matched as a contiguous run of the answer's words, after both are
-    normalised the same way: case is ignored; hyphens, underscores, slashes and brackets are
-    word boundaries, and words may be written apart or together ("all-reduce" = "all reduce" =
-    "allreduce", in either direction); plurals and simple suffixes are folded ("shards",
-    "sharded", "sharding" = "shard"; "1,000" = "1000"); a word of five letters or more also
-    matches with one typo (two from nine letters), if its first letter is right and, up to six
-    letters, the typo is a missing, extra or swapped letter rather than a different one
-    ("paramter" = "parameter", "tokne" = "token", but "taken" is not "token"). A term
+    normalised the same way: case and accents are ignored; hyphens, underscores, slashes and
+    brackets are word boundaries, and words may be written apart or together ("all-reduce" =
+    "all reduce" = "allreduce", in either direction); plurals and simple suffixes are folded
+    ("shards", "sharded", "sharding" = "shard"; "1,000" = "1000"); a word of five letters or
+    more also matches with one typo (two from nine letters), if its first letter is right and,
+    up to six letters, the typo is a missing, extra or swapped letter rather than a different
+    one ("paramter" = "parameter", "tokne" = "token", but "taken" is not "token"). A term
     ``A & B`` matches when both phrases appear in the same sentence, in any order. A term never
     matches across a sentence end or a comma, colon or semicolon. A key point is covered (a red
     flag raised) when any of its terms matches, not negated and not only in a list.
@@ -46,6 +46,7 @@ Keyword stuffing
 from __future__ import annotations
 
 import re
+import unicodedata
 from bisect import bisect_left
 from dataclasses import dataclass
 from functools import lru_cache
@@ -225,8 +226,12 @@ _PUNCTUATION: dict[str, int] = {
 
 
 def _base(word: str) -> str:
-    """Return a lower-case word without quotes, possessive or plural ending."""
+    """Return a lower-case word without quotes, accents, possessive or plural ending."""
     word = word.strip("'")
+    if not word.isascii():
+        word = "".join(
+            c for c in unicodedata.normalize("NFKD", word) if not unicodedata.combining(c)
+        )
     if word.endswith("'s"):
         word = word[:-2]
     if len(word) <= 3 or not word.isalpha():
