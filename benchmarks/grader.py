@@ -380,8 +380,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     report = load_packs(args.pack or [builtin_pack_path()])
     rubrics = {s.scenario.id: s.scenario.rubric for s in report.scenarios}
-    for problem in report.problems:  # a broken scenario not in the set does not matter here
-        print(f"warning: {problem}", file=sys.stderr)
+    for broken in report.problems:  # a broken scenario not in the set does not matter here
+        print(f"warning: {broken}", file=sys.stderr)
     problems += check_against(cases, rubrics)
     if problems:
         for problem in problems:
