@@ -378,7 +378,20 @@ def test_grades_stay_the_same_when_the_word_memory_fills_up(monkeypatch: pytest.
     fresh = compile_rubric.__wrapped__(GRADIENT_SYNC)
     assert [fresh.grade(a) for a in answers] == expected
     every_word = {w for a in answers for w in a.replace(".", " ").split()}
-    assert len(fresh._keys) < len(every_word)  # it started afresh instead of growing
+    assert len(fresh._memory[0]) < len(every_word)  # it started afresh instead of growing
+
+
+def test_threads_may_share_a_rubric_while_its_word_memory_starts_afresh(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    from concurrent.futures import ThreadPoolExecutor
+
+    answers = [f"{EXPLAINED} Word{n} and parameter servers{n}." for n in range(200)]
+    expected = [grade(a, GRADIENT_SYNC) for a in answers]
+    monkeypatch.setattr("prepbot.core.grading.WORD_CACHE_LIMIT", 30)
+    shared = compile_rubric.__wrapped__(GRADIENT_SYNC)
+    with ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(shared.grade, answers)) == expected
 
 
 def test_a_rubric_is_compiled_once_and_equal_rubrics_share_it():

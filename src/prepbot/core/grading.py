@@ -285,6 +285,10 @@ _Match = tuple[tuple[_Span, ...], bool]
 """One place an item's term matches: its phrases' spans, and whether a negation reaches it."""
 
 
+_Memory = tuple[dict[str, str], dict[str, int], dict[str, str]]
+"""What a compiled rubric remembers of answer tokens: key, flags and kind of each."""
+
+
 @dataclass(frozen=True)
 class _Item:
     """A key point or red flag with its compiled terms."""
@@ -316,9 +320,8 @@ class CompiledRubric:
             {p for item in (*self.points, *self.flags) for t in item.terms for p in t.parts}
         )
         self._fuzzy_choices = sorted(self._vocabulary)
-        self._keys: dict[str, str] = {}
-        self._flags: dict[str, int] = {}
-        self._kinds: dict[str, str] = {}
+        self._memory: _Memory = ({}, {}, {})
+        """How each answer token seen so far reads: its key, its flags and its kind."""
 
     def _item(self, item_id: str, look_for: tuple[str, ...]) -> _Item:
         terms = []
@@ -341,12 +344,15 @@ class CompiledRubric:
 
     # -- reading an answer -------------------------------------------------------------------------
 
-    def _learn(self, tokens: set[str]) -> None:
-        """Normalise answer tokens not seen before, and remember them."""
-        if len(self._keys) + len(tokens) > WORD_CACHE_LIMIT:
-            # New objects: a reading holding the old ones is not disturbed.
-            self._keys, self._flags, self._kinds = {}, {}, {}
-        keys, flags, kinds = self._keys, self._flags, self._kinds
+    def _learn(self, tokens: set[str]) -> tuple[dict[str, str], dict[str, int], dict[str, str]]:
+        """Normalise answer tokens not seen before, remember them, and return the memory.
+
+        The memory returned holds every one of ``tokens``, even if another thread starts the
+        memory afresh meanwhile: starting afresh makes new objects rather than emptying these.
+        """
+        if len(self._memory[0]) + len(tokens) > WORD_CACHE_LIMIT:
+            self._memory = ({}, {}, {})
+        keys, flags, kinds = memory = self._memory
         for token in tokens:
             if token in keys:
                 continue
@@ -375,6 +381,7 @@ class CompiledRubric:
             kinds[token] = (
                 _CUE_KIND if flag & _CUE_LIKE else _FREE_KIND if flag & _FREE else _WORD_KIND
             )
+        return memory
 
     def _key(self, low: str) -> str:
         """Return the key of an answer word: a term word's key if it is one, else its base."""
@@ -482,11 +489,12 @@ class _Reading:
         self._same = prepared == text
         self._parts = _TOKEN.split(prepared)
         tokens = self.tokens = self._parts[1::2]
-        if not all(map(rubric._keys.__contains__, tokens)):
-            rubric._learn(set(tokens))
-        self._flag_of = rubric._flags
-        keys = list(map(rubric._keys.__getitem__, tokens))
-        self.kinds = "".join(map(rubric._kinds.__getitem__, tokens))
+        key_of, flag_of, kind_of = rubric._memory
+        if not all(map(key_of.__contains__, tokens)):
+            key_of, flag_of, kind_of = rubric._learn(set(tokens))
+        self._flag_of = flag_of
+        keys = list(map(key_of.__getitem__, tokens))
+        self.kinds = "".join(map(kind_of.__getitem__, tokens))
         self.joined = "".join(keys)
         self._ends = list(accumulate(map(len, keys)))  # where each token's key ends in joined
         self._offsets: list[int] | None = None
