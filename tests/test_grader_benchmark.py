@@ -37,7 +37,7 @@ def test_scores_are_micro_averaged_over_answer_and_point_pairs():
         case("Use ring all-reduce, run by NCCL.", ["all-reduce", "ring", "nccl"], "short"),
         case("Use an all-reduce.", ["all-reduce", "ring"], "partial"),  # ring missed
         case("Use a parameter server with NCCL.", [], "wrong", ["ps"]),  # nccl extra
-        case("ring all-reduce, NCCL, parameter server", [], "stuffed"),
+        case("ring all-reduce, NCCL, parameter server, ZeRO", [], "stuffed"),
     ]
     scores = bench.score(cases, [grade(c.text, RUBRIC) for c in cases])
     assert (scores.points.tp, scores.points.fp, scores.points.fn) == (4, 1, 1)

@@ -299,6 +299,7 @@ def test_a_cue_inside_an_and_term_does_not_negate_it():
         "Ring all-reduce reduce-scatter all-gather NCCL gradient bucketing",
         "- ring all-reduce\n- reduce-scatter\n- all-gather\n- NCCL",
         "Key concepts: ring all-reduce, reduce-scatter, all-gather, NCCL, bandwidth.",
+        "all-reduce, NCCL, tree, Horovod, LAMB, warmup, async SGD, ZeRO",  # few of them terms
     ],
 )
 def test_a_bare_list_of_terms_earns_no_points_and_is_stuffed(answer: str):
@@ -314,14 +315,21 @@ def test_the_same_terms_explained_earn_every_point():
     assert found.covered_ids == ("all-reduce", "ring", "cost", "phases", "practical")
 
 
-def test_a_list_added_to_an_explanation_earns_only_what_was_explained():
+def test_an_enumeration_framed_by_an_explanation_still_counts():
+    # As an interviewer reads it: the list is what the first sentence announces.
     answer = (
         "I would use ring all-reduce, because each GPU only ever talks to its neighbour and "
-        "the load is spread evenly. Also: reduce-scatter, all-gather, NCCL."
+        "the load is spread evenly. It runs in two phases: reduce-scatter, all-gather."
     )
     found = grade(answer, GRADIENT_SYNC)
-    assert found.covered_ids == ("all-reduce", "ring")
-    assert found.stuffed
+    assert found.covered_ids == ("all-reduce", "ring", "phases")
+    assert not found.stuffed
+
+
+def test_a_short_list_of_items_with_slashes_or_pluses_is_a_list():
+    assert grade("ring all-reduce / NCCL / bucketing / ZeRO", GRADIENT_SYNC).stuffed
+    assert grade("all-reduce + NCCL + overlap + FSDP", GRADIENT_SYNC).stuffed
+    assert not grade("Ring all-reduce + NCCL.", GRADIENT_SYNC).stuffed
 
 
 def test_a_short_answer_naming_one_or_two_terms_is_not_a_list():
@@ -342,7 +350,7 @@ def test_a_terse_but_explained_answer_is_not_a_list():
 
 
 def test_a_listed_red_flag_is_not_raised():
-    answer = "parameter server, all-reduce, NCCL, reduce-scatter"
+    answer = "parameter server, all-reduce, NCCL, reduce-scatter, Horovod"
     assert flags(answer) == []
 
 
