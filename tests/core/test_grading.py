@@ -279,6 +279,24 @@ def test_a_red_flag_named_and_then_rejected_is_not_raised(answer: str):
     assert flags(answer) == []
 
 
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "NCCL is overkill for this.",
+        "NCCL isn't needed here.",
+        "NCCL is not really a concern at this size.",
+        "Gradient bucketing and all that is pointless.",
+    ],
+)
+def test_a_term_dismissed_right_after_it_is_named_makes_no_point(answer: str):
+    assert covered(answer) == []
+
+
+def test_two_cues_in_a_row_cancel():
+    assert flags("You can't avoid a parameter server at first.") == ["parameter-server"]
+    assert covered("Don't forget NCCL.") == ["practical"]
+
+
 def test_a_key_point_named_and_then_negated_still_counts():
     # "doesn't" after the term says something about it; it does not reject it.
     assert covered("Ring all-reduce doesn't need a central node.") == ["all-reduce", "ring"]

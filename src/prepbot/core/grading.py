@@ -24,10 +24,15 @@ Negation
     ...), "instead of" and "rather than". A clause ends at punctuation and at a joining word
     (and, but, so, because, which, while, instead, ...), so in "I would not use a parameter
     server, but ring all-reduce" only the parameter server is negated. "not only", "not just",
-    "no doubt" and "no matter" negate nothing, and a cue that is itself part of the same term's
-    match (the "no" of a term "no & bottleneck") does not negate it. A red flag is also not
-    raised when a verb's negation (not, never, cannot, "n't") follows it within three words in
-    the same clause: "a parameter server would not scale" rejects it.
+    "no doubt", "no matter" and "don't forget" negate nothing, two cues in a row cancel ("you
+    can't avoid a parameter server"), and a cue that is itself part of the same term's match
+    (the "no" of a term "no & bottleneck") does not negate it. A match is also rejected by the
+    words just after it, within four words in the same piece: a dismissal ("retraining the
+    tokenizer is overkill": overkill, pointless, unnecessary, irrelevant, legacy, ...) or a
+    negated need ("LAMB isn't needed", "non-IID is not really a concern", "X doesn't matter");
+    "all-reduce doesn't need a central node" still makes its point. A red flag is also not
+    raised when any verb's negation (not, never, cannot, "n't") follows it within three words
+    in the same clause: "a parameter server would not scale" rejects it.
 
 Keyword stuffing
     The answer is cut into *pieces*: the words between two punctuation marks (commas, colons,
@@ -192,8 +197,10 @@ _RATHER = 256
 _THAN = 512
 _LITTLE = 1024  # a short or filler word: not counted in the negation window
 _VERB_NOT = 2048  # not, never, n't: negates a red flag named just before it
+_DISMISSAL = 4096  # "overkill", "pointless": rejects what was just named
+_NEED = 8192  # "needed", "a concern": after a verb's negation, rejects what was just named
 _BREAK = _SENTENCE | _CLAUSE
-_CUE_LIKE = _CUE | _INSTEAD | _RATHER  # where a negation may start
+_CUE_LIKE = _CUE | _INSTEAD | _RATHER | _DISMISSAL  # where a negation may be
 
 # Token kinds, one character each, so that a whole answer's kinds are one string.
 _SENTENCE_KIND = "."  # punctuation that ends a sentence
@@ -211,20 +218,32 @@ def _wordset(text: str) -> frozenset[str]:
 
 _CUES = _wordset(
     "not no never nor neither none without avoid avoids avoided avoiding skip skips skipped "
-    "skipping cannot dont doesnt didnt isnt arent wasnt werent wont wouldnt shouldnt couldnt cant"
+    "skipping cannot dont doesnt didnt isnt arent wasnt werent wont wouldnt shouldnt "
+    "couldnt cant"
 )
 """Words that negate what follows them (and any word ending in "n't")."""
 _VERB_NOTS = _wordset(
     "not never cannot dont doesnt didnt isnt arent wasnt werent wont wouldnt shouldnt couldnt cant"
 )
 """Cues that negate a red flag named just before them: "a parameter server won't scale"."""
+_DISMISSALS = _wordset(
+    "overkill overthinking overengineering overengineered overrated overhyped unnecessary "
+    "needless pointless useless irrelevant legacy hype unrealistic outdated obsolete gimmick "
+    "distraction rabbit"
+)
+"""Words that reject what was just named: "retraining the tokenizer is overkill"."""
+_NEEDS = _wordset(
+    "needed necessary required matter matters concern issue problem worth important relevant "
+    "useful helpful"
+)
+"""After a verb's negation, these reject what was just named: "LAMB isn't needed here"."""
 _JOINERS = _wordset(
     "and but however although though whereas while because since so then yet which instead "
     "otherwise"
 )
 """Words that start a new clause, so a negation before them does not reach past them."""
-_EXEMPTS = _wordset("only just merely simply doubt matter")
-"""After a cue, these undo it: "not only", "not just", "no doubt", "no matter"."""
+_EXEMPTS = _wordset("only just merely simply doubt matter forget")
+"""After a cue, these undo it: "not only", "not just", "no doubt", "no matter", "don't forget"."""
 _FILLERS = _wordset(
     "the and for with from are was were been being its this that these those you your our also "
     "plus etc via such like into onto has have had can will would could should may might i'd "
@@ -385,6 +404,10 @@ class CompiledRubric:
                 flag |= _JOINER
             if low in _EXEMPTS:
                 flag |= _EXEMPT
+            if plain in _DISMISSALS:
+                flag |= _DISMISSAL
+            if plain in _NEEDS:
+                flag |= _NEED
             if len(plain) < 3 or low in _FILLERS:
                 flag |= _LITTLE
             elif plain.isalpha():
@@ -560,7 +583,8 @@ class _Reading:
                 return False
             if index not in excluded:
                 if this & _CUE and not flag(index + 1) & _EXEMPT:
-                    return True
+                    # Two cues in a row cancel: "don't forget", "not without", "can't avoid".
+                    return not (index and flag(index - 1) & _CUE)
                 if (this & _INSTEAD and flag(index + 1) & _OF) or (
                     this & _RATHER and flag(index + 1) & _THAN
                 ):
@@ -572,23 +596,53 @@ class _Reading:
             index -= 1
         return False
 
-    def rejected(self, last: int, excluded: frozenset[int] = frozenset()) -> bool:
-        """Say whether a verb's negation follows the match ending at token ``last`` closely.
+    def rejected(
+        self, last: int, excluded: frozenset[int] = frozenset(), *, red_flag: bool = False
+    ) -> bool:
+        """Say whether the words just after the match ending at token ``last`` reject it.
 
-        "A parameter server would not scale": at most three words (little words not counted)
-        after it, in the same clause.
+        Within four words (little words not counted) in the same piece: a dismissal
+        ("retraining the tokenizer is overkill") or a negated need ("LAMB isn't needed", "not
+        really a concern"). A red flag is also rejected by any verb's negation within three
+        words in the same clause ("a parameter server would not scale").
         """
         if self.kinds.find(_CUE_KIND, last + 1) == -1:
-            return False
+            return False  # nothing that negates after the match: the usual case
         flag = self._flag
+        end = len(self.tokens)
         index = last + 1
-        reach = 3
+        reach = 4
+        clause = True  # no joining word passed yet
+        while index < end and reach > 0:
+            this = flag(index)
+            if this & _BREAK:
+                return False
+            if this & _JOINER:
+                clause = False
+            elif index not in excluded:
+                if this & _DISMISSAL:
+                    return True
+                if this & _VERB_NOT and not (index + 1 < end and flag(index + 1) & _EXEMPT):
+                    if red_flag and clause and reach > 1:
+                        return True
+                    if self._needs_after(index):
+                        return True
+            if not this & _LITTLE:
+                reach -= 1
+            index += 1
+        return False
+
+    def _needs_after(self, index: int) -> bool:
+        """Say whether a need word ("needed", "a concern") follows within two words."""
+        flag = self._flag
+        reach = 2
+        index += 1
         while index < len(self.tokens) and reach > 0:
             this = flag(index)
-            if this & (_BREAK | _JOINER):
+            if this & _BREAK:
                 return False
-            if this & _VERB_NOT and index not in excluded:
-                return not (index + 1 < len(self.tokens) and flag(index + 1) & _EXEMPT)
+            if this & _NEED:
+                return True
             if not this & _LITTLE:
                 reach -= 1
             index += 1
@@ -616,7 +670,7 @@ class _Reading:
                 matches.extend(self._together(term, found, red_flag))
                 continue
             for span in found.get(term.parts[0], ()):
-                no = negated(span[0]) or (red_flag and rejected(span[1]))
+                no = negated(span[0]) or rejected(span[1], red_flag=red_flag)
                 matches.append(((span,), no))
         return matches
 
@@ -660,7 +714,7 @@ class _Reading:
                     span
                     for span in part
                     if not self.negated(span[0], inside)
-                    and not (red_flag and self.rejected(span[1], inside))
+                    and not self.rejected(span[1], inside, red_flag=red_flag)
                 ]
                 for part in by_part
             ]
