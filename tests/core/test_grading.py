@@ -127,6 +127,12 @@ def test_a_phrase_with_an_ing_word_matches_its_other_forms():
     assert covered("A model finetuned on legal text.", rubric) == ["target"]
 
 
+def test_apostrophes_do_not_matter():
+    rubric = rubric_with("don't retrain")
+    assert covered("First, dont retrain: find out why.", rubric) == ["target"]
+    assert covered("First, don\u2019t retrain.", rubric) == ["target"]
+
+
 def test_accents_do_not_matter():
     rubric = rubric_with("naïve Bayes")
     assert covered("A naive bayes baseline first.", rubric) == ["target"]

@@ -258,7 +258,10 @@ _PUNCTUATION: dict[str, int] = {
 
 
 def _base(word: str) -> str:
-    """Return a lower-case word without quotes, accents, possessive or plural ending."""
+    """Return a lower-case word without apostrophes, accents, possessive or plural ending.
+
+    "don't" and "dont" are one word; "GPU's" is "gpu".
+    """
     word = word.strip("'")
     if not word.isascii():
         word = "".join(
@@ -266,6 +269,7 @@ def _base(word: str) -> str:
         )
     if word.endswith("'s"):
         word = word[:-2]
+    word = word.replace("'", "")
     if len(word) <= 3 or not word.isalpha():
         return word.replace(",", "") if _THOUSANDS.fullmatch(word) else word
     if word.endswith("ies") and len(word) > 4:
