@@ -203,6 +203,8 @@ _BREAK = _SENTENCE | _CLAUSE
 _CUE_LIKE = _CUE | _INSTEAD | _RATHER | _DISMISSAL  # where a negation may be
 
 # Token kinds, one character each, so that a whole answer's kinds are one string.
+_HEAD = 3
+"""How many first characters of a phrase index it, so an answer looks only for likely ones."""
 _SENTENCE_KIND = "."  # punctuation that ends a sentence
 _CLAUSE_KIND = ","  # punctuation that ends a clause
 _CUE_KIND = "n"  # a negation cue (or the "instead" of "instead of")
@@ -356,6 +358,27 @@ class CompiledRubric:
             {p for item in (*self.points, *self.flags) for t in item.terms for p in t.parts}
         )
         self._fuzzy_choices = sorted(self._vocabulary)
+        self._by_head: dict[str, list[str]] = {}
+        for phrase in self._phrases:
+            if len(phrase) >= _HEAD:
+                self._by_head.setdefault(phrase[:_HEAD], []).append(phrase)
+        self._short = [phrase for phrase in self._phrases if len(phrase) < _HEAD]
+        self._users: dict[str, list[int]] = {}
+        """Phrase: the items (key points, then red flags, by index) with a term of it alone."""
+        self._pairs: list[tuple[int, _Term]] = []
+        """Every ``A & B`` term, with the index of its item."""
+        self._pairs_of: dict[str, list[int]] = {}
+        """Phrase: the ``A & B`` terms (by index in ``_pairs``) that have it as a part."""
+        for number, item in enumerate((*self.points, *self.flags)):
+            for term in item.terms:
+                if len(term.parts) == 1:
+                    users = self._users.setdefault(term.parts[0], [])
+                    if number not in users:
+                        users.append(number)
+                    continue
+                for part in term.parts:
+                    self._pairs_of.setdefault(part, []).append(len(self._pairs))
+                self._pairs.append((number, term))
         self._memory: _Memory = ({}, {}, {})
         """How each answer token seen so far reads: its key, its flags and its kind."""
 
@@ -446,18 +469,23 @@ class CompiledRubric:
         """Grade one answer against this rubric."""
         read = _Reading(self, answer)
         joined = read.joined
+        # A phrase starts where a token does: look only for those whose start is one of them.
+        heads = {joined[at : at + _HEAD] for at in (0, *read.ends[:-1])}
         found = {}
-        for phrase in self._phrases:
-            at = joined.find(phrase)
-            if at != -1:
-                spans = read.find(phrase, at)
+        for head in heads.intersection(self._by_head):
+            for phrase in self._by_head[head]:
+                spans = read.find(phrase)
                 if spans:
                     found[phrase] = spans
+        for phrase in self._short:
+            spans = read.find(phrase)
+            if spans:
+                found[phrase] = spans
         if not found:
             return Grade(covered=(), missed=tuple(p.id for p in self.points), red_flags=())
-        points = [read.matches(item, found) for item in self.points]
-        flags = [read.matches(item, found, red_flag=True) for item in self.flags]
-        listed = read.lists([*points, *flags])
+        matched = self._matches(read, found)
+        points, flags = matched[: len(self.points)], matched[len(self.points) :]
+        listed = read.lists(matched)
         covered: list[PointMatch] = []
         missed: list[str] = []
         stuffed = False
@@ -474,6 +502,33 @@ class CompiledRubric:
             if spans:
                 raised.append(PointMatch(item.id, read.words(spans)))
         return Grade(tuple(covered), tuple(missed), tuple(raised), stuffed)
+
+    def _matches(self, read: _Reading, found: dict[str, list[_Span]]) -> list[list[_Match]]:
+        """Return each key point's, then each red flag's, matches in the answer.
+
+        Works from the phrases found (a few) to the items that use them, not from every term
+        of every item (dozens).
+        """
+        points = len(self.points)
+        matched: list[list[_Match]] = [[] for _ in range(points + len(self.flags))]
+        negated, rejected = read.negated, read.rejected
+        pairs: set[int] = set()
+        for phrase in sorted(found):
+            spans = found[phrase]
+            users = self._users.get(phrase)
+            if users:
+                before = [negated(first) for first, _ in spans]
+                for number in users:
+                    red_flag = number >= points
+                    matched[number] += [
+                        ((span,), no or rejected(span[1], red_flag=red_flag))
+                        for span, no in zip(spans, before, strict=True)
+                    ]
+            pairs.update(self._pairs_of.get(phrase, ()))
+        for index in sorted(pairs):
+            number, term = self._pairs[index]
+            matched[number] += read.together(term, found, number >= points)
+        return matched
 
 
 def _group_forms(words: list[str]) -> dict[str, str]:
@@ -542,7 +597,7 @@ class _Reading:
         keys = list(map(key_of.__getitem__, tokens))
         self.kinds = "".join(map(kind_of.__getitem__, tokens))
         self.joined = "".join(keys)
-        self._ends = list(accumulate(map(len, keys)))  # where each token's key ends in joined
+        self.ends = list(accumulate(map(len, keys)))  # where each token's key ends in joined
         self._offsets: list[int] | None = None
         self._breaks: str | None = None
 
@@ -552,7 +607,7 @@ class _Reading:
         ``at`` is where to start looking in ``joined`` (where the phrase first occurs, if known).
         """
         found = []
-        ends = self._ends
+        ends = self.ends
         size = len(phrase)
         at = self.joined.find(phrase, at)
         while at != -1:
@@ -659,26 +714,7 @@ class _Reading:
             self._breaks = self.kinds.replace(_CLAUSE_KIND, _SENTENCE_KIND)
         return self._breaks
 
-    def matches(
-        self, item: _Item, found: dict[str, list[_Span]], *, red_flag: bool = False
-    ) -> list[_Match]:
-        """Return every match of an item's terms, each with whether a negation reaches it.
-
-        A red flag is also negated by a verb's negation just after it, in the same clause
-        ("a parameter server would not scale").
-        """
-        matches: list[_Match] = []
-        negated, rejected = self.negated, self.rejected
-        for term in item.terms:
-            if len(term.parts) > 1:
-                matches.extend(self._together(term, found, red_flag))
-                continue
-            for span in found.get(term.parts[0], ()):
-                no = negated(span[0]) or rejected(span[1], red_flag=red_flag)
-                matches.append(((span,), no))
-        return matches
-
-    def _together(self, term: _Term, found: dict[str, list[_Span]], red_flag: bool) -> list[_Match]:
+    def together(self, term: _Term, found: dict[str, list[_Span]], red_flag: bool) -> list[_Match]:
         """Return each sentence's match of an ``A & B`` term, as the spans of its phrases.
 
         A sentence is known by where the sentence before it ends (-1 for the first).
