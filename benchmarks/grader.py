@@ -129,10 +129,10 @@ def failures(scores: Scores) -> list[str]:
     failed = []
     overall = scores.points.f1
     if overall is None or overall < MIN_F1:
-        failed.append(f"overall F1 {_num(overall)} is below {MIN_F1}")
+        failed.append(f"overall F1 {_exact(overall)} is below {MIN_F1}")
     for scenario, counts in sorted(scores.by_scenario.items()):
         if counts.f1 is not None and counts.f1 < MIN_SCENARIO_F1:
-            failed.append(f"{scenario}: F1 {_num(counts.f1)} is below {MIN_SCENARIO_F1}")
+            failed.append(f"{scenario}: F1 {_exact(counts.f1)} is below {MIN_SCENARIO_F1}")
     return failed
 
 
@@ -295,6 +295,11 @@ def _shown(path: Path) -> str:
         return str(path.resolve().relative_to(REPO))
     except ValueError:
         return str(path)
+
+
+def _exact(value: float | None) -> str:
+    """Return a score with three decimals, so 0.697 does not read as passing 0.7."""
+    return "—" if value is None else f"{value:.3f}"
 
 
 def _num(value: float | None) -> str:

@@ -53,7 +53,7 @@ def test_scores_are_micro_averaged_over_answer_and_point_pairs():
     assert (
         bench.failures(scores)
         == [
-            "overall F1 0.80 is below 0.85",
+            "overall F1 0.800 is below 0.85",
             f"{SCENARIO}: F1 0.80 is below 0.7".replace("is below 0.7", "is below 0.7"),
         ][:1]
     )
@@ -63,7 +63,7 @@ def test_a_scenario_below_its_floor_is_named():
     scores = bench.Scores()
     scores.points = bench.Counts(tp=90, fp=5, fn=5)
     scores.by_scenario = {"good": bench.Counts(tp=89, fp=1), "bad": bench.Counts(tp=1, fp=4, fn=4)}
-    assert bench.failures(scores) == ["bad: F1 0.20 is below 0.7"]
+    assert bench.failures(scores) == ["bad: F1 0.200 is below 0.7"]
 
 
 def test_the_set_is_read_and_its_mistakes_are_reported(tmp_path: Path):
