@@ -14,8 +14,9 @@ How a ``look_for`` term matches
     up to six letters, the typo is a missing, extra or swapped letter rather than a different
     one ("paramter" = "parameter", "tokne" = "token", but "taken" is not "token"). A term
     ``A & B`` matches when both phrases appear in the same sentence, in any order. A term never
-    matches across a sentence end or a comma, colon or semicolon. A key point is covered (a red
-    flag raised) when any of its terms matches, not negated and not only in a list.
+    matches across a sentence end or a comma, colon, semicolon or other list separator (see
+    pieces below). A key point is covered (a red flag raised) when any of its terms matches,
+    not negated and not only in a list.
 
 Negation
     A match does not count when a negation cue stands at most ``NEGATION_WINDOW`` (6) words
@@ -77,8 +78,8 @@ LIST_PIECES = 4
 LIST_WORDS = 2.25
 """The most words (of two characters or more) a piece of a bare-list answer has on average.
 
-In the labelled set, its 38 bare lists average 1.0 to 2.25 words a piece; of the other 304
-answers with three pieces or more, the tersest averages 2.33 and all the others more than 3.
+In the labelled set, its 38 bare lists average 1.0 to 2.25 words a piece; of its other 304
+answers, the tersest with three pieces or more averages 2.33, and the rest more than 3.
 """
 WORD_CACHE_LIMIT = 100_000
 """Distinct answer words remembered per rubric before the memory is started afresh."""
