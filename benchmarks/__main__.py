@@ -21,6 +21,7 @@ SUITE: dict[str, list[str]] = {
     "reads-one-group": ["benchmarks/reveal_and_reads.py", "--groups", "1"],
     "ingestion": ["benchmarks/ingestion.py"],
     "fan-out": ["benchmarks/fanout.py"],
+    "grader": ["benchmarks/grader.py"],
 }
 
 

@@ -77,7 +77,7 @@ def test_grade_reports_a_negated_red_flag_as_not_raised(pack: Path):
 
 
 def test_grade_reports_a_bare_list_as_stuffed(pack: Path):
-    code, out, _ = grade(pack, SCENARIO, "ring all-reduce, reduce-scatter, all-gather")
+    code, out, _ = grade(pack, SCENARIO, "ring all-reduce, reduce-scatter, all-gather, NCCL, ZeRO")
     assert code == 0
     assert json.loads(out) == {
         "scenario": SCENARIO,
