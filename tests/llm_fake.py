@@ -49,7 +49,7 @@ class Recorded:
 
 def answer_of(body: dict[str, Any]) -> str:
     """Return the user message of a chat-completions request body."""
-    return next(m["content"] for m in body["messages"] if m["role"] == "user")
+    return str(next(m["content"] for m in body["messages"] if m["role"] == "user"))
 
 
 def literal_grader(body: dict[str, Any]) -> dict[str, Any]:

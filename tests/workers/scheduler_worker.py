@@ -36,7 +36,7 @@ from sqlalchemy import select
 
 from prepbot.app import App, build_app
 from prepbot.core.events import Place, ThreadReply
-from prepbot.core.views import MemberRef, QuestionCard, RevealCard
+from prepbot.core.views import FeedbackView, MemberRef, QuestionCard, RevealCard
 from prepbot.leadership import AlreadyRunning, Leadership, leadership_for
 from prepbot.scheduling import RoundScheduler, run_scheduling
 from prepbot.settings import Settings
@@ -116,6 +116,19 @@ class FilePlatform:
         return await self._write(
             {"kind": "reveal", "channel": channel_id, "thread": thread_id, "on_time": on_time}
         )
+
+    async def send_feedback(
+        self,
+        channel_id: str,
+        thread_id: str,
+        member: MemberRef,
+        feedback: FeedbackView,
+        *,
+        community_id: str | None = None,
+    ) -> bool:
+        """Record a member's feedback on a round."""
+        await self._write({"kind": "feedback", "thread": thread_id, "member": member.id})
+        return True
 
     def _posts(self) -> list[dict[str, object]]:
         if not self.path.exists():
