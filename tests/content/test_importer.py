@@ -57,6 +57,10 @@ def test_a_draft_keeps_the_facts_and_marks_what_is_left(seed_file: Path, tmp_pat
     assert "calibration" in draft["topics"]
     assert draft["kind"].startswith("TODO")
     assert all(i.startswith("TODO rewrite in your own words: ") for i in draft["insights"])
+    points = draft["rubric"]["key_points"]
+    assert len(points) == 3  # the fewest a rubric may have
+    assert all(p["point"].startswith("TODO") and p["look_for"] == ["TODO"] for p in points)
+    assert draft["follow_ups"] == []
 
 
 def test_drafts_fail_the_check_until_every_todo_is_filled(seed_file: Path, tmp_path: Path):
@@ -66,6 +70,7 @@ def test_drafts_fail_the_check_until_every_todo_is_filled(seed_file: Path, tmp_p
     calibration = [p for p in report.problems if p.path.name.startswith("model-calibration")]
     fields = {p.field for p in calibration}
     assert {"kind", "difficulty", "context.situation", "trap.answer", "insights[0]"} <= fields
+    assert {"rubric.key_points[0].point", "rubric.key_points[0].look_for[0]"} <= fields
     assert all("draft placeholder" in p.message for p in calibration)
 
 
