@@ -461,3 +461,23 @@ def test_a_round_of_answers_grades_quickly():
     for answer in answers:
         grade(answer, GRADIENT_SYNC)
     assert time.process_time() - started < 2.0  # ~0.25 s here; generous for slow CI machines
+
+
+def test_a_red_flag_that_says_x_alone_is_rejected_by_not_just_while_a_key_point_is_kept():
+    rubric = Rubric.model_validate(
+        {
+            "key_points": [
+                {"id": "diagnose", "point": "Diagnose first.", "look_for": ["find out why"]},
+                {"id": "inputs", "point": "Watch the inputs.", "look_for": ["monitor inputs"]},
+                {"id": "golden", "point": "Keep a golden set.", "look_for": ["golden set"]},
+            ],
+            "red_flags": [
+                {"id": "blind", "flag": "Retrains blindly.", "look_for": ["just retrain"]},
+            ],
+        }
+    )
+    assert flags("I would just retrain on last week's data.", rubric) == ["blind"]
+    assert flags("I wouldn't just retrain; first find out why.", rubric) == []
+    assert flags("Don't just retrain on last week's data.", rubric) == []
+    # "not just X but Y" still makes the point X for a key point.
+    assert "inputs" in covered("We should not just monitor inputs but also outputs.", rubric)

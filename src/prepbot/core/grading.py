@@ -246,6 +246,7 @@ _JOINERS = _wordset(
 )
 """Words that start a new clause, so a negation before them does not reach past them."""
 _EXEMPTS = _wordset("only just merely simply doubt matter forget")
+_LIMITERS = frozenset({"only", "just", "merely", "simply"})
 """After a cue, these undo it: "not only", "not just", "no doubt", "no matter", "don't forget"."""
 _FILLERS = _wordset(
     "the and for with from are was were been being its this that these those you your our also "
@@ -519,11 +520,15 @@ class CompiledRubric:
             users = self._users.get(phrase)
             if users:
                 before = [negated(first) for first, _ in spans]
+                before_flag: list[bool] | None = None
                 for number in users:
                     red_flag = number >= points
+                    if red_flag and before_flag is None:
+                        before_flag = [negated(first, red_flag=True) for first, _ in spans]
+                    nos = before_flag if red_flag and before_flag is not None else before
                     matched[number] += [
                         ((span,), no or rejected(span[1], red_flag=red_flag))
-                        for span, no in zip(spans, before, strict=True)
+                        for span, no in zip(spans, nos, strict=True)
                     ]
             pairs.update(self._pairs_of.get(phrase, ()))
         for index in sorted(pairs):
@@ -623,11 +628,15 @@ class _Reading:
     def _flag(self, index: int) -> int:
         return self._flag_of[self.tokens[index]]
 
-    def negated(self, first: int, excluded: frozenset[int] = frozenset()) -> bool:
+    def negated(
+        self, first: int, excluded: frozenset[int] = frozenset(), *, red_flag: bool = False
+    ) -> bool:
         """Say whether a negation cue reaches the match starting at token ``first``.
 
         Looks back over at most ``NEGATION_WINDOW`` words (short and filler words not
         counted) to the start of the clause: punctuation, or a joining word such as "but".
+        For a red flag, "don't just retrain" rejects the claim ("not just X" still asserts X
+        for a key point, but a red flag is the claim that X alone is enough).
         """
         cue = self.kinds.rfind(_CUE_KIND, 0, first)
         if cue == -1 or self.kinds.rfind(_SENTENCE_KIND, cue, first) != -1:
@@ -642,7 +651,10 @@ class _Reading:
             if this & _BREAK:
                 return False
             if index not in excluded:
-                if this & _CUE and not flag(index + 1) & _EXEMPT:
+                if this & _CUE and not (
+                    flag(index + 1) & _EXEMPT
+                    and not (red_flag and self.tokens[index + 1] in _LIMITERS)
+                ):
                     # Two cues in a row cancel: "don't forget", "not without", "can't avoid".
                     return not (index and flag(index - 1) & _CUE)
                 if (this & _INSTEAD and flag(index + 1) & _OF) or (
@@ -754,7 +766,7 @@ class _Reading:
                 [
                     span
                     for span in part
-                    if not self.negated(span[0], inside)
+                    if not self.negated(span[0], inside, red_flag=red_flag)
                     and not self.rejected(span[1], inside, red_flag=red_flag)
                 ]
                 for part in by_part
