@@ -474,15 +474,18 @@ class CompiledRubric:
         # A phrase starts where a token does: look only for those whose start is one of them.
         heads = {joined[at : at + _HEAD] for at in (0, *read.ends[:-1])}
         found = {}
-        for head in heads.intersection(self._by_head):
-            for phrase in self._by_head[head]:
+        by_head = self._by_head
+        for head in heads.intersection(by_head):
+            for phrase in by_head[head]:
+                if phrase in joined:  # usually not: skip the call
+                    spans = read.find(phrase)
+                    if spans:
+                        found[phrase] = spans
+        for phrase in self._short:
+            if phrase in joined:
                 spans = read.find(phrase)
                 if spans:
                     found[phrase] = spans
-        for phrase in self._short:
-            spans = read.find(phrase)
-            if spans:
-                found[phrase] = spans
         if not found:
             return Grade(covered=(), missed=tuple(p.id for p in self.points), red_flags=())
         matched = self._matches(read, found)
