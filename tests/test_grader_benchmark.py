@@ -133,3 +133,22 @@ def test_a_full_run_writes_only_its_own_section(tmp_path: Path):
     assert "## Other\n\nkept\n" in text
     assert "## Rubric grader" in text
     assert "| all answers | 2 | 3 | 1.00 | 1.00 | 1.00 | ≥ 0.85 | yes |" in text
+
+
+@pytest.mark.parametrize("folder", ["answers", "unseen"])
+def test_the_built_in_rubrics_keep_the_grader_above_its_floors_on_the_labelled_sets(folder: str):
+    """A look_for edit that breaks recognition (or credits everything) fails here, not in use.
+
+    ``answers`` is the set the terms were tuned on; ``unseen`` was written after tuning and is
+    never tuned on. Quality, not speed: deterministic, so it belongs in the tests.
+    """
+    from prepbot.content.loader import load_packs
+
+    cases, problems = bench.load_cases(bench.ANSWERS.parent / folder)
+    assert problems == []
+    assert len(cases) >= 150
+    report = load_packs([BUILTIN_PACK])
+    rubrics = {s.scenario.id: s.scenario.rubric for s in report.scenarios}
+    assert bench.check_against(cases, rubrics) == []
+    graded = [grade(c.text, rubrics[c.scenario]) for c in cases]  # type: ignore[arg-type]
+    assert bench.failures(bench.score(cases, graded)) == []
