@@ -68,6 +68,7 @@ class Tally:
     questions: dict[Key, list[str]] = field(default_factory=lambda: defaultdict(list))
     reveals: dict[str, list[Record]] = field(default_factory=lambda: defaultdict(list))
     rounds: dict[str, Key] = field(default_factory=dict)  # question id -> round
+    feedback: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
     seen: int = 0
 
     def update(self, records: list[Record]) -> None:
@@ -76,6 +77,8 @@ class Tally:
                 key = (str(record["channel"]), str(record["date"]))
                 self.questions[key].append(str(record["id"]))
                 self.rounds[str(record["id"])] = key
+            elif record["kind"] == "feedback":  # a member's private feedback on a round
+                self.feedback[(str(record["thread"]), str(record["member"]))] += 1
             else:
                 self.reveals[str(record["thread"])].append(record)
         self.seen = len(records)
@@ -89,12 +92,13 @@ class Tally:
         return reveal
 
     def problems(self) -> list[str]:
-        """Say what is posted twice, revealed twice or revealed without a question."""
+        """Say what is posted, revealed or sent as feedback twice, or revealed unasked."""
         found = [
             f"{k} posted {len(ids)} times" for k, ids in self.questions.items() if len(ids) > 1
         ]
         found += [f"{t} revealed {len(r)} times" for t, r in self.reveals.items() if len(r) > 1]
         found += [f"reveal in unknown thread {t}" for t in self.reveals if t not in self.rounds]
+        found += [f"feedback {k} sent {n} times" for k, n in self.feedback.items() if n > 1]
         return found
 
 
@@ -187,6 +191,7 @@ class CrashRun:
             return  # kill() redelivered it
         reply = self.leader.receive()
         assert reply is not None, f"the leader died: {self.leader.text()}; {self.context()}"
+        assert len(reply.split()) == 3, f"{reply}: {self.leader.text()[-2000:]}; {self.context()}"
         _, who, status = reply.split()
         assert who == member, self.context()
         assert status in (("late",) if late else ("recorded",)) + ("duplicate",), self.context()
@@ -357,6 +362,8 @@ def test_random_sigkills_lose_no_acknowledged_answer_and_post_and_reveal_once(wo
     run.run()
     run.check_database()
     assert len(run.log) == TRIALS, run.context()
+    # Members answered, so feedback went out; the tally refuses any sent twice.
+    assert run.tally.feedback, run.context()
 
 
 # 2. Two replicas on one PostgreSQL, 50 channels over 200 simulated days.

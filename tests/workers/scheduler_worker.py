@@ -88,7 +88,7 @@ class FilePlatform:
         self.die_in_window = die_in_window
         self.ids = itertools.count(1)
 
-    async def _write(self, record: dict[str, object]) -> str:
+    def _append(self, record: dict[str, object]) -> str:
         message_id = f"{os.getpid()}-{next(self.ids)}"
         record |= {"id": message_id, "pid": os.getpid()}
         with self.path.open("a", encoding="utf-8") as out:
@@ -96,6 +96,10 @@ class FilePlatform:
             out.flush()
             if self.fsync:
                 os.fsync(out.fileno())
+        return message_id
+
+    async def _write(self, record: dict[str, object]) -> str:
+        message_id = self._append(record)
         if self.die_in_window:
             os.kill(os.getpid(), signal.SIGKILL)  # the platform has it; the database never will
         await asyncio.sleep(self.delay)  # a slow response: the post is made, its id not yet known
@@ -126,8 +130,10 @@ class FilePlatform:
         *,
         community_id: str | None = None,
     ) -> bool:
-        """Record a member's feedback on a round."""
-        await self._write({"kind": "feedback", "thread": thread_id, "member": member.id})
+        """Record a member's feedback on a round (no kill window, no delay: posts have those)."""
+        self._append(
+            {"kind": "feedback", "channel": channel_id, "thread": thread_id, "member": member.id}
+        )
         return True
 
     def _posts(self) -> list[dict[str, object]]:
@@ -147,7 +153,11 @@ class FilePlatform:
         """Return the id of a question already recorded for this channel and date."""
         day = card.round_date.isoformat() if card.round_date else None
         for post in self._posts():
-            if (post["kind"], post["channel"], post.get("date")) == ("question", channel_id, day):
+            if (post["kind"], post.get("channel"), post.get("date")) == (
+                "question",
+                channel_id,
+                day,
+            ):
                 return str(post["id"])
         return None
 
