@@ -54,7 +54,6 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from bisect import bisect_left
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import accumulate
@@ -204,8 +203,6 @@ _BREAK = _SENTENCE | _CLAUSE
 _CUE_LIKE = _CUE | _INSTEAD | _RATHER | _DISMISSAL  # where a negation may be
 
 # Token kinds, one character each, so that a whole answer's kinds are one string.
-_HEAD = 3
-"""How many first characters of a phrase index it, so an answer looks only for likely ones."""
 _SENTENCE_KIND = "."  # punctuation that ends a sentence
 _CLAUSE_KIND = ","  # punctuation that ends a clause
 _CUE_KIND = "n"  # a negation cue (or the "instead" of "instead of")
@@ -360,11 +357,9 @@ class CompiledRubric:
             {p for item in (*self.points, *self.flags) for t in item.terms for p in t.parts}
         )
         self._fuzzy_choices = sorted(self._vocabulary)
-        self._by_head: dict[str, list[str]] = {}
-        for phrase in self._phrases:
-            if len(phrase) >= _HEAD:
-                self._by_head.setdefault(phrase[:_HEAD], []).append(phrase)
-        self._short = [phrase for phrase in self._phrases if len(phrase) < _HEAD]
+        self._phrase_set = frozenset(self._phrases)
+        self._beginnings = frozenset(p[:n] for p in self._phrases for n in range(1, len(p) + 1))
+        """Every beginning of a phrase: a run of answer tokens whose keys spell none starts none."""
         self._users: dict[str, list[int]] = {}
         """Phrase: the items (key points, then red flags, by index) with a term of it alone."""
         self._pairs: list[tuple[int, _Term]] = []
@@ -470,22 +465,7 @@ class CompiledRubric:
     def grade(self, answer: str) -> Grade:
         """Grade one answer against this rubric."""
         read = _Reading(self, answer)
-        joined = read.joined
-        # A phrase starts where a token does: look only for those whose start is one of them.
-        heads = {joined[at : at + _HEAD] for at in (0, *read.ends[:-1])}
-        found = {}
-        by_head = self._by_head
-        for head in heads.intersection(by_head):
-            for phrase in by_head[head]:
-                if phrase in joined:  # usually not: skip the call
-                    spans = read.find(phrase)
-                    if spans:
-                        found[phrase] = spans
-        for phrase in self._short:
-            if phrase in joined:
-                spans = read.find(phrase)
-                if spans:
-                    found[phrase] = spans
+        found = read.find(self._phrase_set, self._beginnings)
         if not found:
             return Grade(covered=(), missed=tuple(p.id for p in self.points), red_flags=())
         matched = self._matches(read, found)
@@ -603,29 +583,29 @@ class _Reading:
         if not all(map(key_of.__contains__, tokens)):
             key_of, flag_of, kind_of = rubric._learn(set(tokens))
         self._flag_of = flag_of
-        keys = list(map(key_of.__getitem__, tokens))
+        self.keys = list(map(key_of.__getitem__, tokens))
         self.kinds = "".join(map(kind_of.__getitem__, tokens))
-        self.joined = "".join(keys)
-        self.ends = list(accumulate(map(len, keys)))  # where each token's key ends in joined
         self._offsets: list[int] | None = None
         self._breaks: str | None = None
 
-    def find(self, phrase: str, at: int = 0) -> list[tuple[int, int]]:
-        """Return the (first, last) token indexes of every place the phrase matches whole tokens.
+    def find(self, phrases: frozenset[str], beginnings: frozenset[str]) -> dict[str, list[_Span]]:
+        """Return the (first, last) token indexes of every place each phrase matches whole tokens.
 
-        ``at`` is where to start looking in ``joined`` (where the phrase first occurs, if known).
+        One pass over the answer: from each token whose key begins a phrase, the keys of the
+        tokens after it are added on while they still spell the beginning of one.
         """
-        found = []
-        ends = self.ends
-        size = len(phrase)
-        at = self.joined.find(phrase, at)
-        while at != -1:
-            before = bisect_left(ends, at)  # the token ending where the phrase starts, if any
-            if at == 0 or (before < len(ends) and ends[before] == at):
-                last = bisect_left(ends, at + size)
-                if ends[last] == at + size:
-                    found.append((before + 1 if at else 0, last))
-            at = self.joined.find(phrase, at + 1)
+        found: dict[str, list[_Span]] = {}
+        keys = self.keys
+        end = len(keys)
+        for first, spelt in enumerate(keys):
+            last = first
+            while spelt in beginnings:
+                if spelt in phrases:
+                    found.setdefault(spelt, []).append((first, last))
+                last += 1
+                if last == end:
+                    break
+                spelt += keys[last]
         return found
 
     def _flag(self, index: int) -> int:
