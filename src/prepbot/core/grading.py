@@ -362,20 +362,18 @@ class CompiledRubric:
         """Every beginning of a phrase: a run of answer tokens whose keys spell none starts none."""
         self._users: dict[str, list[int]] = {}
         """Phrase: the items (key points, then red flags, by index) with a term of it alone."""
-        self._pairs: list[tuple[int, _Term]] = []
-        """Every ``A & B`` term, with the index of its item."""
-        self._pairs_of: dict[str, list[int]] = {}
-        """Phrase: the ``A & B`` terms (by index in ``_pairs``) that have it as a part."""
+        self._pairs_of: dict[str, list[tuple[int, _Term, frozenset[str]]]] = {}
+        """Phrase: the ``A & B`` terms whose first phrase it is, each with the index of its item
+        and its other phrases."""
         for number, item in enumerate((*self.points, *self.flags)):
             for term in item.terms:
-                if len(term.parts) == 1:
-                    users = self._users.setdefault(term.parts[0], [])
+                first, *others = term.parts
+                if not others:
+                    users = self._users.setdefault(first, [])
                     if number not in users:
                         users.append(number)
                     continue
-                for part in term.parts:
-                    self._pairs_of.setdefault(part, []).append(len(self._pairs))
-                self._pairs.append((number, term))
+                self._pairs_of.setdefault(first, []).append((number, term, frozenset(others)))
         self._memory: _Memory = ({}, {}, {})
         """How each answer token seen so far reads: its key, its flags and its kind."""
 
@@ -497,9 +495,8 @@ class CompiledRubric:
         points = len(self.points)
         matched: list[list[_Match]] = [[] for _ in range(points + len(self.flags))]
         negated, rejected = read.negated, read.rejected
-        pairs: set[int] = set()
-        for phrase in sorted(found):
-            spans = found[phrase]
+        phrases = found.keys()
+        for phrase, spans in found.items():
             users = self._users.get(phrase)
             if users:
                 before = [negated(first) for first, _ in spans]
@@ -513,10 +510,9 @@ class CompiledRubric:
                         ((span,), no or rejected(span[1], red_flag=red_flag))
                         for span, no in zip(spans, nos, strict=True)
                     ]
-            pairs.update(self._pairs_of.get(phrase, ()))
-        for index in sorted(pairs):
-            number, term = self._pairs[index]
-            matched[number] += read.together(term, found, number >= points)
+            for number, term, others in self._pairs_of.get(phrase, ()):
+                if phrases >= others:  # the answer has every phrase of the term
+                    matched[number] += read.together(term, found, number >= points)
         return matched
 
 
@@ -713,14 +709,10 @@ class _Reading:
     def together(self, term: _Term, found: dict[str, list[_Span]], red_flag: bool) -> list[_Match]:
         """Return each sentence's match of an ``A & B`` term, as the spans of its phrases.
 
-        A sentence is known by where the sentence before it ends (-1 for the first).
+        Every phrase of the term is in ``found``. A sentence is known by where the sentence
+        before it ends (-1 for the first).
         """
-        places = []
-        for part in term.parts:
-            spans = found.get(part)
-            if not spans:
-                return []
-            places.append(spans)
+        places = [found[part] for part in term.parts]
         kinds = self.kinds
         rfind = kinds.rfind
         groups: list[dict[int, list[_Span]]] = []
