@@ -576,10 +576,12 @@ class _Reading:
         self._parts = _TOKEN.split(prepared)
         tokens = self.tokens = self._parts[1::2]
         key_of, flag_of, kind_of = rubric._memory
-        if not all(map(key_of.__contains__, tokens)):
+        try:
+            self.keys = list(map(key_of.__getitem__, tokens))
+        except KeyError:  # a word not seen before
             key_of, flag_of, kind_of = rubric._learn(set(tokens))
+            self.keys = list(map(key_of.__getitem__, tokens))
         self._flag_of = flag_of
-        self.keys = list(map(key_of.__getitem__, tokens))
         self.kinds = "".join(map(kind_of.__getitem__, tokens))
         self._offsets: list[int] | None = None
         self._breaks: str | None = None
