@@ -495,21 +495,22 @@ class CompiledRubric:
         points = len(self.points)
         matched: list[list[_Match]] = [[] for _ in range(points + len(self.flags))]
         negated, rejected = read.negated, read.rejected
+        cued = _CUE_KIND in read.kinds  # else nothing in the answer negates a match
         phrases = found.keys()
         for phrase, spans in found.items():
-            users = self._users.get(phrase)
-            if users:
-                before = [negated(first) for first, _ in spans]
-                before_flag: list[bool] | None = None
-                for number in users:
-                    red_flag = number >= points
-                    if red_flag and before_flag is None:
-                        before_flag = [negated(first, red_flag=True) for first, _ in spans]
-                    nos = before_flag if red_flag and before_flag is not None else before
-                    matched[number] += [
-                        ((span,), no or rejected(span[1], red_flag=red_flag))
-                        for span, no in zip(spans, nos, strict=True)
-                    ]
+            for number in self._users.get(phrase, ()):
+                red_flag = number >= points
+                matched[number] += [
+                    (
+                        (span,),
+                        cued
+                        and (
+                            negated(span[0], red_flag=red_flag)
+                            or rejected(span[1], red_flag=red_flag)
+                        ),
+                    )
+                    for span in spans
+                ]
             for number, term, others in self._pairs_of.get(phrase, ()):
                 if phrases >= others:  # the answer has every phrase of the term
                     matched[number] += read.together(term, found, number >= points)
