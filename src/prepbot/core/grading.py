@@ -780,10 +780,10 @@ class _Reading:
         for first, last in spans:
             if first > end:
                 marked[first] = 109  # "m": a new match, not one overlapping the last
-            rest = max(first + 1, end + 1)
-            if last >= rest:
-                marked[rest : last + 1] = b"x" * (last + 1 - rest)
-            end = max(end, last)
+                end = first
+            if last > end:
+                marked[end + 1 : last + 1] = b"x" * (last - end)
+                end = last
         crowded = set()  # pieces of two matches or more and hardly a free word
         for number, letters in enumerate(marked.split(b".")):
             count = letters.count(b"m")
