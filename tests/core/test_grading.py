@@ -183,6 +183,55 @@ def test_the_matched_words_are_the_answer_s_own_words():
     assert found["matched"]["parameter-server"] == ["paramter server"]
 
 
+def test_a_term_inside_a_longer_one_and_a_term_said_again_are_each_found():
+    rubric = Rubric.model_validate(
+        {
+            "key_points": [
+                {"id": "ring", "point": "Ring.", "look_for": ["ring"]},
+                {
+                    "id": "ring-all-reduce",
+                    "point": "Ring all-reduce.",
+                    "look_for": ["ring all-reduce"],
+                },
+                {"id": "other", "point": "Something else.", "look_for": ["quokka habitat"]},
+            ]
+        }
+    )
+    answer = "A ring all-reduce sums the gradients, and a second Ring then RING allreduce again."
+    found = grade(answer, rubric).to_json()
+    assert found["matched"] == {
+        "ring": ["ring", "Ring", "RING"],
+        "ring-all-reduce": ["ring all-reduce", "RING allreduce"],
+    }
+
+
+def test_every_run_of_whole_words_that_spells_a_phrase_is_found():
+    """One pass over the answer finds what trying every run of its words would find."""
+    import random
+    from itertools import pairwise
+
+    from prepbot.core.grading import _Reading
+
+    rubric = compile_rubric.__wrapped__(GRADIENT_SYNC)
+    phrases = set(rubric._phrases)
+    # Phrases cut anywhere, so that words of the answer spell them in unexpected ways.
+    chunks = ["the", "not", ",", ".", "ring", "rings", "all-reduce", "N", "1,000"]
+    for phrase in sorted(phrases):
+        cut = random.Random(phrase).sample(range(1, len(phrase)), min(2, len(phrase) - 1))
+        chunks += [phrase[a:b] for a, b in pairwise(sorted({0, len(phrase), *cut}))]
+    pick = random.Random(13)
+    for _ in range(300):
+        answer = " ".join(pick.choice(chunks) for _ in range(pick.randrange(1, 30)))
+        read = _Reading(rubric, answer)
+        keys = read.keys
+        every: dict[str, list[tuple[int, int]]] = {}
+        for first in range(len(keys)):
+            for last in range(first, len(keys)):
+                if "".join(keys[first : last + 1]) in phrases:
+                    every.setdefault("".join(keys[first : last + 1]), []).append((first, last))
+        assert read.find(rubric._phrase_set, rubric._beginnings) == every, answer
+
+
 # -- A & B terms -----------------------------------------------------------------------------------
 
 

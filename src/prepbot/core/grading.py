@@ -54,7 +54,6 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from bisect import bisect_left
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import accumulate
@@ -204,8 +203,6 @@ _BREAK = _SENTENCE | _CLAUSE
 _CUE_LIKE = _CUE | _INSTEAD | _RATHER | _DISMISSAL  # where a negation may be
 
 # Token kinds, one character each, so that a whole answer's kinds are one string.
-_HEAD = 3
-"""How many first characters of a phrase index it, so an answer looks only for likely ones."""
 _SENTENCE_KIND = "."  # punctuation that ends a sentence
 _CLAUSE_KIND = ","  # punctuation that ends a clause
 _CUE_KIND = "n"  # a negation cue (or the "instead" of "instead of")
@@ -360,27 +357,23 @@ class CompiledRubric:
             {p for item in (*self.points, *self.flags) for t in item.terms for p in t.parts}
         )
         self._fuzzy_choices = sorted(self._vocabulary)
-        self._by_head: dict[str, list[str]] = {}
-        for phrase in self._phrases:
-            if len(phrase) >= _HEAD:
-                self._by_head.setdefault(phrase[:_HEAD], []).append(phrase)
-        self._short = [phrase for phrase in self._phrases if len(phrase) < _HEAD]
+        self._phrase_set = frozenset(self._phrases)
+        self._beginnings = frozenset(p[:n] for p in self._phrases for n in range(1, len(p) + 1))
+        """Every beginning of a phrase: a run of answer tokens whose keys spell none starts none."""
         self._users: dict[str, list[int]] = {}
         """Phrase: the items (key points, then red flags, by index) with a term of it alone."""
-        self._pairs: list[tuple[int, _Term]] = []
-        """Every ``A & B`` term, with the index of its item."""
-        self._pairs_of: dict[str, list[int]] = {}
-        """Phrase: the ``A & B`` terms (by index in ``_pairs``) that have it as a part."""
+        self._pairs_of: dict[str, list[tuple[int, _Term, frozenset[str]]]] = {}
+        """Phrase: the ``A & B`` terms whose first phrase it is, each with the index of its item
+        and its other phrases."""
         for number, item in enumerate((*self.points, *self.flags)):
             for term in item.terms:
-                if len(term.parts) == 1:
-                    users = self._users.setdefault(term.parts[0], [])
+                first, *others = term.parts
+                if not others:
+                    users = self._users.setdefault(first, [])
                     if number not in users:
                         users.append(number)
                     continue
-                for part in term.parts:
-                    self._pairs_of.setdefault(part, []).append(len(self._pairs))
-                self._pairs.append((number, term))
+                self._pairs_of.setdefault(first, []).append((number, term, frozenset(others)))
         self._memory: _Memory = ({}, {}, {})
         """How each answer token seen so far reads: its key, its flags and its kind."""
 
@@ -470,22 +463,7 @@ class CompiledRubric:
     def grade(self, answer: str) -> Grade:
         """Grade one answer against this rubric."""
         read = _Reading(self, answer)
-        joined = read.joined
-        # A phrase starts where a token does: look only for those whose start is one of them.
-        heads = {joined[at : at + _HEAD] for at in (0, *read.ends[:-1])}
-        found = {}
-        by_head = self._by_head
-        for head in heads.intersection(by_head):
-            for phrase in by_head[head]:
-                if phrase in joined:  # usually not: skip the call
-                    spans = read.find(phrase)
-                    if spans:
-                        found[phrase] = spans
-        for phrase in self._short:
-            if phrase in joined:
-                spans = read.find(phrase)
-                if spans:
-                    found[phrase] = spans
+        found = read.find(self._phrase_set, self._beginnings)
         if not found:
             return Grade(covered=(), missed=tuple(p.id for p in self.points), red_flags=())
         matched = self._matches(read, found)
@@ -517,26 +495,25 @@ class CompiledRubric:
         points = len(self.points)
         matched: list[list[_Match]] = [[] for _ in range(points + len(self.flags))]
         negated, rejected = read.negated, read.rejected
-        pairs: set[int] = set()
-        for phrase in sorted(found):
-            spans = found[phrase]
-            users = self._users.get(phrase)
-            if users:
-                before = [negated(first) for first, _ in spans]
-                before_flag: list[bool] | None = None
-                for number in users:
-                    red_flag = number >= points
-                    if red_flag and before_flag is None:
-                        before_flag = [negated(first, red_flag=True) for first, _ in spans]
-                    nos = before_flag if red_flag and before_flag is not None else before
-                    matched[number] += [
-                        ((span,), no or rejected(span[1], red_flag=red_flag))
-                        for span, no in zip(spans, nos, strict=True)
-                    ]
-            pairs.update(self._pairs_of.get(phrase, ()))
-        for index in sorted(pairs):
-            number, term = self._pairs[index]
-            matched[number] += read.together(term, found, number >= points)
+        cued = _CUE_KIND in read.kinds  # else nothing in the answer negates a match
+        phrases = found.keys()
+        for phrase, spans in found.items():
+            for number in self._users.get(phrase, ()):
+                red_flag = number >= points
+                matched[number] += [
+                    (
+                        (span,),
+                        cued
+                        and (
+                            negated(span[0], red_flag=red_flag)
+                            or rejected(span[1], red_flag=red_flag)
+                        ),
+                    )
+                    for span in spans
+                ]
+            for number, term, others in self._pairs_of.get(phrase, ()):
+                if phrases >= others:  # the answer has every phrase of the term
+                    matched[number] += read.together(term, found, number >= points)
         return matched
 
 
@@ -600,32 +577,34 @@ class _Reading:
         self._parts = _TOKEN.split(prepared)
         tokens = self.tokens = self._parts[1::2]
         key_of, flag_of, kind_of = rubric._memory
-        if not all(map(key_of.__contains__, tokens)):
+        try:
+            self.keys = list(map(key_of.__getitem__, tokens))
+        except KeyError:  # a word not seen before
             key_of, flag_of, kind_of = rubric._learn(set(tokens))
+            self.keys = list(map(key_of.__getitem__, tokens))
         self._flag_of = flag_of
-        keys = list(map(key_of.__getitem__, tokens))
         self.kinds = "".join(map(kind_of.__getitem__, tokens))
-        self.joined = "".join(keys)
-        self.ends = list(accumulate(map(len, keys)))  # where each token's key ends in joined
         self._offsets: list[int] | None = None
         self._breaks: str | None = None
 
-    def find(self, phrase: str, at: int = 0) -> list[tuple[int, int]]:
-        """Return the (first, last) token indexes of every place the phrase matches whole tokens.
+    def find(self, phrases: frozenset[str], beginnings: frozenset[str]) -> dict[str, list[_Span]]:
+        """Return the (first, last) token indexes of every place each phrase matches whole tokens.
 
-        ``at`` is where to start looking in ``joined`` (where the phrase first occurs, if known).
+        One pass over the answer: from each token whose key begins a phrase, the keys of the
+        tokens after it are added on while they still spell the beginning of one.
         """
-        found = []
-        ends = self.ends
-        size = len(phrase)
-        at = self.joined.find(phrase, at)
-        while at != -1:
-            before = bisect_left(ends, at)  # the token ending where the phrase starts, if any
-            if at == 0 or (before < len(ends) and ends[before] == at):
-                last = bisect_left(ends, at + size)
-                if ends[last] == at + size:
-                    found.append((before + 1 if at else 0, last))
-            at = self.joined.find(phrase, at + 1)
+        found: dict[str, list[_Span]] = {}
+        keys = self.keys
+        end = len(keys)
+        for first, spelt in enumerate(keys):
+            last = first
+            while spelt in beginnings:
+                if spelt in phrases:
+                    found.setdefault(spelt, []).append((first, last))
+                last += 1
+                if last == end:
+                    break
+                spelt += keys[last]
         return found
 
     def _flag(self, index: int) -> int:
@@ -733,14 +712,10 @@ class _Reading:
     def together(self, term: _Term, found: dict[str, list[_Span]], red_flag: bool) -> list[_Match]:
         """Return each sentence's match of an ``A & B`` term, as the spans of its phrases.
 
-        A sentence is known by where the sentence before it ends (-1 for the first).
+        Every phrase of the term is in ``found``. A sentence is known by where the sentence
+        before it ends (-1 for the first).
         """
-        places = []
-        for part in term.parts:
-            spans = found.get(part)
-            if not spans:
-                return []
-            places.append(spans)
+        places = [found[part] for part in term.parts]
         kinds = self.kinds
         rfind = kinds.rfind
         groups: list[dict[int, list[_Span]]] = []
@@ -805,10 +780,10 @@ class _Reading:
         for first, last in spans:
             if first > end:
                 marked[first] = 109  # "m": a new match, not one overlapping the last
-            rest = max(first + 1, end + 1)
-            if last >= rest:
-                marked[rest : last + 1] = b"x" * (last + 1 - rest)
-            end = max(end, last)
+                end = first
+            if last > end:
+                marked[end + 1 : last + 1] = b"x" * (last - end)
+                end = last
         crowded = set()  # pieces of two matches or more and hardly a free word
         for number, letters in enumerate(marked.split(b".")):
             count = letters.count(b"m")
