@@ -79,6 +79,17 @@ async def seed(app: App, members: int, groups: int, days: int, history: int) -> 
                 ),
                 {"group": group.id},
             )
+            await session.execute(  # every past on-time answer was graded at its reveal
+                text(
+                    "INSERT INTO answer_grades (answer_id, round_id, subscription_id, member_id, "
+                    "covered, missed, red_flags, points, stuffed, graded_by, graded_at, "
+                    "feedback) SELECT a.id, a.round_id, :group, a.member_id, '[]', '[]', '[]', "
+                    "a.member_id % 5, false, 'rubric', a.first_reply_at, 'sent' "
+                    "FROM answers a JOIN rounds r ON r.id = a.round_id "
+                    "WHERE r.subscription_id = :group"
+                ),
+                {"group": group.id},
+            )
     async with app.db.transaction() as session:  # what autovacuum does after a bulk load
         await session.execute(text("ANALYZE"))
     return ids
@@ -145,20 +156,39 @@ def _members_sql(app: App, count: int) -> str:
     return columns + values + f"FROM generate_series(1, {count}) AS n"
 
 
+REALISTIC_ANSWER = (
+    "I would not pick on accuracy alone, since both models are right 88% of the time. The first "
+    "model says 89% confidence and is right 88% of the time, so it is well calibrated; the "
+    "second says 99% and is overconfident. I would check a reliability diagram and the expected "
+    "calibration error on held-out data, and if I needed the second one I would fix it with "
+    "temperature scaling on a validation set. Downstream decisions use the confidence, so the "
+    "calibrated model is the safer choice. Answer from member "
+)
+
+
 async def bench_reveal(app: App, group_id: int, answers: int) -> float:
-    """Post a round, record ``answers`` of the group's members' answers, time its reveal."""
+    """Post a round, record ``answers`` of the group's members' answers, time its reveal.
+
+    Each answer is about 80 words of a real answer to the round's scenario (with the member's
+    number in it, so no two are the same): the reveal grades every one against the rubric.
+    """
     outcome = await app.services.rounds.post_round(group_id, DAY)
     assert outcome is not None
     round_id = outcome.round.id
     async with app.db.transaction() as session:
+        await session.execute(  # the scenario the answers are written for
+            text("UPDATE rounds SET scenario_id = :scenario WHERE id = :round"),
+            {"scenario": "apple-calibration-equal-accuracy", "round": round_id},
+        )
         await session.execute(
             text(
                 "INSERT INTO answers (round_id, member_id, on_time, text, first_reply_at, "
-                "updated_at) SELECT :round, m.id, :yes, 'answer', :at, :at FROM members m "
+                "updated_at) SELECT :round, m.id, :yes, :answer || m.id, :at, :at FROM members m "
                 "JOIN subscriptions s ON s.community_id = m.community_id "
                 "WHERE s.id = :group ORDER BY m.id LIMIT :count"
             ),
             {
+                "answer": REALISTIC_ANSWER,
                 "round": round_id,
                 "yes": True,
                 "at": datetime.now(UTC).replace(tzinfo=None)
@@ -173,6 +203,7 @@ async def bench_reveal(app: App, group_id: int, answers: int) -> float:
     elapsed = time.perf_counter() - start
     assert card is not None
     assert len(card.on_time) == answers
+    assert card.graded == answers  # every answer was graded within the timed reveal
     return elapsed
 
 
@@ -223,7 +254,8 @@ async def run_one(url: str, args: argparse.Namespace) -> list[str]:
         limit = 0.05 if name == "postgresql" else 0.1
         return [
             f"| {name} | baseline: one `SELECT 1` transaction | {base * 1e3:.2f} ms | — | — |",
-            f"| {name} | reveal a round with {args.answers:,} answers (streaks updated) | "
+            f"| {name} | reveal a round with {args.answers:,} answers of ~80 words "
+            "(graded, streaks updated) | "
             f"{reveal:.3f} s | {reveal / base:,.0f}x baseline | < 2 s |",
             f"| {name} | `/prep leaderboard month`, p95 ({args.members:,} members and "
             f"{stored:,} answers in {args.groups} group{'s' if args.groups > 1 else ''}; "
