@@ -249,6 +249,9 @@ async def run_one(url: str, args: argparse.Namespace) -> list[str]:
             )
         base = await baseline(app)
         reveal = await bench_reveal(app, group_id, args.answers)
+        started = time.perf_counter()
+        await app.services.rounds.feedback.settle()  # each member's feedback, in the background
+        feedback = time.perf_counter() - started
         board, streak = await bench_reads(app, group_id)
         name = app.db.dialect
         limit = 0.05 if name == "postgresql" else 0.1
@@ -257,6 +260,9 @@ async def run_one(url: str, args: argparse.Namespace) -> list[str]:
             f"| {name} | reveal a round with {args.answers:,} answers of ~80 words "
             "(graded, streaks updated) | "
             f"{reveal:.3f} s | {reveal / base:,.0f}x baseline | < 2 s |",
+            f"| {name} | then send those {args.answers:,} members their feedback (in the "
+            f"background, to an in-memory platform: the database's share) | {feedback:.3f} s "
+            "| — | — |",
             f"| {name} | `/prep leaderboard month`, p95 ({args.members:,} members and "
             f"{stored:,} answers in {args.groups} group{'s' if args.groups > 1 else ''}; "
             f"this month: {month:,} of them in the group read) | {board * 1e3:.1f} ms | "

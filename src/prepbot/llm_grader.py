@@ -70,8 +70,8 @@ class RubricGrader:
     async def grade_answers(
         self, rubric: Rubric, prompt: str, answers: Sequence[str], *, deadline_seconds: float
     ) -> list[Grade]:
-        """Grade each answer with the rubric; the deadline is never near."""
-        return [self.grade_one(answer, rubric) for answer in answers]
+        """Grade each answer with the rubric, off the event loop (it is all CPU)."""
+        return await asyncio.to_thread(lambda: [self.grade_one(a, rubric) for a in answers])
 
     async def aclose(self) -> None:
         """Release nothing; here so either grader can be closed alike."""

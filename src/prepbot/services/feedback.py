@@ -50,8 +50,8 @@ class RubricAnswerGrader:
     async def grade_answers(
         self, rubric: Rubric, prompt: str, answers: Sequence[str], *, deadline_seconds: float
     ) -> list[Grade]:
-        """Grade each answer with the rubric grader (no I/O, so no deadline to keep)."""
-        return [grade(text, rubric) for text in answers]
+        """Grade each answer with the rubric grader, off the event loop (it is all CPU)."""
+        return await asyncio.to_thread(grade_all, rubric, answers)
 
 
 @dataclass(frozen=True)
@@ -193,13 +193,8 @@ class FeedbackService:
                 }
                 for (answer_id, member_id, _), g in zip(ungraded, grades, strict=True)
             ]
-            async with ctx.db.transaction() as session:
-                for start in range(0, len(rows), 500):
-                    await session.execute(
-                        ctx.insert_ignore(AnswerGrade)
-                        .values(rows[start : start + 500])
-                        .on_conflict_do_nothing()
-                    )
+            async with ctx.db.transaction() as session:  # executemany, batched by the driver
+                await session.execute(ctx.insert_ignore(AnswerGrade).on_conflict_do_nothing(), rows)
         return await self.coverage(round_id, scenario)
 
     def _report(self, grader: object, answers: int) -> None:
@@ -373,6 +368,11 @@ class FeedbackService:
                 .values(feedback_messages=wanted)
                 .execution_options(synchronize_session=False)
             )
+
+
+def grade_all(rubric: Rubric, answers: Sequence[str]) -> list[Grade]:
+    """Grade answers against one rubric (a thread's work: pure CPU)."""
+    return [grade(text, rubric) for text in answers]
 
 
 def feedback_view(scenario: Scenario, round_: Round, stored: AnswerGrade) -> FeedbackView:
