@@ -621,8 +621,8 @@ class DiscordRuntime:
     async def _react(self, message: discord.Message, on_time: bool) -> None:
         try:
             await message.add_reaction(ON_TIME_REACTION if on_time else LATE_REACTION)
-        except discord.HTTPException as error:  # the answer is stored; only the reaction is missing
-            log.warning("could not react to answer %s: %s", message.id, error)
+        except Exception as error:  # the answer is stored; only the reaction is missing
+            log.warning("could not react to answer %s: %r", message.id, error)
 
     async def on_edit(self, payload: discord.RawMessageUpdateEvent) -> None:
         """Store an edited thread message."""
