@@ -278,3 +278,55 @@ async def test_feedback_a_restart_interrupted_goes_out_at_the_next_tick(
     await RoundScheduler(app.services).tick()
     await app.services.rounds.feedback.settle()
     assert len(platform.feedback) == sent_before + 1, "sent once, not again at the next tick"
+
+
+async def test_answers_are_graded_as_they_are_stored_and_again_when_edited(
+    app: App, platform: RecordingPlatform
+):
+    from prepbot.core.events import ReplyEdited
+
+    subscription = await subscribe(app)
+    round_ = await round_of(app, subscription, GRADIENT_SYNC, MONDAY)
+    await answer(app, round_, "alice", GOOD, "a1")
+    await app.services.rounds.feedback.settle()
+    async with app.db.transaction() as session:
+        (early,) = (await session.scalars(select(AnswerGrade))).all()
+    assert early.points >= 2  # graded before the reveal: the reveal has less to do
+    assert round_.question_message_id is not None
+    edit = ReplyEdited(
+        place(),
+        round_.question_message_id,
+        "a1",
+        MemberRef("alice", "alice"),
+        "Honestly no idea.",
+        datetime.now(UTC),
+    )
+    await app.services.answers.edit(edit)
+    await app.services.rounds.feedback.settle()
+    async with app.db.transaction() as session:
+        (regraded,) = (await session.scalars(select(AnswerGrade))).all()
+    assert regraded.points == 0
+    await app.services.rounds.reveal_round(round_.id)
+    await app.services.rounds.feedback.settle()
+    ((_, _, _, feedback),) = platform.feedback
+    assert feedback.made == ()  # the edited answer, not the first one
+
+
+async def test_the_reveal_grades_again_an_answer_changed_after_its_early_grade(
+    app: App, platform: RecordingPlatform
+):
+    subscription = await subscribe(app)
+    round_ = await round_of(app, subscription, GRADIENT_SYNC, MONDAY)
+    await answer(app, round_, "alice", GOOD, "a1")
+    await app.services.rounds.feedback.settle()
+    app.services.answers.on_changed = None  # the early grading misses the next change
+    await answer(app, round_, "alice", "Actually, scrap that: I have no idea.", "a2")
+    async with app.db.transaction() as session:
+        (early,) = (await session.scalars(select(AnswerGrade))).all()
+    card = await app.services.rounds.reveal_round(round_.id)
+    await app.services.rounds.feedback.settle()
+    assert card is not None
+    assert card.graded == 1
+    async with app.db.transaction() as session:
+        (final,) = (await session.scalars(select(AnswerGrade))).all()
+    assert final.text_hash != early.text_hash  # graded again: the answer is both replies now

@@ -38,6 +38,7 @@ class Services:
             await answers.adopt(subscription_id, thread_id)
 
         ctx.thread_listeners.append(adopt)  # replies held while a question was being posted
+        answers.on_changed = rounds.feedback.pregrade_soon  # grade answers as they are stored
         status = StatusService(ctx, rounds)
         admin.listeners.append(status.on_subscription_changed)
         return cls(

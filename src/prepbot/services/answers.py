@@ -99,6 +99,8 @@ class AnswerService:
         self.ctx = ctx
         self._queue: asyncio.Queue[_Pending] | None = None
         self._writer: asyncio.Task[None] | None = None
+        # Told the ids of answers whose text changed, once stored (feedback grades them early).
+        self.on_changed: Callable[[list[int]], None] | None = None
 
     async def record(self, reply: ThreadReply | ReplyEdited) -> AnswerOutcome:
         """Store a reply as (part of) the member's answer; replays change nothing."""
@@ -294,7 +296,16 @@ class AnswerService:
                 else:
                     outcomes[i] = AnswerOutcome(AnswerStatus.DUPLICATE, round_.id)
             await self._join_many(session, latest)
+        self._changed(list(latest))
         return outcomes
+
+    def _changed(self, answer_ids: list[int]) -> None:
+        """Tell the listener which answers' texts changed (after the commit, never failing it)."""
+        if self.on_changed is not None and answer_ids:
+            try:
+                self.on_changed(answer_ids)
+            except Exception as error:  # stored all the same; the reveal grades it
+                log.warning("could not pass on %s changed answers: %r", len(answer_ids), error)
 
     async def _rounds_of(
         self, session: AsyncSession, keys: set[tuple[str, str, str, str]]
@@ -562,7 +573,10 @@ class AnswerService:
                 stored.text = edit.text.strip()
                 stored.edited_at = edit.at
                 await self._join_replies(session, answer, edit)
-                return AnswerOutcome(AnswerStatus.EDITED, round_.id)
+                edited = (answer.id, AnswerOutcome(AnswerStatus.EDITED, round_.id))
+        if stored is not None:
+            self._changed([edited[0]])
+            return edited[1]
         return await self._record(edit)
 
     async def _withdraw(self, deleted: ReplyDeleted) -> AnswerOutcome:

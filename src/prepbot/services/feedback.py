@@ -11,10 +11,12 @@ Imports no chat platform library.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select, update
 
@@ -68,6 +70,7 @@ class FeedbackService:
     def __init__(self, ctx: ServiceContext) -> None:
         self.ctx = ctx
         self._sending: dict[int, asyncio.Task[dict[str, int]]] = {}
+        self._pregrading: set[asyncio.Task[None]] = set()
 
     def start_delivery(self, round_id: int) -> None:
         """Send a revealed round's feedback in the background (unless it is being sent).
@@ -120,19 +123,25 @@ class FeedbackService:
 
     async def settle(self, timeout: float | None = None) -> None:
         """Wait for the feedback being sent now (at most ``timeout`` seconds)."""
-        tasks = [t for t in self._sending.values() if not t.done()]
+        tasks: list[asyncio.Task[Any]] = [t for t in self._sending.values() if not t.done()]
+        tasks += [t for t in self._pregrading if not t.done()]
         if tasks:
             await asyncio.wait(tasks, timeout=timeout)
 
     async def close(self, timeout: float = 10) -> None:
         """Let feedback being sent finish for a while, then stop; the rest stays pending."""
         await self.settle(timeout)
-        for task in list(self._sending.values()):
+        running: list[asyncio.Task[Any]] = [*self._sending.values(), *self._pregrading]
+        for task in running:
             task.cancel()
-        await asyncio.gather(*self._sending.values(), return_exceptions=True)
+        await asyncio.gather(*running, return_exceptions=True)
 
     async def grade_round(self, round_id: int) -> RoundCoverage:
-        """Grade the round's on-time answers not graded yet; return the group's coverage."""
+        """Grade the round's on-time answers not graded (or changed since); return the coverage.
+
+        With the rubric grader most answers were graded as they were stored (``pregrade``), so
+        a big round's reveal grades only what changed since; an LLM grader grades them all here.
+        """
         ctx = self.ctx
         async with ctx.db.transaction() as session:
             round_ = await session.get(Round, round_id)
@@ -140,62 +149,145 @@ class FeedbackService:
             scenario = ctx.catalog.get(round_.scenario_id)
             if scenario is None or scenario.rubric is None:
                 return RoundCoverage(0, ())
-            ungraded = (
+            answers = (
                 await session.execute(
-                    select(Answer.id, Answer.member_id, Answer.text)
+                    select(Answer.id, Answer.member_id, Answer.text, AnswerGrade.text_hash)
+                    .outerjoin(AnswerGrade, AnswerGrade.answer_id == Answer.id)
                     .where(Answer.round_id == round_id, Answer.on_time.is_(True))
-                    .where(
-                        ~select(AnswerGrade.answer_id)
-                        .where(AnswerGrade.answer_id == Answer.id)
-                        .exists()
-                    )
                     .order_by(Answer.id)
                 )
             ).all()
-            muted = set(
-                (
-                    await session.scalars(
-                        select(MemberPreference.member_id).where(
-                            MemberPreference.feedback_messages.is_(False)
-                        )
-                    )
-                ).all()
-            )
-        if ungraded:
+        stale = [(a, m, t) for a, m, t, graded in answers if graded != text_digest(t)]
+        if stale:
             grader = ctx.grader or RubricAnswerGrader()
             try:
                 grades = await grader.grade_answers(
                     scenario.rubric,
                     scenario.prompts[0],
-                    [text for _, _, text in ungraded],
+                    [text for _, _, text in stale],
                     deadline_seconds=ctx.grading_deadline,
                 )
             except Exception as error:  # a grader must not raise; if one does, the rubric grades
                 log.warning("the %s grader failed; using the rubric: %r", _name(grader), error)
                 grader = RubricAnswerGrader()
-                grades = [grade(text, scenario.rubric) for _, _, text in ungraded]
-            self._report(grader, len(ungraded))
-            now = ctx.clock.now()
-            rows = [
-                {
-                    "answer_id": answer_id,
-                    "round_id": round_id,
-                    "subscription_id": round_.subscription_id,
-                    "member_id": member_id,
-                    "covered": list(g.covered_ids),
-                    "missed": list(g.missed),
-                    "red_flags": [m.id for m in g.red_flags],
-                    "points": g.points,
-                    "stuffed": g.stuffed,
-                    "graded_by": _name(grader),
-                    "graded_at": now,
-                    "feedback": OFF if member_id in muted else PENDING,
-                }
-                for (answer_id, member_id, _), g in zip(ungraded, grades, strict=True)
-            ]
-            async with ctx.db.transaction() as session:  # executemany, batched by the driver
-                await session.execute(ctx.insert_ignore(AnswerGrade).on_conflict_do_nothing(), rows)
+                grades = await asyncio.to_thread(grade_all, scenario.rubric, [t for *_, t in stale])
+            self._report(grader, len(stale))
+            await self._store(round_, stale, grades, _name(grader))
         return await self.coverage(round_id, scenario)
+
+    async def pregrade(self, answer_ids: Sequence[int]) -> None:
+        """Grade new or changed on-time answers of open rounds as they are stored.
+
+        Only with the rubric grader (no network: an LLM grades at the reveal, within its
+        deadline). Best effort: whatever this misses or gets before a later edit, the reveal
+        grades again, since each grade remembers a digest of the text it graded.
+        """
+        if not answer_ids or _name(self.ctx.grader or RubricAnswerGrader()) != "rubric":
+            return
+        async with self.ctx.db.transaction() as session:
+            rows = (
+                await session.execute(
+                    select(Answer.id, Answer.member_id, Answer.text, Round, AnswerGrade.text_hash)
+                    .join(Round, Round.id == Answer.round_id)
+                    .outerjoin(AnswerGrade, AnswerGrade.answer_id == Answer.id)
+                    .where(
+                        Answer.id.in_(list(answer_ids)),
+                        Answer.on_time.is_(True),
+                        Round.status == RoundStatus.POSTED,
+                    )
+                    .order_by(Answer.id)
+                )
+            ).all()
+        by_round: dict[int, tuple[Round, list[tuple[int, int, str]]]] = {}
+        for answer_id, member_id, text, round_, graded in rows:
+            if graded != text_digest(text):
+                by_round.setdefault(round_.id, (round_, []))[1].append((answer_id, member_id, text))
+        for round_, stale in by_round.values():
+            scenario = self.ctx.catalog.get(round_.scenario_id)
+            if scenario is None or scenario.rubric is None:
+                continue
+            grades = await asyncio.to_thread(grade_all, scenario.rubric, [t for *_, t in stale])
+            await self._store(round_, stale, grades, RubricAnswerGrader.name)
+
+    def pregrade_soon(self, answer_ids: Sequence[int]) -> None:
+        """Pregrade in the background: storing (and acknowledging) an answer never waits for it."""
+        if not answer_ids:
+            return
+        task = asyncio.create_task(self._pregrade_logged(list(answer_ids)))
+        self._pregrading.add(task)
+        task.add_done_callback(self._pregrading.discard)
+
+    async def _pregrade_logged(self, answer_ids: list[int]) -> None:
+        try:
+            await self.pregrade(answer_ids)
+        except Exception as error:  # the reveal grades whatever this could not
+            log.warning("could not grade %s stored answers early: %r", len(answer_ids), error)
+
+    async def _store(
+        self,
+        round_: Round,
+        answers: Sequence[tuple[int, int, str]],
+        grades: Sequence[Grade],
+        graded_by: str,
+    ) -> None:
+        """Write grades (a new grade, or a changed answer's over its old one) and their points.
+
+        An update never touches ``feedback``: what became of a member's message stays true.
+        """
+        ctx = self.ctx
+        async with ctx.db.transaction() as session:
+            muted = set(
+                (
+                    await session.scalars(
+                        select(MemberPreference.member_id).where(
+                            MemberPreference.member_id.in_({m for _, m, _ in answers}),
+                            MemberPreference.feedback_messages.is_(False),
+                        )
+                    )
+                ).all()
+            )
+        now = ctx.clock.now()
+        rows = [
+            {
+                "answer_id": answer_id,
+                "round_id": round_.id,
+                "subscription_id": round_.subscription_id,
+                "member_id": member_id,
+                "covered": list(g.covered_ids),
+                "missed": list(g.missed),
+                "red_flags": [m.id for m in g.red_flags],
+                "points": g.points,
+                "stuffed": g.stuffed,
+                "graded_by": graded_by[:20],
+                "graded_at": now,
+                "text_hash": text_digest(text),
+                "feedback": OFF if member_id in muted else PENDING,
+            }
+            for (answer_id, member_id, text), g in zip(answers, grades, strict=True)
+        ]
+        insert = ctx.insert_ignore(AnswerGrade)
+        upsert = insert.on_conflict_do_update(
+            index_elements=[AnswerGrade.answer_id],
+            set_={
+                name: getattr(insert.excluded, name)
+                for name in (
+                    "covered",
+                    "missed",
+                    "red_flags",
+                    "points",
+                    "stuffed",
+                    "graded_by",
+                    "graded_at",
+                    "text_hash",
+                )
+            },
+        )
+        async with ctx.db.transaction() as session:  # executemany, batched by the driver
+            await session.execute(upsert, rows)
+            await session.execute(
+                update(Answer),
+                [{"id": row["answer_id"], "points": row["points"]} for row in rows],
+            )
 
     def _report(self, grader: object, answers: int) -> None:
         """Show in /healthz when an LLM grader fell back to the rubric for a whole batch."""
@@ -368,6 +460,11 @@ class FeedbackService:
                 .values(feedback_messages=wanted)
                 .execution_options(synchronize_session=False)
             )
+
+
+def text_digest(text: str) -> str:
+    """Return a short digest of an answer's text, to tell whether its grade is still its own."""
+    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
 
 
 def grade_all(rubric: Rubric, answers: Sequence[str]) -> list[Grade]:

@@ -38,7 +38,6 @@ from prepbot.core.views import (
 from prepbot.services.base import ServiceContext, local_today, open_rounds, schedule_of
 from prepbot.store.models import (
     Answer,
-    AnswerGrade,
     Community,
     Member,
     MemberStats,
@@ -166,10 +165,9 @@ class QueryService:
                 Answer.member_id,
                 func.sum(case((Answer.on_time.is_(True), 1), else_=0)).label("on_time"),
                 func.sum(case((Answer.on_time.is_(False), 1), else_=0)).label("late"),
-                func.sum(func.coalesce(AnswerGrade.points, 0)).label("points"),
+                func.sum(Answer.points).label("points"),
             )
             .join(Round, Round.id == Answer.round_id)
-            .outerjoin(AnswerGrade, AnswerGrade.answer_id == Answer.id)
             .where(Round.subscription_id.in_(ids), Round.status == RoundStatus.REVEALED)
             .group_by(Answer.member_id)
         )

@@ -195,6 +195,8 @@ class Answer(Base):
     text: Mapped[str] = mapped_column(Text, default="")
     first_reply_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    points: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """Key points the grader credited (a copy of its grade's, so leaderboards need no join)."""
 
 
 class Reply(Base):
@@ -240,6 +242,8 @@ class AnswerGrade(Base):
     stuffed: Mapped[bool] = mapped_column(Boolean, default=False)
     graded_by: Mapped[str] = mapped_column(String(20))
     graded_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    text_hash: Mapped[str] = mapped_column(String(16), default="")
+    """A digest of the answer text graded: a grade whose text changed since is graded again."""
     feedback: Mapped[str] = mapped_column(String(10), default="pending")
 
 

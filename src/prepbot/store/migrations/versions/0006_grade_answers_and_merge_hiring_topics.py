@@ -1,6 +1,7 @@
 """Grade on-time answers against their scenario's rubric; merge the four hiring-ish topics.
 
-``answer_grades`` keeps, per on-time answer, the key points it covered and missed, the red
+``answer_grades`` keeps, per on-time answer (and ``answers.points`` a copy of its points, so a
+leaderboard needs no join), the key points it covered and missed, the red
 flags it raised, its points and what became of the member's private feedback.
 ``member_preferences`` remembers a member who turned feedback messages off. The built-in
 topic vocabulary merged ``career`` and ``interview-process`` into ``interview-prep``; study
@@ -42,6 +43,7 @@ def upgrade() -> None:
         sa.Column("stuffed", sa.Boolean(), nullable=False),
         sa.Column("graded_by", sa.String(length=20), nullable=False),
         sa.Column("graded_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("text_hash", sa.String(length=16), nullable=False),
         sa.Column("feedback", sa.String(length=10), nullable=False),
         sa.ForeignKeyConstraint(
             ["answer_id"],
@@ -87,11 +89,15 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("member_id", name=op.f("pk_member_preferences")),
     )
+    with op.batch_alter_table("answers") as batch:
+        batch.add_column(sa.Column("points", sa.Integer(), nullable=False, server_default="0"))
     _rename_topics(MERGED_TOPICS)
 
 
 def downgrade() -> None:
     """Revert this revision (the merged topic ids stay merged: the old ones are gone)."""
+    with op.batch_alter_table("answers") as batch:
+        batch.drop_column("points")
     op.drop_table("member_preferences")
     op.drop_index(op.f("ix_answer_grades_subscription_member"), table_name="answer_grades")
     op.drop_index(op.f("ix_answer_grades_round_id"), table_name="answer_grades")
