@@ -12,7 +12,8 @@ import pytest
 
 from prepbot.content.model import Rubric
 from prepbot.core.grading import Grade
-from prepbot.llm_grader import LlmGrader, RubricGrader, make_grader
+from prepbot.llm_grader import LlmGrader, make_grader
+from prepbot.services.feedback import RubricAnswerGrader
 from prepbot.settings import GradingSettings, SettingsError, load_settings
 from tests.llm_fake import FakeLlm, answer_of
 
@@ -57,7 +58,7 @@ def by_rubric(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         graded.append(answer)
         return Grade.from_ids(rubric, [], [])
 
-    monkeypatch.setattr("prepbot.llm_grader.rubric_grade", rubric_grade)
+    monkeypatch.setattr("prepbot.services.feedback.grade", rubric_grade)
     return graded
 
 
@@ -274,7 +275,7 @@ async def test_no_answers_no_requests(fake: FakeLlm, grader: LlmGrader):
 
 
 async def test_the_rubric_grader_grades_each_answer_without_io(by_rubric):
-    grades = await grade(RubricGrader(), "one", "two")
+    grades = await grade(RubricAnswerGrader(), "one", "two")
     assert by_rubric == ["one", "two"]
     assert len(grades) == 2
 
@@ -290,7 +291,7 @@ def env(isolated_settings: None, monkeypatch: pytest.MonkeyPatch) -> pytest.Monk
 def test_the_rubric_grader_is_the_default(env):
     settings = load_settings()
     assert settings.grading.mode == "rubric"
-    assert isinstance(make_grader(settings.grading), RubricGrader)
+    assert isinstance(make_grader(settings.grading), RubricAnswerGrader)
 
 
 @pytest.mark.parametrize(

@@ -330,3 +330,19 @@ async def test_the_reveal_grades_again_an_answer_changed_after_its_early_grade(
     async with app.db.transaction() as session:
         (final,) = (await session.scalars(select(AnswerGrade))).all()
     assert final.text_hash != early.text_hash  # graded again: the answer is both replies now
+
+
+async def test_turning_feedback_off_after_answering_still_stops_that_rounds_message(
+    app: App, platform: RecordingPlatform
+):
+    subscription = await subscribe(app)
+    round_ = await round_of(app, subscription, GRADIENT_SYNC, MONDAY)
+    await answer(app, round_, "alice", GOOD, "a1")
+    await app.services.rounds.feedback.settle()  # graded as stored, while the messages were on
+    await prep(app, "alice", "feedback off")
+    await app.services.rounds.reveal_round(round_.id)
+    await app.services.rounds.feedback.settle()
+    assert platform.feedback == []
+    async with app.db.transaction() as session:
+        (status,) = (await session.scalars(select(AnswerGrade.feedback))).all()
+    assert status == "off"

@@ -353,7 +353,6 @@ class FeedbackView:
     missed: tuple[str, ...]
     red_flags: tuple[str, ...] = ()
     stuffed: bool = False
-    graded_by: str = "rubric"
 
     @property
     def points(self) -> int:

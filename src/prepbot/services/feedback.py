@@ -1,11 +1,13 @@
-"""Feedback: grade a round's on-time answers at its reveal and tell each member how they did.
+"""Feedback: grade members' on-time answers and tell each member, after the reveal, how they did.
 
-Grading happens once per answer (a grade row per on-time answer, inserted only if missing, so
-a repaired reveal grades nothing twice) through the ``AnswerGrader`` port, bounded by a
-deadline so a slow LLM never holds a reveal up. Each member's private feedback is claimed in
-the database before it is sent, so nobody receives it twice; whatever became of it, the
-stored grade is what ``/prep feedback`` shows again. Members can turn the messages off.
-Imports no chat platform library.
+With the rubric grader an answer is graded as it is stored, and again when it changes; each
+grade keeps a digest of the text it graded, so the reveal grades only answers with no grade
+or a stale one (all of them with an LLM grader, through the ``AnswerGrader`` port, bounded by
+a deadline so a slow LLM never holds a reveal up), and a repaired reveal grades nothing twice.
+Each member's private feedback is claimed in the database before it is sent, so nobody
+receives it twice; whether a member turned the messages off is decided when it would be sent.
+Whatever became of it, the stored grade is what ``/prep feedback`` shows again. Imports no
+chat platform library.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from prepbot.core.events import Place
 from prepbot.core.grading import Grade, grade
 from prepbot.core.views import ErrorView, FeedbackView, MemberRef, PointCoverage
 from prepbot.services.base import ServiceContext, community_for
-from prepbot.services.ports import ChannelUnavailable
+from prepbot.services.ports import ChannelUnavailable, ChatPlatform
 from prepbot.store.models import (
     Answer,
     AnswerGrade,
@@ -49,11 +51,18 @@ class RubricAnswerGrader:
 
     name = "rubric"
 
+    def grade_one(self, answer: str, rubric: Rubric) -> Grade:
+        """Grade one answer (what an LLM grader falls back to)."""
+        return grade(answer, rubric)
+
     async def grade_answers(
         self, rubric: Rubric, prompt: str, answers: Sequence[str], *, deadline_seconds: float
     ) -> list[Grade]:
         """Grade each answer with the rubric grader, off the event loop (it is all CPU)."""
         return await asyncio.to_thread(grade_all, rubric, answers)
+
+    async def aclose(self) -> None:
+        """Release nothing; here so any grader can be closed alike."""
 
 
 @dataclass(frozen=True)
@@ -170,7 +179,9 @@ class FeedbackService:
             except Exception as error:  # a grader must not raise; if one does, the rubric grades
                 log.warning("the %s grader failed; using the rubric: %r", _name(grader), error)
                 grader = RubricAnswerGrader()
-                grades = await asyncio.to_thread(grade_all, scenario.rubric, [t for *_, t in stale])
+                grades = await grader.grade_answers(
+                    scenario.rubric, scenario.prompts[0], [t for *_, t in stale], deadline_seconds=0
+                )
             self._report(grader, len(stale))
             await self._store(round_, stale, grades, _name(grader))
         return await self.coverage(round_id, scenario)
@@ -235,17 +246,6 @@ class FeedbackService:
         An update never touches ``feedback``: what became of a member's message stays true.
         """
         ctx = self.ctx
-        async with ctx.db.transaction() as session:
-            muted = set(
-                (
-                    await session.scalars(
-                        select(MemberPreference.member_id).where(
-                            MemberPreference.member_id.in_({m for _, m, _ in answers}),
-                            MemberPreference.feedback_messages.is_(False),
-                        )
-                    )
-                ).all()
-            )
         now = ctx.clock.now()
         rows = [
             {
@@ -261,7 +261,7 @@ class FeedbackService:
                 "graded_by": graded_by[:20],
                 "graded_at": now,
                 "text_hash": text_digest(text),
-                "feedback": OFF if member_id in muted else PENDING,
+                "feedback": PENDING,
             }
             for (answer_id, member_id, text), g in zip(answers, grades, strict=True)
         ]
@@ -327,7 +327,7 @@ class FeedbackService:
     async def deliver(self, round_id: int) -> dict[str, int]:
         """Send each graded member of a revealed round their feedback, once; count outcomes."""
         ctx = self.ctx
-        outcomes = {SENT: 0, CLOSED: 0, FAILED: 0}
+        outcomes = {SENT: 0, CLOSED: 0, OFF: 0, FAILED: 0}
         async with ctx.db.transaction() as session:
             round_ = await session.get(Round, round_id)
             if round_ is None or round_.status != RoundStatus.REVEALED:
@@ -344,8 +344,9 @@ class FeedbackService:
             async with ctx.db.transaction() as session:
                 batch = (
                     await session.execute(
-                        select(AnswerGrade, Member)
+                        select(AnswerGrade, Member, MemberPreference.feedback_messages)
                         .join(Member, Member.id == AnswerGrade.member_id)
+                        .outerjoin(MemberPreference, MemberPreference.member_id == Member.id)
                         .where(AnswerGrade.round_id == round_id, AnswerGrade.feedback == PENDING)
                         .order_by(AnswerGrade.answer_id)
                         .limit(CLAIM_CHUNK)
@@ -353,7 +354,7 @@ class FeedbackService:
                 ).all()
                 if not batch:
                     return outcomes
-                ids = [g.answer_id for g, _ in batch]
+                ids = [g.answer_id for g, _, _ in batch]
                 # Claimed as sent before sending: at most once, whatever happens next. Only the
                 # rows this UPDATE moved are ours; another process may be sending the rest.
                 claimed = set(
@@ -367,26 +368,20 @@ class FeedbackService:
                         )
                     ).all()
                 )
-            for stored, member in batch:
+            for stored, member, wanted in batch:
                 if stored.answer_id not in claimed:
                     continue
-                view = feedback_view(scenario, round_, stored)
-                try:
-                    delivered = await platform.send_feedback(
+                if wanted is False:  # turned off, whenever: decided now, not at grading
+                    outcome = OFF
+                else:
+                    outcome = await _send(
+                        platform,
                         subscription.channel_id,
                         round_.question_message_id,
                         MemberRef(id=member.external_id, name=member.display_name),
-                        view,
-                        community_id=community.external_id,
+                        feedback_view(scenario, round_, stored),
+                        community.external_id,
                     )
-                    outcome = SENT if delivered else CLOSED
-                except ChannelUnavailable:
-                    outcome = CLOSED
-                except Exception as error:  # the grade stays; /prep feedback shows it
-                    log.warning(
-                        "could not send feedback for answer %s: %r", stored.answer_id, error
-                    )
-                    outcome = FAILED
                 outcomes[outcome] += 1
                 if outcome != SENT:
                     async with ctx.db.transaction() as session:
@@ -452,14 +447,32 @@ class FeedbackService:
             await session.execute(
                 ctx.insert_ignore(MemberPreference)
                 .values(member_id=member_id, feedback_messages=wanted)
-                .on_conflict_do_nothing()
+                .on_conflict_do_update(
+                    index_elements=[MemberPreference.member_id],
+                    set_={"feedback_messages": wanted},
+                )
             )
-            await session.execute(
-                update(MemberPreference)
-                .where(MemberPreference.member_id == member_id)
-                .values(feedback_messages=wanted)
-                .execution_options(synchronize_session=False)
-            )
+
+
+async def _send(
+    platform: ChatPlatform,
+    channel_id: str,
+    thread_id: str,
+    member: MemberRef,
+    view: FeedbackView,
+    community_id: str,
+) -> str:
+    """Send one member their feedback; return what became of it (sent, closed or failed)."""
+    try:
+        delivered = await platform.send_feedback(
+            channel_id, thread_id, member, view, community_id=community_id
+        )
+    except ChannelUnavailable:
+        return CLOSED
+    except Exception as error:  # the grade stays; /prep feedback shows it
+        log.warning("could not send feedback to member %s: %r", member.id, error)
+        return FAILED
+    return SENT if delivered else CLOSED
 
 
 def text_digest(text: str) -> str:
@@ -485,7 +498,6 @@ def feedback_view(scenario: Scenario, round_: Round, stored: AnswerGrade) -> Fee
         missed=tuple(p.point for p in scenario.rubric.key_points if p.id not in covered),
         red_flags=tuple(f.flag for f in scenario.rubric.red_flags if f.id in flagged),
         stuffed=stored.stuffed,
-        graded_by=stored.graded_by,
     )
 
 
