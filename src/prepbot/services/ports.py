@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -114,6 +114,12 @@ class InFlight:
         finally:
             if task is not None:
                 self._tasks.discard(task)
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run follow-up work (a reaction) in the background, counted as in flight till done."""
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def drain(self, timeout: float = 10) -> None:
         """Wait (at most ``timeout`` seconds) for every event in flight to finish."""

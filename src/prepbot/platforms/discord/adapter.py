@@ -540,7 +540,6 @@ class DiscordRuntime:
         self._task: asyncio.Task[None] | None = None
         self._locks: dict[int, asyncio.Lock] = {}
         self.in_flight = InFlight()
-        self._reactions: set[asyncio.Task[None]] = set()
 
     def lock_for(self, channel_id: int) -> asyncio.Lock:
         """Return the lock that keeps one channel's events in delivery order."""
@@ -572,10 +571,8 @@ class DiscordRuntime:
 
     async def stop(self) -> None:
         """Close the gateway, let events being handled finish storing, close the session."""
-        await self.in_flight.drain()
-        if self._reactions:
-            await asyncio.wait(set(self._reactions), timeout=5)
         await self.client.close()
+        await self.in_flight.drain()
         if self._task is not None:
             try:
                 await asyncio.wait_for(self._task, timeout=10)
@@ -614,9 +611,7 @@ class DiscordRuntime:
         on_time = outcome.newly_stored
         if on_time is None:
             return
-        task = asyncio.create_task(self._react(message, on_time))
-        self._reactions.add(task)
-        task.add_done_callback(self._reactions.discard)
+        self.in_flight.spawn(self._react(message, on_time))
 
     async def _react(self, message: discord.Message, on_time: bool) -> None:
         try:

@@ -145,29 +145,22 @@ class SlackPlatform:
         """
         message = render(feedback)
         workspace = community_id or ""
-        for attempt in range(self.rate_limit_retries + 1):
-            await self._feedback.wait(workspace)
-            async with self._limit:
-                try:
-                    await self.client.chat_postEphemeral(
-                        channel=channel_id,
-                        user=member.id,
-                        text=message.text,
-                        blocks=message.blocks,
-                        thread_ts=thread_id,
-                    )
-                    return True
-                except SlackApiError as error:
-                    code = str(error.response.get("error", ""))
-                    if code in CHANNEL_GONE:
-                        raise ChannelUnavailable(f"Slack: {code} ({CHANNEL_GONE[code]})") from None
-                    if code in NOT_SHOWN_TO_MEMBER:
-                        return False
-                    if error.response.status_code != 429 or attempt == self.rate_limit_retries:
-                        raise
-                    wait = _retry_after(error.response.headers)
-            self._feedback.hold(workspace, wait)
-        raise AssertionError("unreachable: the last attempt returns or raises")
+        try:
+            await self._paced(
+                [(self._feedback, workspace)],
+                lambda: self.client.chat_postEphemeral(
+                    channel=channel_id,
+                    user=member.id,
+                    text=message.text,
+                    blocks=message.blocks,
+                    thread_ts=thread_id,
+                ),
+            )
+        except SlackApiError as error:
+            if str(error.response.get("error", "")) in NOT_SHOWN_TO_MEMBER:
+                return False
+            raise
+        return True
 
     async def acknowledge(self, channel_id: str, message_id: str, on_time: bool) -> None:
         """React to a stored answer: ✅ on time, 🕓 late; a reaction already there is fine."""
@@ -256,22 +249,39 @@ class SlackPlatform:
         """Send one message when its channel and workspace allow; wait out and retry 429s."""
         message = render(view)
         workspace = team_id or ""  # a caller that does not know shares one conservative pace
+
+        def post() -> Awaitable[Any]:
+            self._channels.sent(channel_id)
+            return self.client.chat_postMessage(
+                channel=channel_id,
+                text=message.text,
+                blocks=message.blocks,
+                thread_ts=thread_ts,
+                unfurl_links=False,
+                unfurl_media=False,
+                metadata=marker,
+            )
+
+        response = await self._paced(
+            [(self._channels, channel_id), (self._workspaces, workspace)], post
+        )
+        return str(response["ts"])
+
+    async def _paced(
+        self, pacers: list[tuple[Pacer, str]], call: Callable[[], Awaitable[Any]]
+    ) -> Any:
+        """Make one Web API call when its pacers allow; wait out and retry 429s.
+
+        A channel that is gone raises ChannelUnavailable; any other error is raised as is. A
+        429 made nothing, so it holds every pacer of the call for its Retry-After and tries
+        again, up to ``rate_limit_retries`` times.
+        """
         for attempt in range(self.rate_limit_retries + 1):
-            await self._channels.wait(channel_id)
-            await self._workspaces.wait(workspace)
+            for pacer, key in pacers:
+                await pacer.wait(key)
             async with self._limit:
                 try:
-                    self._channels.sent(channel_id)
-                    response = await self.client.chat_postMessage(
-                        channel=channel_id,
-                        text=message.text,
-                        blocks=message.blocks,
-                        thread_ts=thread_ts,
-                        unfurl_links=False,
-                        unfurl_media=False,
-                        metadata=marker,
-                    )
-                    return str(response["ts"])
+                    return await call()
                 except SlackApiError as error:
                     code = str(error.response.get("error", ""))
                     if code in CHANNEL_GONE:
@@ -280,13 +290,12 @@ class SlackPlatform:
                         raise
                     wait = _retry_after(error.response.headers)
             log.warning(
-                "Slack rate-limited a post to %s (workspace %s); holding both for %.0f s",
-                channel_id,
-                workspace or "unknown",
+                "Slack rate-limited a call (%s); holding it for %.0f s",
+                ", ".join(key or "unknown workspace" for _, key in pacers),
                 wait,
             )
-            self._workspaces.hold(workspace, wait)
-            self._channels.hold(channel_id, wait)
+            for pacer, key in pacers:
+                pacer.hold(key, wait)
         raise AssertionError("unreachable: the last attempt returns or raises")
 
 
@@ -354,7 +363,6 @@ class SlackRuntime:
         self.enterprise_id: str | None = None  # set only for an org-wide (Enterprise Grid) install
         self.bot_user_id: str | None = None
         self.in_flight = InFlight()
-        self._reactions: set[asyncio.Task[None]] = set()
         self._names: dict[str, str] = {}
         self._admins: dict[str, tuple[bool, datetime]] = {}  # answer, when Slack gave it
         self._foreign_teams: set[str] = set()
@@ -423,8 +431,6 @@ class SlackRuntime:
             await self._runner.cleanup()
             self._runner = None
         await self.in_flight.drain()
-        if self._reactions:
-            await asyncio.wait(set(self._reactions), timeout=5)
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -536,9 +542,7 @@ class SlackRuntime:
         on_time = outcome.newly_stored
         if on_time is None:
             return
-        task = asyncio.create_task(self._react(reply, on_time))
-        self._reactions.add(task)
-        task.add_done_callback(self._reactions.discard)
+        self.in_flight.spawn(self._react(reply, on_time))
 
     async def _react(self, reply: ThreadReply, on_time: bool) -> None:
         try:
