@@ -108,15 +108,21 @@ def _catalog() -> Catalog:
     """Load the configured packs; refuse to go on if any of them has a problem."""
     from prepbot.content.catalog import Catalog
 
-    report = _load()
+    report = _checked()
+    return Catalog((s.scenario for s in report.scenarios), report.topics)
+
+
+def _checked(paths: list[Path] | None = None) -> PackReport:
+    """Load the given (else the configured) packs; refuse to go on if any has a problem."""
+    report = _load(paths)
     if not report.ok:
         for problem in report.problems:
             _say(str(problem), err=True)
         _fail(
-            f"{len(report.problems)} problems in the configured content packs; "
-            "run 'prepbot content check' for details"
+            f"{len(report.problems)} problems in the {'given' if paths else 'configured'} "
+            "content packs; run 'prepbot content check' for details"
         )
-    return Catalog((s.scenario for s in report.scenarios), report.topics)
+    return report
 
 
 @content_app.command("check")
@@ -258,15 +264,7 @@ def content_grade(
     from prepbot.content.catalog import Catalog
     from prepbot.core.grading import grade
 
-    report = _load(packs)
-    if not report.ok:
-        for problem in report.problems:
-            _say(str(problem), err=True)
-        where = "given" if packs else "configured"
-        _fail(
-            f"{len(report.problems)} problems in the {where} content packs; "
-            "run 'prepbot content check' for details"
-        )
+    report = _checked(packs)
     catalog = Catalog((s.scenario for s in report.scenarios), report.topics)
     scenario = catalog.get(scenario_id)
     if scenario is None:

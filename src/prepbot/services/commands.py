@@ -193,6 +193,8 @@ class CommandService:
                 who = member if member is not None else invocation.member
                 return Response.one(await self.queries.streak(active, who), private=member is None)
             case Hint():
+                if active is None:
+                    return Response.one(ErrorView(NOT_SUBSCRIBED), private=True)
                 return Response.one(await self.queries.hint(active), private=True)
             case Feedback(scenario_id=scenario_id):
                 if active is None:

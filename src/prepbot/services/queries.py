@@ -92,10 +92,8 @@ class QueryService:
             timezone=subscription.timezone,
         )
 
-    async def hint(self, subscription: Subscription | None) -> View:
+    async def hint(self, subscription: Subscription) -> View:
         """Return the open question's hints: nudges written never to give the answer away."""
-        if subscription is None or not subscription.active:
-            return ErrorView("This channel is not a study group. An admin can run /prep subscribe.")
         async with self.ctx.db.transaction() as session:
             rounds = (await session.scalars(open_rounds(subscription.id))).all()
         if not rounds:
