@@ -24,7 +24,8 @@ pytestmark = pytest.mark.usefixtures("isolated_settings")
 def test_check_of_the_builtin_pack_passes_with_a_summary():
     result = runner.invoke(app, ["content", "check", str(BUILTIN_PACK)])
     assert result.exit_code == 0, result.output
-    assert result.output.startswith("OK: 19 scenarios, 31 prompts, ")
+    bank = len(list((BUILTIN_PACK / "scenarios").glob("*.yaml")))
+    assert result.output.startswith(f"OK: {bank} scenarios, ")
     assert result.output.rstrip().endswith("1 pack")
 
 
@@ -32,7 +33,8 @@ def test_check_without_paths_checks_the_configured_packs(make_pack: PackFactory)
     team = make_pack({"sample-scenario.yaml": scenario_data()})
     result = runner.invoke(app, ["content", "check"], env={"PREPBOT_CONTENT__PACKS": str(team)})
     assert result.exit_code == 0, result.output
-    assert "20 scenarios" in result.output
+    bank = len(list((BUILTIN_PACK / "scenarios").glob("*.yaml")))
+    assert f"{bank + 1} scenarios" in result.output
     assert "2 packs" in result.output
 
 
@@ -53,7 +55,40 @@ def test_check_names_every_problem_and_exits_1(make_pack: PackFactory):
     id_line = yaml.safe_dump(scenario_data()).splitlines().index("id: sample-scenario") + 1
     duplicate = f"{pack / 'sample-scenario.yaml'}:{id_line}: id: duplicate id 'sample-scenario'"
     assert any(line.startswith(duplicate) for line in lines)
-    assert "3 problems in 3 files" in result.stderr
+    assert lines[-1] == (  # on stdout after the problems, never read as "valid"
+        "FAILED: 3 problems in 3 files; without them: 1 scenario, 1 prompt, "
+        "1 topic used of " + lines[-1].rsplit("used of ", 1)[1]
+    )
+    assert lines[-1].endswith(", 1 pack")
+    assert not result.stderr
+
+
+def test_check_of_a_team_pack_alone_catches_an_id_of_the_built_in_bank(make_pack: PackFactory):
+    taken = "google-gradient-sync-1000-gpus"
+    pack = make_pack({f"{taken}.yaml": scenario_data(id=taken)})
+    result = runner.invoke(app, ["content", "check", str(pack)])
+    assert result.exit_code == 1
+    assert f"id: duplicate id '{taken}': already used by " in result.stdout
+    assert "in the built-in bank" in result.stdout
+
+
+def test_stats_count_the_bank_by_kind_difficulty_and_topic():
+    result = runner.invoke(app, ["content", "stats", str(BUILTIN_PACK)])
+    assert result.exit_code == 0, result.output
+    bank = len(list((BUILTIN_PACK / "scenarios").glob("*.yaml")))
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"{bank} scenarios"
+    kinds = dict(part.split()[:2] for part in lines[1].removeprefix("kind: ").split(", "))
+    assert sum(int(n) for n in kinds.values()) == bank
+    assert any(line.split()[:2] == ["calibration", line.split()[1]] for line in lines)
+    assert "scenarios without a rubric: none" in lines
+
+
+def test_stats_refuse_a_broken_pack(make_pack: PackFactory):
+    pack = make_pack({"bad.yaml": "id: bad\ntitle: [oops\n"})
+    result = runner.invoke(app, ["content", "stats", str(pack)])
+    assert result.exit_code == 2
+    assert "problems in the given content packs" in result.stderr
 
 
 def test_import_writes_drafts_and_reports_skipped_entries(seed_file: Path, tmp_path: Path):
@@ -70,6 +105,9 @@ def test_import_writes_drafts_and_reports_skipped_entries(seed_file: Path, tmp_p
     assert f"{broken}:{line}: skipped: entry has no '**URL:**' line" in result.output
     assert "18 drafts written to drafts, 0 kept, 1 entries skipped" in result.output
     assert len(list(Path("drafts").glob("*.yaml"))) == 18
+    draft = next(Path("drafts").glob("*.yaml"))
+    schema = draft.read_text(encoding="utf-8").splitlines()[0].split("$schema=")[1]
+    assert (draft.parent / schema).is_file()  # the editor finds the schema beside the drafts
 
 
 def test_import_of_the_seed_into_an_empty_folder(seed_file: Path):

@@ -138,10 +138,29 @@ def content_check(
     for problem in problems:
         _say(str(problem))
     if problems:
+        from prepbot.content.loader import plural
+
         files = len({p.path for p in problems})
-        _say(f"{len(problems)} problems in {files} files; {report.summary()} valid", err=True)
+        _say(
+            f"FAILED: {plural(len(problems), 'problem')} in {plural(files, 'file')}; "
+            f"without them: {report.summary()}"
+        )
         raise typer.Exit(1)
     _say(f"OK: {report.summary()}")
+
+
+@content_app.command("stats")
+def content_stats(
+    paths: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Pack folders or scenario files (default: the configured packs)."),
+    ] = None,
+) -> None:
+    """Count scenarios by kind, difficulty, topic and audience; list gaps in their sources."""
+    from prepbot.content.stats import bank_stats, render_stats
+
+    report = _checked(paths)
+    _say(render_stats(bank_stats([s.scenario for s in report.scenarios], report.topics)))
 
 
 @content_app.command("import")

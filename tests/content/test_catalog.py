@@ -6,7 +6,7 @@ import pytest
 
 from prepbot.content.catalog import Catalog, normalize
 from prepbot.content.loader import load_packs
-from tests.conftest import BUILTIN_PACK
+from tests.conftest import BUILTIN_PACK, PackFactory, scenario_data
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +105,9 @@ def test_topic_matches_by_prefix_rank_before_near_misses_and_partial_matches(cat
     assert "privacy" in found[1:]
     # A topic named after the word outranks one whose name only contains it.
     assert topic_ids(catalog, "retr")[:2] == ["retrieval", "rag"]
-    assert topic_ids(catalog, "llm") == ["llm", "llm-serving"]
+    found = topic_ids(catalog, "llm")
+    assert found[0] == "llm"
+    assert set(found) == {"llm", "llm-evaluation", "llm-serving"}
 
 
 def test_topic_matching_offers_at_most_the_limit_and_nothing_for_nonsense(catalog: Catalog):
@@ -146,3 +148,27 @@ def test_a_question_only_scenario_is_not_found_by_words_of_its_answer(catalog: C
     assert top(catalog, "same accuracy different confidence") == apple
     still = catalog.search("same accuracy different confidence", question_only={apple})
     assert still[0].scenario.id == apple
+
+
+@pytest.mark.parametrize(
+    ("typed", "expected"),
+    [
+        ("rlhf", "post-training"),  # named in the topic's description, not its id
+        ("int8", "quantization"),
+        ("quantisation", "quantization"),  # British spelling
+        ("contrastive", "embeddings"),
+        ("fraud", "trust-and-safety"),
+        ("vector search", "retrieval"),
+    ],
+)
+def test_a_topic_is_suggested_by_meaning_as_well_as_spelling(
+    catalog: Catalog, typed: str, expected: str
+):
+    assert catalog.suggest_topics(typed)[0] == expected
+
+
+def test_check_suggests_a_topic_by_meaning(make_pack: PackFactory):
+    pack = make_pack({"sample-scenario.yaml": scenario_data(topics=["rlhf"])})
+    (problem,) = load_packs([pack]).problems
+    assert "unknown topic 'rlhf'" in problem.message
+    assert "did you mean 'post-training'" in problem.message

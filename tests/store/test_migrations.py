@@ -16,7 +16,7 @@ async def test_migrations_match_the_models(database_url: str):
     db = Database(database_url)
     try:
         await db.upgrade()
-        assert await db.current_revision() == "0006"
+        assert await db.current_revision() == "0007"
         async with db.engine.connect() as connection:
             differences = await connection.run_sync(
                 lambda sync: compare_metadata(MigrationContext.configure(sync), Base.metadata)
@@ -31,7 +31,7 @@ async def test_upgrading_twice_changes_nothing(database_url: str):
     try:
         await db.upgrade()
         await db.upgrade()
-        assert await db.current_revision() == "0006"
+        assert await db.current_revision() == "0007"
     finally:
         await db.close()
 
@@ -76,7 +76,11 @@ async def test_groups_filtered_by_a_merged_topic_keep_their_questions(database_u
             await session.execute(
                 communities.insert().values(id=1, platform="console", external_id="l", name="")
             )
-            for sid, topics in ((1, ["career", "interview-process", "rag"]), (2, ["rag"])):
+            for sid, topics in (
+                (1, ["career", "interview-process", "rag"]),
+                (2, ["rag"]),
+                (3, ["federated-learning", "privacy", "nlp"]),
+            ):
                 await session.execute(
                     subscriptions.insert().values(
                         id=sid,
@@ -99,6 +103,10 @@ async def test_groups_filtered_by_a_merged_topic_keep_their_questions(database_u
             rows = (
                 await session.execute(sa.select(subscriptions.c.id, subscriptions.c.topics))
             ).all()
-        assert dict(rows) == {1: ["interview-prep", "rag"], 2: ["rag"]}
+        assert dict(rows) == {
+            1: ["interview-prep", "rag"],
+            2: ["rag"],
+            3: ["privacy", "llm"],
+        }
     finally:
         await db.close()

@@ -175,16 +175,7 @@ class Catalog:
 
     def suggest_topics(self, typed: str, limit: int = 3) -> list[str]:
         """Return the ids of the topics nearest a mistyped one, best first."""
-        names = {topic.id: topic.id for topic in self.topics.values()}
-        names |= {_topic_key(topic.name): topic.id for topic in self.topics.values()}
-        key = _topic_key(typed) or typed.lower()
-        found: list[str] = []
-        for name, _, _ in extract(
-            key, list(names), scorer=fuzz.WRatio, score_cutoff=75, limit=None
-        ):
-            if names[name] not in found:
-                found.append(names[name])
-        return found[:limit]
+        return nearest_topics(typed, self.topics, limit)
 
     def search(
         self, query: str, limit: int = 10, *, question_only: Collection[str] = ()
@@ -264,6 +255,38 @@ def _similarity(word: str, own: set[str]) -> float:
         default=0.0,
     )
     return best if best >= TOPIC_NEAR_MISS else 0.0
+
+
+SPELLING_CUTOFF = 75  # rapidfuzz ratio a topic id or name must reach to be a spelling match
+MEANING_WEIGHT = 40  # what one typed word found in a topic's name or description is worth
+
+
+def nearest_topics(typed: str, topics: dict[str, Topic], limit: int = 3) -> list[str]:
+    """Return the ids of the topics a typed word most likely means, best first.
+
+    A topic scores by spelling (its id or name against the typed text, so "calibraton" finds
+    ``calibration``) and by meaning (each typed word found among its name's and description's
+    words, so "rlhf" finds the topic whose description names RLHF); a near-exact spelling
+    beats a description that only mentions the word.
+    """
+    key = _topic_key(typed) or typed.lower()
+    words = {w for w in normalize(typed) if len(w) >= 3}
+    scored: list[tuple[float, str]] = []
+    for topic in topics.values():
+        spelling = max(
+            fuzz.ratio(key, _topic_key(topic.id)), fuzz.ratio(key, _topic_key(topic.name))
+        )
+        vocabulary = set(normalize(f"{topic.id} {topic.name} {topic.description or ''}"))
+        hits = sum(
+            1
+            for w in words
+            if w in vocabulary or (len(w) >= 5 and any(v.startswith(w) for v in vocabulary))
+        )
+        score = (spelling if spelling >= SPELLING_CUTOFF else 0) + MEANING_WEIGHT * hits
+        if spelling >= SPELLING_CUTOFF or hits:
+            scored.append((score, topic.id))
+    scored.sort(key=lambda item: (-item[0], item[1]))
+    return [topic_id for _, topic_id in scored[:limit]]
 
 
 def _topic_key(text: str) -> str:

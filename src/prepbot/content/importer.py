@@ -19,6 +19,9 @@ from urllib.parse import urlparse
 
 from prepbot.content.catalog import normalize
 from prepbot.content.model import Topic, slugify
+from prepbot.content.schema import scenario_json_schema
+
+SCHEMA_FILE = "scenario.schema.json"  # written beside the drafts, for the editor's validation
 
 HEADING = re.compile(r"^##\s+\[(?P<inside>.+)\]\s*$")
 FIELD = re.compile(r"^\*\*(?P<name>[^*:]+):\*\*\s*(?P<rest>.*)$")
@@ -177,6 +180,11 @@ def import_file(
     parsed = parse_link_summaries(source.read_text(encoding="utf-8"))
     result = ImportResult(problems=list(parsed.problems))
     out_dir.mkdir(parents=True, exist_ok=True)
+    schema = out_dir / SCHEMA_FILE
+    if not schema.exists() or force:
+        schema.write_text(
+            json.dumps(scenario_json_schema(sorted(topics)), indent=2) + "\n", encoding="utf-8"
+        )
     used: set[str] = set()
     entries: Iterable[SeedEntry] = parsed.entries
     if progress is not None:
@@ -238,7 +246,7 @@ def render_draft(scenario_id: str, entry: SeedEntry, source: Path, topics: dict[
         f"  title: {_q(entry.title)}",
     ]
     lines = [
-        "# yaml-language-server: $schema=../../docs/scenario.schema.json",
+        f"# yaml-language-server: $schema={SCHEMA_FILE}",
         f"# Draft imported from {source.name} (line {entry.line}) by `prepbot content import`.",
         "# Still to do: every value that starts with TODO. Keep quoted interview questions as",
         "# asked; write everything else in your own words. `prepbot content check` lists what",

@@ -22,6 +22,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
+from prepbot.content.catalog import nearest_topics
 from prepbot.content.model import DRAFT_MARKER, Scenario, Topic, TopicList
 
 TOPICS_FILE = "topics.yaml"
@@ -84,13 +85,18 @@ class PackReport:
         return sum(len(s.scenario.prompts) for s in self.scenarios)
 
     def summary(self) -> str:
-        """Return the one-line summary that ``prepbot content check`` prints."""
+        """Return the one-line count that ``prepbot content check`` prints: what loaded."""
         used = {t for s in self.scenarios for t in s.scenario.topics}
         return (
-            f"{len(self.scenarios)} scenarios, {self.prompt_count} prompts, "
-            f"{len(used)} topics used of {len(self.topics)}, {len(self.packs)} "
-            f"{'pack' if len(self.packs) == 1 else 'packs'}"
+            f"{plural(len(self.scenarios), 'scenario')}, {plural(self.prompt_count, 'prompt')}, "
+            f"{len(used)} {'topic' if len(used) == 1 else 'topics'} used of {len(self.topics)}, "
+            f"{plural(len(self.packs), 'pack')}"
         )
+
+
+def plural(count: int, word: str) -> str:
+    """Return ``count`` and ``word``, with an s unless the count is one."""
+    return f"{count:,} {word}{'' if count == 1 else 's'}"
 
 
 def builtin_pack_path() -> Path:
@@ -127,6 +133,10 @@ def load_packs(paths: Sequence[Path], *, builtin_topics: bool = True) -> PackRep
         _read_topics(root / TOPICS_FILE, report, required=False)
 
     first_seen: dict[str, Path] = {}
+    builtin = builtin_pack_path()
+    if builtin_topics and not any(_same(root, builtin) for root in roots):
+        # A team pack checked alone must still not reuse an id of the built-in bank.
+        first_seen |= {file.stem: file for file in _scenario_files(builtin)}
     for raw in paths:
         path = Path(raw)
         if not path.exists():
@@ -139,6 +149,13 @@ def load_packs(paths: Sequence[Path], *, builtin_topics: bool = True) -> PackRep
     report.problems.sort()
     report.warnings.sort()
     return report
+
+
+def _same(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve()
+    except OSError:
+        return False
 
 
 def _pack_root(path: Path) -> Path:
@@ -209,7 +226,12 @@ def _read_scenario(
                     path,
                     _line_of(node, ("id",)),
                     "id",
-                    f"duplicate id '{raw_id}': already used by {first_seen[raw_id]}",
+                    f"duplicate id '{raw_id}': already used by {first_seen[raw_id]}"
+                    + (
+                        " in the built-in bank"
+                        if _same(first_seen[raw_id].parent.parent, builtin_pack_path())
+                        else ""
+                    ),
                 )
             )
         else:
@@ -259,7 +281,7 @@ def _read_scenario(
 
 
 def _unknown_topic_message(topic: str, known: dict[str, Topic]) -> str:
-    close = difflib.get_close_matches(topic, list(known), n=3, cutoff=0.6)
+    close = nearest_topics(topic, known)
     hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
     return f"unknown topic '{topic}' (add it to the pack's {TOPICS_FILE}){hint}"
 

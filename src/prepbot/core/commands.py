@@ -190,7 +190,9 @@ Command = (
 )
 ADMIN_COMMANDS = (Subscribe, Reschedule, Status, Pause, Resume, Unsubscribe, PostNow, RevealNow)
 
-SCHEDULE_ARGS = "[HH:MM] [timezone] [days] [reveal=HH:MM|reveal=+6h] [easy|medium|hard] [topics…]"
+SCHEDULE_ARGS = (
+    "[HH:MM] [timezone] [days] [reveal=HH:MM|reveal=+6h] [easy|medium|hard] [topics…|all]"
+)
 USAGE: dict[str, str] = {
     "help": "/prep help",
     "today": "/prep today",
@@ -318,6 +320,9 @@ def _leaderboard(args: list[str], usage: str) -> Leaderboard:
     return Leaderboard(period=period, community=community)
 
 
+EVERYTHING = ("all", "any")  # the schedule word that clears the topic and difficulty filters
+
+
 def _schedule_change(args: list[str], usage: str) -> ScheduleChange:
     """Parse schedule words in any order: a time, a zone, days, reveal=…, difficulty, topics."""
     values: dict[str, object] = {}
@@ -344,6 +349,8 @@ def _schedule_change(args: list[str], usage: str) -> ScheduleChange:
                 once("timezone", parse_timezone(word).key, word)
             elif looks_like_weekdays(lowered):
                 once("weekdays", parse_weekdays(lowered), word)
+            elif lowered in EVERYTHING:
+                once("everything", True, word)
             elif lowered in DIFFICULTIES:
                 difficulties.append(lowered)
             elif re.fullmatch(r"[a-z0-9]+(?:-[a-z0-9]+)*", lowered):
@@ -354,12 +361,15 @@ def _schedule_change(args: list[str], usage: str) -> ScheduleChange:
         raise CommandError(f"{error}. {usage}") from None
     if "reveal_at" in values and "reveal_after" in values:
         raise CommandError(f"{usage} (reveal at a time or after a delay, not both)")
+    everything = bool(values.pop("everything", False))
+    if everything and (topics or difficulties):
+        raise CommandError(f"{usage} (`all` means every topic and difficulty: name none)")
     return ScheduleChange(
         post_at=values.get("post_at"),  # type: ignore[arg-type]
         timezone=values.get("timezone"),  # type: ignore[arg-type]
         weekdays=values.get("weekdays"),  # type: ignore[arg-type]
         reveal_at=values.get("reveal_at"),  # type: ignore[arg-type]
         reveal_after=values.get("reveal_after"),  # type: ignore[arg-type]
-        topics=tuple(dict.fromkeys(topics)) or None,
-        difficulties=tuple(dict.fromkeys(difficulties)) or None,
+        topics=() if everything else tuple(dict.fromkeys(topics)) or None,
+        difficulties=() if everything else tuple(dict.fromkeys(difficulties)) or None,
     )

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from prepbot.core.rotation import FEW_LEFT, FEW_MATCHING
 from prepbot.core.views import (
     ErrorView,
     FeedbackView,
@@ -115,6 +116,17 @@ def status_lines(view: StatusView) -> list[tuple[str, str]]:
     else:
         rotation += "; none repeats before all are used"
     lines.append(("Rotation", rotation))
+    if view.eligible < FEW_MATCHING:
+        lines.append(("⚠ Small bank", few_matching_notice(view.eligible)))
+    elif view.rotation_left < FEW_LEFT:
+        left = view.rotation_left
+        lines.append(
+            (
+                "⚠ Rotation running out",
+                f"{left} unused scenario{'s' if left != 1 else ''} left in this cycle; then "
+                "questions repeat. Widen the topics with /prep schedule, or add a content pack.",
+            )
+        )
     if view.problems:
         lines += [
             (
@@ -242,6 +254,27 @@ def coverage_lines(card: RevealCard) -> list[str]:
     ]
 
 
+def few_matching_notice(count: int) -> str:
+    """Return the warning for filters that match too few scenarios to last long."""
+    return (
+        f"Only {count} scenario{'s' if count != 1 else ''} match this group's topics and "
+        f"difficulty, so questions repeat every {count} round{'s' if count != 1 else ''}. "
+        "Widen them with /prep schedule (see /prep topics for counts)."
+    )
+
+
+def rotation_notice(left: int) -> str:
+    """Return the line a question carries when the group's rotation is about to start over."""
+    if left == 0:
+        when = "This is the last unused question of the rotation: the next one starts it over"
+    else:
+        when = (
+            f"Only {left} unused question{'s' if left != 1 else ''} left before this group's "
+            "rotation starts over"
+        )
+    return f"🔁 {when}. Admins: widen the topics with /prep schedule, or add a content pack."
+
+
 def _question(card: QuestionCard) -> str:
     if card.practice:
         header = "🧠 Practice question (just for you, not scored)"
@@ -266,6 +299,8 @@ def _question(card: QuestionCard) -> str:
     if card.reveal_at is not None:
         reveal = local_time(card.reveal_at, card.timezone)
         lines.append(f"Answer in this thread; key insights revealed {reveal}.")
+    if card.rotation_left is not None:
+        lines.append(rotation_notice(card.rotation_left))
     return "\n".join(lines)
 
 

@@ -40,6 +40,7 @@ class QuestionCard:
     reveal_at: datetime | None = None
     timezone: str | None = None
     practice: bool = False
+    rotation_left: int | None = None  # set when this post warns that the rotation runs out
 
     @classmethod
     def of(
@@ -51,6 +52,7 @@ class QuestionCard:
         reveal_at: datetime | None = None,
         timezone: str | None = None,
         practice: bool = False,
+        rotation_left: int | None = None,
     ) -> QuestionCard:
         """Build the card of a scenario."""
         return cls(
@@ -67,6 +69,7 @@ class QuestionCard:
             reveal_at=reveal_at,
             timezone=timezone,
             practice=practice,
+            rotation_left=rotation_left,
         )
 
 

@@ -13,6 +13,7 @@ from dataclasses import replace
 
 from prepbot.core.commands import ScheduleChange
 from prepbot.core.events import Place
+from prepbot.core.rotation import matching
 from prepbot.core.schedule import Schedule, ScheduleError
 from prepbot.services.base import (
     ServiceContext,
@@ -171,13 +172,7 @@ class AdminService:
                 "See /prep topics."
             )
         topics = list(dict.fromkeys(topic for topic in found.values() if topic is not None))
-        matching = [
-            s
-            for s in catalog.scenarios
-            if (not topics or set(topics) & set(s.topics))
-            and (not difficulties or s.difficulty.value in difficulties)
-        ]
-        if not matching:
+        if not matching(catalog.scenarios, topics, difficulties):
             raise AdminError("No scenario matches those topics and difficulties together.")
         subscription.topics, subscription.difficulties = topics, difficulties
 

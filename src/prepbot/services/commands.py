@@ -37,7 +37,9 @@ from prepbot.core.commands import (
 )
 from prepbot.core.events import Invocation
 from prepbot.core.pauses import ADMIN_PAUSE, PauseKind, explain_pause
+from prepbot.core.rotation import FEW_MATCHING
 from prepbot.core.schedule import ScheduleError
+from prepbot.core.text import few_matching_notice
 from prepbot.core.views import ErrorView, HelpView, Notice, Response, View
 from prepbot.observability import Timer
 from prepbot.services.admin import AdminError, AdminService
@@ -212,7 +214,7 @@ class CommandService:
                     Notice(
                         "This channel is now a study group: "
                         f"{schedule_of(created).describe()}{_filters(created)}. "
-                        "Answer each question in its thread."
+                        "Answer each question in its thread." + self._few_matching(created)
                     )
                 )
             case Status():
@@ -229,6 +231,7 @@ class CommandService:
                 changed = await self.admin.reschedule(subscription, change)
                 return Notice(
                     f"Schedule updated: {schedule_of(changed).describe()}{_filters(changed)}."
+                    + self._few_matching(changed)
                 )
             case Pause():
                 await self.admin.set_paused(subscription, True, ADMIN_PAUSE)
@@ -313,6 +316,11 @@ class CommandService:
             groups = [subscription]
             scope = f"#{subscription.channel_name or subscription.channel_id}"
         return await self.queries.leaderboard(groups, scope, period, today)
+
+    def _few_matching(self, subscription: Subscription) -> str:
+        """Return a warning when the group's filters match too few scenarios, else nothing."""
+        count = len(self.rounds.eligible(subscription))
+        return f"\n⚠ {few_matching_notice(count)}" if count < FEW_MATCHING else ""
 
     def help(self, subscription: Subscription | None, is_admin: bool) -> HelpView:
         """Return the help for this channel and caller."""

@@ -23,8 +23,8 @@ from datetime import date, timedelta
 from sqlalchemy import case, func, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from prepbot.content.model import Audience, Scenario
-from prepbot.core.rotation import next_pick
+from prepbot.content.model import Scenario
+from prepbot.core.rotation import FEW_LEFT, RECENT, Candidate, Pick, matching, next_pick
 from prepbot.core.streaks import milestone_reached
 from prepbot.core.views import MemberRef, Milestone, QuestionCard, RevealCard
 from prepbot.services.base import ServiceContext, member_ref, open_rounds, schedule_of
@@ -44,7 +44,6 @@ from prepbot.store.models import (
 log = logging.getLogger(__name__)
 
 
-HIRING_TOPIC = "hiring"  # the topic a group names to get the hiring side's scenarios too
 LOOK_BACK = timedelta(minutes=5)  # how long before a claim the bot's own message may be dated
 
 
@@ -124,19 +123,8 @@ class RoundService:
         return bool(taken.rowcount == 1)  # type: ignore[attr-defined]
 
     def eligible(self, subscription: Subscription) -> list[Scenario]:
-        """Return the scenarios a subscription's filters allow, ordered by id.
-
-        Scenarios for the hiring side (``audience: hiring``) reach only a group whose topic
-        filter names ``hiring``: a candidates' study group does not get them by default.
-        """
-        topics, difficulties = set(subscription.topics), set(subscription.difficulties)
-        return [
-            s
-            for s in self.ctx.catalog.scenarios
-            if (not topics or topics & set(s.topics))
-            and (not difficulties or s.difficulty.value in difficulties)
-            and (s.audience is Audience.CANDIDATES or HIRING_TOPIC in topics)
-        ]
+        """Return the scenarios a subscription's filters allow, in the bank's order."""
+        return matching(self.ctx.catalog.scenarios, subscription.topics, subscription.difficulties)
 
     async def post_round(self, subscription_id: int, local_date: date) -> PostOutcome | None:
         """Post the round of ``local_date`` unless it exists; None if the group does not post."""
@@ -157,8 +145,9 @@ class RoundService:
                 .values(
                     subscription_id=subscription_id,
                     local_date=local_date,
-                    scenario_id=pick[0],
-                    cycle=pick[1],
+                    scenario_id=pick.scenario_id,
+                    cycle=pick.cycle,
+                    rotation_left=await self._rotation_warning(session, subscription.id, pick),
                     status=RoundStatus.CLAIMED,
                     claimed_at=now,
                     reveal_due_at=reveal_due,
@@ -221,6 +210,7 @@ class RoundService:
             round_date=round_.local_date,
             reveal_at=round_.reveal_due_at,
             timezone=subscription.timezone,
+            rotation_left=round_.rotation_left,
         )
         platform = ctx.platform(platform_name)
         try:
@@ -538,12 +528,24 @@ class RoundService:
             for m in sorted(members, key=lambda m: m.display_name.lower())
         )
 
-    async def _pick(self, session: AsyncSession, subscription: Subscription) -> tuple[str, int]:
-        eligible = [s.id for s in self.eligible(subscription)]
-        last_cycle = await session.scalar(
-            select(func.max(Round.cycle)).where(Round.subscription_id == subscription.id)
+    async def _pick(self, session: AsyncSession, subscription: Subscription) -> Pick:
+        """Choose the group's next scenario from its filters, its cycle and its last rounds."""
+        catalog = self.ctx.catalog
+        eligible = [Candidate.of(s) for s in self.eligible(subscription)]
+        last = (
+            await session.scalars(
+                select(Round.scenario_id)
+                .where(Round.subscription_id == subscription.id)
+                .order_by(Round.local_date.desc())
+                .limit(RECENT)
+            )
+        ).all()
+        cycle = (
+            await session.scalar(
+                select(func.max(Round.cycle)).where(Round.subscription_id == subscription.id)
+            )
+            or 0
         )
-        cycle = last_cycle or 0
         used = set(
             (
                 await session.scalars(
@@ -553,13 +555,36 @@ class RoundService:
                 )
             ).all()
         )
-        pick = next_pick(subscription.seed, eligible, cycle, used)
+        recent = [Candidate.of(s) for sid in last if (s := catalog.get(sid)) is not None]
+        pick = next_pick(subscription.seed, eligible, cycle, used, recent)
         if pick is None:
             raise NoEligibleScenario(
                 "no scenario in the question bank matches this study group's topics and "
                 "difficulty; widen them with /prep schedule"
             )
-        return pick.scenario_id, pick.cycle
+        return pick
+
+    @staticmethod
+    async def _rotation_warning(
+        session: AsyncSession, subscription_id: int, pick: Pick
+    ) -> int | None:
+        """Return how many scenarios are left if this round's post must warn, else None.
+
+        The channel is warned once per cycle: on the first round after which fewer than
+        ``FEW_LEFT`` unused scenarios remain.
+        """
+        if pick.left_after >= FEW_LEFT:
+            return None
+        warned = await session.scalar(
+            select(Round.id)
+            .where(
+                Round.subscription_id == subscription_id,
+                Round.cycle == pick.cycle,
+                Round.rotation_left.is_not(None),
+            )
+            .limit(1)
+        )
+        return None if warned is not None else pick.left_after
 
     @staticmethod
     async def _round_on(session: AsyncSession, subscription_id: int, day: date) -> Round | None:

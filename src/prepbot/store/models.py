@@ -135,6 +135,9 @@ class Round(Base):
     # vouches for it: only a round whose lease ran out is another process's to repair.
     claimed_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Set on the one round per cycle whose post warned that the rotation is running out:
+    # how many unused scenarios were left after it.
+    rotation_left: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class RoundThread(Base):

@@ -15,6 +15,7 @@ from prepbot.core.text import (
     coverage_lines,
     local_time,
     render_text,
+    rotation_notice,
     status_lines,
     status_title,
     withheld_text,
@@ -97,6 +98,8 @@ def question_embed(card: QuestionCard) -> discord.Embed:
         lines += ["", f"Reply in this thread to answer. Key insights revealed <t:{unix}:F>."]
     elif card.practice:
         lines += ["", "Practice question — only you can see this; it is not scored."]
+    if card.rotation_left is not None:
+        lines += ["", rotation_notice(card.rotation_left)]
     embed = discord.Embed(
         title=clip(card.title, TITLE),
         description=clip("\n".join(lines).strip(), DESCRIPTION),

@@ -21,6 +21,7 @@ from prepbot.core.text import (
     local_time,
     pending_words,
     render_text,
+    rotation_notice,
     status_lines,
     status_title,
     withheld_text,
@@ -282,6 +283,8 @@ def _question_parts(card: QuestionCard) -> tuple[list[Block], list[Block]]:
     if card.reveal_at is not None:
         reveal = slack_date(card.reveal_at, card.timezone)
         tail.append(_section(f"💬 Reply in this thread to answer. Key insights revealed {reveal}."))
+    if card.rotation_left is not None:
+        tail.append(_context(escape(rotation_notice(card.rotation_left))))
     return body, tail
 
 

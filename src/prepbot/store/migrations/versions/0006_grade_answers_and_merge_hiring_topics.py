@@ -14,11 +14,12 @@ Create Date: 2026-12-01
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
+
+from prepbot.store.topic_renames import rename_topics
 
 revision: str = "0006"
 down_revision: str | None = "0005"
@@ -91,7 +92,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("answers") as batch:
         batch.add_column(sa.Column("points", sa.Integer(), nullable=False, server_default="0"))
-    _rename_topics(MERGED_TOPICS)
+    rename_topics(MERGED_TOPICS)
 
 
 def downgrade() -> None:
@@ -102,22 +103,3 @@ def downgrade() -> None:
     op.drop_index(op.f("ix_answer_grades_subscription_member"), table_name="answer_grades")
     op.drop_index(op.f("ix_answer_grades_round_id"), table_name="answer_grades")
     op.drop_table("answer_grades")
-
-
-def _rename_topics(renames: dict[str, str]) -> None:
-    """Rewrite subscriptions' topic filters, keeping each topic once and in order."""
-    bind = op.get_bind()
-    subscriptions = sa.table(
-        "subscriptions", sa.column("id", sa.Integer), sa.column("topics", sa.JSON)
-    )
-    for row_id, raw in bind.execute(sa.select(subscriptions.c.id, subscriptions.c.topics)).all():
-        topics = json.loads(raw) if isinstance(raw, str) else (raw or [])
-        renamed: list[str] = []
-        for topic in topics:
-            new = renames.get(topic, topic)
-            if new not in renamed:
-                renamed.append(new)
-        if renamed != topics:
-            bind.execute(
-                subscriptions.update().where(subscriptions.c.id == row_id).values(topics=renamed)
-            )
