@@ -72,6 +72,16 @@ def test_check_of_a_team_pack_alone_catches_an_id_of_the_built_in_bank(make_pack
     assert "in the built-in bank" in result.stdout
 
 
+def test_a_copy_of_the_bank_being_edited_checks_as_the_bank_not_as_a_clash(tmp_path: Path):
+    import shutil
+
+    fork = tmp_path / "fork-content"
+    shutil.copytree(BUILTIN_PACK, fork)
+    result = runner.invoke(app, ["content", "check", str(fork)])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("OK: ")
+
+
 def test_stats_count_the_bank_by_kind_difficulty_and_topic():
     result = runner.invoke(app, ["content", "stats", str(BUILTIN_PACK)])
     assert result.exit_code == 0, result.output

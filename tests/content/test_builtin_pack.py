@@ -86,3 +86,50 @@ def test_scenarios_are_written_in_our_own_words(pack: list[LoadedScenario], seed
                 " ".join(words[i : i + COPY_WINDOW]) for i in range(len(words) - COPY_WINDOW + 1)
             }
             assert not runs & copied, f"{loaded.path.name} copies the seed: {runs & copied}"
+
+
+SEED_HOSTS = ("x.com", "twitter.com")
+
+
+def test_the_bank_lasts_more_than_half_a_year_and_covers_the_interview_map(
+    pack: list[LoadedScenario],
+):
+    """150+ scenarios, mostly technical, difficulties spread, few career items."""
+    from collections import Counter
+
+    scenarios = [s.scenario for s in pack]
+    total = len(scenarios)
+    assert total >= 150  # a Monday-to-Friday group: 30 weeks without a repeat
+    kinds = Counter(s.kind.value for s in scenarios)
+    assert kinds["technical"] + kinds["system-design"] >= 0.75 * total
+    assert kinds["career"] <= 0.10 * total
+    levels = Counter(s.difficulty.value for s in scenarios)
+    assert 0.15 * total <= levels["easy"] <= 0.35 * total
+    assert 0.35 * total <= levels["medium"] <= 0.65 * total
+    assert 0.15 * total <= levels["hard"] <= 0.35 * total
+
+
+def test_every_scenario_written_from_a_reference_names_it_with_a_link(
+    pack: list[LoadedScenario],
+):
+    for loaded in pack:
+        s = loaded.scenario
+        assert s.rubric is not None, loaded.path.name
+        assert 3 <= len(s.rubric.key_points) <= 7, loaded.path.name
+        assert len(s.hints) >= 1, loaded.path.name
+        assert all(f.answer for f in s.follow_ups), loaded.path.name
+        if s.source.url.host not in SEED_HOSTS:  # not one of the seed posts: a reference's
+            assert s.references, f"{loaded.path.name} has no reference"
+            assert all(r.url for r in s.references)
+
+
+def test_every_topic_is_used_by_three_scenarios_and_none_travel_together(
+    pack: list[LoadedScenario],
+):
+    from prepbot.content.stats import RARE_TOPIC, bank_stats
+
+    report = load_packs([BUILTIN_PACK])
+    stats = bank_stats([s.scenario for s in pack], report.topics)
+    assert not stats.unused_topics, "drop or use these topics"
+    assert not stats.rare_topics, f"used by fewer than {RARE_TOPIC} scenarios"
+    assert not stats.paired_topics, "these topics always travel together: merge them"

@@ -126,15 +126,20 @@ def load_packs(paths: Sequence[Path], *, builtin_topics: bool = True) -> PackRep
     report.packs = roots
 
     vocabulary_files = [r / TOPICS_FILE for r in roots]
-    builtin_vocabulary = builtin_pack_path() / TOPICS_FILE
+    builtin = builtin_pack_path()
+    builtin_vocabulary = builtin / TOPICS_FILE
+    # A pack that defines the whole built-in vocabulary is a version of the bank itself (a
+    # fork, a checkout being edited): it stands in for the installed one instead of clashing.
+    builtin_topics = builtin_topics and not any(
+        _same(root, builtin) or _defines_vocabulary(root, builtin_vocabulary) for root in roots
+    )
     if builtin_topics and builtin_vocabulary not in vocabulary_files:
         _read_topics(builtin_vocabulary, report, required=True)
     for root in roots:
         _read_topics(root / TOPICS_FILE, report, required=False)
 
     first_seen: dict[str, Path] = {}
-    builtin = builtin_pack_path()
-    if builtin_topics and not any(_same(root, builtin) for root in roots):
+    if builtin_topics:
         # A team pack checked alone must still not reuse an id of the built-in bank.
         first_seen |= {file.stem: file for file in _scenario_files(builtin)}
     for raw in paths:
@@ -149,6 +154,23 @@ def load_packs(paths: Sequence[Path], *, builtin_topics: bool = True) -> PackRep
     report.problems.sort()
     report.warnings.sort()
     return report
+
+
+def _topic_ids(path: Path) -> set[str]:
+    """Return the topic ids a vocabulary file defines; none if it is missing or broken."""
+    if not path.is_file():
+        return set()
+    parsed = _parse_yaml(path, PackReport())  # the same limits; its problems are found later
+    topics = parsed[0].get("topics") if parsed is not None else None
+    if not isinstance(topics, list):
+        return set()
+    return {t["id"] for t in topics if isinstance(t, dict) and isinstance(t.get("id"), str)}
+
+
+def _defines_vocabulary(root: Path, builtin_vocabulary: Path) -> bool:
+    """Say whether a pack's own topics.yaml defines every topic of the built-in vocabulary."""
+    builtin_ids = _topic_ids(builtin_vocabulary)
+    return bool(builtin_ids) and builtin_ids <= _topic_ids(root / TOPICS_FILE)
 
 
 def _same(a: Path, b: Path) -> bool:
