@@ -317,6 +317,13 @@ def test_negation_reaches_only_a_few_words():
     assert covered("No one ever tried ring all-reduce.") == []
 
 
+def test_a_skip_connection_is_not_a_refusal():
+    rubric = rubric_with("learn the residual", "identity & residual")
+    assert covered("With a skip connection the block only has to learn the residual.", rubric)
+    assert covered("Skip connections carry the identity, so the layers learn a residual.", rubric)
+    assert not covered("Skip learning the residual here.", rubric)
+
+
 def test_not_only_is_not_a_negation():
     assert "practical" in covered("Not only NCCL matters here: so does the topology.")
     assert "practical" in covered("No doubt NCCL is what runs it.")

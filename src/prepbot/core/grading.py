@@ -25,8 +25,8 @@ Negation
     ...), "instead of" and "rather than". A clause ends at punctuation and at a joining word
     (and, but, so, because, which, while, instead, ...), so in "I would not use a parameter
     server, but ring all-reduce" only the parameter server is negated. "not only", "not just",
-    "no doubt", "no matter" and "don't forget" negate nothing, two cues in a row cancel ("you
-    can't avoid a parameter server"), and a cue that is itself part of the same term's match
+    "no doubt", "no matter", "don't forget" and "skip connection" negate nothing, two cues in a
+    row cancel ("you can't avoid a parameter server"), and a cue that is itself part of the same term's match
     (the "no" of a term "no & bottleneck") does not negate it. A match is also rejected by the
     words just after it, within four words in the same piece: a dismissal ("retraining the
     tokenizer is overkill": overkill, pointless, unnecessary, irrelevant, legacy, ...) or a
@@ -242,9 +242,10 @@ _JOINERS = _wordset(
     "otherwise"
 )
 """Words that start a new clause, so a negation before them does not reach past them."""
-_EXEMPTS = _wordset("only just merely simply doubt matter forget")
+_EXEMPTS = _wordset("only just merely simply doubt matter forget connection connections")
 _LIMITERS = frozenset({"only", "just", "merely", "simply"})
-"""After a cue, these undo it: "not only", "not just", "no doubt", "no matter", "don't forget"."""
+"""After a cue, these undo it: "not only", "not just", "no doubt", "no matter", "don't forget",
+"skip connection" (a residual link, not a refusal)."""
 _FILLERS = _wordset(
     "the and for with from are was were been being its this that these those you your our also "
     "plus etc via such like into onto has have had can will would could should may might i'd "
