@@ -19,21 +19,21 @@ How a ``look_for`` term matches
     not negated and not only in a list.
 
 Negation
-    A match does not count when a negation cue stands at most ``NEGATION_WINDOW`` (6) words
-    before it (little words such as "a", "the", "to" not counted) in the same clause: not, no,
-    never, nor, neither, none, without, avoid, skip, cannot, any "n't" word (don't, wouldn't,
-    ...), "instead of" and "rather than". A clause ends at punctuation and at a joining word
-    (and, but, so, because, which, while, instead, ...), so in "I would not use a parameter
-    server, but ring all-reduce" only the parameter server is negated. "not only", "not just",
-    "no doubt", "no matter", "don't forget" and "skip connection" negate nothing, two cues in a
-    row cancel ("you can't avoid a parameter server"), and a cue that is itself part of the same term's match
-    (the "no" of a term "no & bottleneck") does not negate it. A match is also rejected by the
-    words just after it, within four words in the same piece: a dismissal ("retraining the
-    tokenizer is overkill": overkill, pointless, unnecessary, irrelevant, legacy, ...) or a
-    negated need ("LAMB isn't needed", "non-IID is not really a concern", "X doesn't matter");
-    "all-reduce doesn't need a central node" still makes its point. A red flag is also not
-    raised when any verb's negation (not, never, cannot, "n't") follows it within three words
-    in the same clause: "a parameter server would not scale" rejects it.
+    A match does not count when a negation cue stands at most ``NEGATION_WINDOW`` (6) words before
+    it (little words such as "a", "the", "to" not counted) in the same clause: not, no, never, nor,
+    neither, none, without, avoid, skip, cannot, any "n't" word (don't, wouldn't, ...), "instead of"
+    and "rather than". A clause ends at punctuation and at a joining word (and, but, so, because,
+    which, while, instead, ...), so in "I would not use a parameter server, but ring all-reduce"
+    only the parameter server is negated. "not only", "not just", "no doubt", "no matter", "don't
+    forget" and "skip connection" negate nothing, two cues in a row cancel ("you can't avoid a
+    parameter server"), and a cue that is itself part of the same term's match (the "no" of a term
+    "no & bottleneck") does not negate it. A match is also rejected by the words just after it,
+    within four words in the same piece: a dismissal ("retraining the tokenizer is overkill":
+    overkill, pointless, unnecessary, irrelevant, legacy, ...) or a negated need ("LAMB isn't
+    needed", "non-IID is not really a concern", "X doesn't matter"); "all-reduce doesn't need a
+    central node" still makes its point. A red flag is also not raised when any verb's negation
+    (not, never, cannot, "n't") follows it within three words in the same clause: "a parameter
+    server would not scale" rejects it.
 
 Keyword stuffing
     The answer is cut into *pieces*: the words between two punctuation marks (commas, colons,
