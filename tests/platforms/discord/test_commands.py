@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,9 @@ from typing import Any
 import pytest
 
 from prepbot.app import App
+from prepbot.content.loader import load_packs
 from prepbot.platforms.discord.adapter import DiscordRuntime
+from tests.conftest import BUILTIN_PACK
 from tests.discord_fake import FakeDiscord
 from tests.platforms.discord.test_discord_app import (
     ADMIN,
@@ -217,6 +220,21 @@ async def test_schedule_topics_autocomplete_keeps_the_topics_already_chosen(
     bot: Any, fake: FakeDiscord
 ) -> None:
     choices = await offered(fake, "prep subscribe", "topics", "rag calib")
-    assert choices[0] == {"name": "rag + Calibration (calibration)", "value": "rag calibration"}
+    assert choices[0]["value"] == "rag calibration"
+    assert re.fullmatch(
+        r"rag \+ Calibration and uncertainty \(calibration\) · \d+", choices[0]["name"]
+    )
     first = await offered(fake, "prep subscribe", "topics", "llm")
-    assert [c["value"] for c in first] == ["llm", "llm-serving"]
+    assert first[0]["value"] == "llm"
+    assert {"llm-evaluation", "llm-serving"} <= {c["value"] for c in first}
+
+
+async def test_schedule_topics_autocomplete_offers_all_and_shows_counts(
+    bot: Any, fake: FakeDiscord
+) -> None:
+    choices = await offered(fake, "prep schedule", "topics", "")
+    assert choices[0]["value"] == "all"
+    assert choices[0]["name"].startswith("all: every topic and difficulty (")
+    counted = {c["value"]: int(c["name"].rsplit("· ", 1)[1]) for c in choices[1:]}
+    bank = [s.scenario for s in load_packs([BUILTIN_PACK]).scenarios]
+    assert counted == {t: sum(t in s.topics for s in bank) for t in counted}

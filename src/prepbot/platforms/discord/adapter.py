@@ -19,6 +19,7 @@ import contextlib
 import hashlib
 import logging
 import re
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -764,10 +765,15 @@ class DiscordRuntime:
         while len(words) > 1 and words[0] in catalog.topics:
             chosen.append(words.pop(0))
         choices: list[app_commands.Choice[str]] = []
-        for topic in catalog.match_topics(" ".join(words), limit=25 + len(chosen)):
+        typed = " ".join(words)
+        if not chosen and "all".startswith(typed):
+            everything = f"all: every topic and difficulty ({len(catalog.scenarios)} scenarios)"
+            choices.append(app_commands.Choice(name=everything, value="all"))
+        counts = Counter(t for s in catalog.scenarios for t in s.topics)
+        for topic in catalog.match_topics(typed, limit=25 + len(chosen)):
             value = " ".join([*chosen, topic.id])
             if topic.id not in chosen and len(value) <= 100 and len(choices) < 25:
-                label = " + ".join([*chosen, f"{topic.name} ({topic.id})"])
+                label = " + ".join([*chosen, f"{topic.name} ({topic.id}) · {counts[topic.id]}"])
                 choices.append(app_commands.Choice(name=clip(label, 100), value=value))
         return choices
 
@@ -879,7 +885,7 @@ def build_prep_group(runtime: DiscordRuntime) -> app_commands.Group:
         "timezone": "IANA time zone, e.g. Europe/London or America/New_York",
         "days": "Days to post on: mon-fri, daily, or a list like mon,wed,fri",
         "reveal": "When to reveal the insights: a time like 17:00, or a delay like +6h",
-        "topics": "Topic ids to draw questions from, separated by spaces",
+        "topics": "Topic ids to draw questions from, separated by spaces; all for every topic",
         "difficulty": "easy, medium or hard; several separated by spaces",
     }
 
