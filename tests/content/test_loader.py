@@ -216,3 +216,19 @@ def test_prepbot_run_refuses_a_billion_laughs_pack_with_the_same_line(
     first, last = done.stderr.splitlines()
     assert first.startswith(f"{pack / 'hostile.yaml'}:5: invalid YAML: its aliases expand")
     assert last.startswith("error: 1 problems in the content packs")
+
+
+def test_a_term_the_grader_reads_as_one_letter_is_refused_with_its_line(make_pack: PackFactory):
+    data = scenario_data()
+    data["rubric"]["key_points"][0]["look_for"] = ["ring all-reduce", "√d", "β & KL", "##"]
+    pack = make_pack({"sample-scenario.yaml": data})
+    report = load_packs([pack])
+    assert report.ok  # the bot still runs it
+    found = {(w.field, w.message.split(":")[0]) for w in report.warnings}
+    assert ("rubric.key_points[0].look_for[1]", "'√d' reads as 'd' only") in found
+    assert (
+        "rubric.key_points[0].look_for[3]",
+        "'##' has no word the grader can read; write it in words, or pair it with one (\"β & KL\")",
+    ) in found
+    assert all("look_for[2]" not in (w.field or "") for w in report.warnings)  # paired: fine
+    assert all(w.line for w in report.warnings)

@@ -23,7 +23,8 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from prepbot.content.catalog import nearest_topics
-from prepbot.content.model import DRAFT_MARKER, Scenario, Topic, TopicList
+from prepbot.content.model import DRAFT_MARKER, Rubric, Scenario, Topic, TopicList
+from prepbot.core.grading import unreadable_terms
 
 TOPICS_FILE = "topics.yaml"
 SCENARIO_SUFFIXES = (".yaml", ".yml")
@@ -289,6 +290,8 @@ def _read_scenario(
     report.problems.extend(problems)
     if scenario is None or problems:
         return None
+    if scenario.rubric is not None:
+        report.warnings.extend(_unreadable_terms(path, node, scenario.rubric))
     if scenario.rubric is None:
         report.warnings.append(
             Problem(
@@ -300,6 +303,27 @@ def _read_scenario(
             )
         )
     return LoadedScenario(scenario=scenario, path=path, pack=pack)
+
+
+def _unreadable_terms(path: Path, node: yaml.Node, rubric: Rubric) -> list[Problem]:
+    """Return a problem for each look_for term the grader cannot use as written."""
+    found = []
+    lists: list[tuple[str, list[tuple[str, ...]]]] = [
+        ("key_points", [p.look_for for p in rubric.key_points]),
+        ("red_flags", [f.look_for for f in rubric.red_flags]),
+    ]
+    for kind, look_fors in lists:
+        for index, look_for in enumerate(look_fors):
+            for term_index, why in unreadable_terms(look_for):
+                found.append(
+                    Problem(
+                        path,
+                        _line_of(node, ("rubric", kind, index, "look_for", term_index)),
+                        f"rubric.{kind}[{index}].look_for[{term_index}]",
+                        f'{why}; write it in words, or pair it with one ("β & KL")',
+                    )
+                )
+    return found
 
 
 def _unknown_topic_message(topic: str, known: dict[str, Topic]) -> str:

@@ -148,6 +148,29 @@ def grade(answer: str, rubric: Rubric) -> Grade:
     return compile_rubric(rubric).grade(answer)
 
 
+def unreadable_terms(look_for: tuple[str, ...]) -> list[tuple[int, str]]:
+    """Return the terms the grader cannot use as written: (index, why), for authors.
+
+    A phrase with no word left once punctuation and symbols are dropped never matches; a term
+    left as a single letter or digit ("√d" reads as "d", "9%" as "9") matches any answer that
+    says it (in an ``A & B`` pair the other phrase anchors it, so "β & KL" is fine).
+    """
+    found = []
+    for index, term in enumerate(look_for):
+        phrases = re.split(r"\s+&\s*|\s*&\s+", term)
+        for phrase in phrases:
+            words = _words_of(phrase)
+            if not words:
+                found.append((index, f"'{phrase}' has no word the grader can read"))
+                break
+            if len(phrases) == 1 and len(words) == 1 and len(words[0]) == 1:  # "β & KL" is fine
+                found.append(
+                    (index, f"'{phrase}' reads as '{words[0]}' only: any answer saying it matches")
+                )
+                break
+    return found
+
+
 @lru_cache(maxsize=256)
 def compile_rubric(rubric: Rubric) -> CompiledRubric:
     """Return the rubric ready for grading; equal rubrics share one compiled copy."""
