@@ -11,7 +11,8 @@ database, no platform.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Collection, Iterable, Sequence
+from collections import Counter
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from prepbot.content.model import Audience, Scenario
@@ -21,6 +22,7 @@ FEW_MATCHING = 10  # a filter matching fewer scenarios than this is warned about
 FEW_LEFT = 5  # admins are told when fewer unused scenarios than this remain in a cycle
 RECENT = 3  # how many past rounds the mix looks back on
 TOPIC_WEIGHTS = (3, 2, 1)  # cost of sharing a topic with the last, second and third round
+LEVEL_WEIGHT = 4  # cost of a difficulty with few unused scenarios left, against the commonest
 
 
 @dataclass(frozen=True)
@@ -69,9 +71,16 @@ def rank(seed: str, cycle: int, scenario_id: str) -> bytes:
     return hashlib.sha256(f"{seed}\x00{cycle}\x00{scenario_id}".encode()).digest()
 
 
-def clash(candidate: Candidate, recent: Sequence[Candidate]) -> int:
-    """Return how much a candidate repeats the last rounds: shared topics, same difficulty."""
-    cost = sum(
+def clash(
+    candidate: Candidate, recent: Sequence[Candidate], left: Mapping[str, int] | None = None
+) -> float:
+    """Return how much a candidate repeats the last rounds: shared topics, same difficulty.
+
+    ``left`` counts the cycle's unused scenarios per difficulty: a difficulty with fewer left
+    costs a little more, so each is spread over the cycle at its own rate instead of the
+    commonest piling up at the end.
+    """
+    cost: float = sum(
         weight * len(candidate.topics & before.topics)
         for weight, before in zip(TOPIC_WEIGHTS, recent, strict=False)
     )
@@ -79,7 +88,9 @@ def clash(candidate: Candidate, recent: Sequence[Candidate]) -> int:
     if levels and candidate.difficulty == levels[0]:
         cost += 1
         if len(levels) == 2 and candidate.difficulty == levels[1]:
-            cost += 2
+            cost += 3
+    if left:
+        cost += LEVEL_WEIGHT * (1 - left.get(candidate.difficulty, 0) / max(left.values()))
     return cost
 
 
@@ -104,5 +115,6 @@ def next_pick(
     if recent and len(unused) > 1:
         choices = [c for c in unused if c.id != recent[0].id]
     window = recent[:RECENT]
-    choice = min(choices, key=lambda c: (clash(c, window), rank(seed, cycle, c.id)))
+    left = Counter(c.difficulty for c in unused)
+    choice = min(choices, key=lambda c: (clash(c, window, left), rank(seed, cycle, c.id)))
     return Pick(scenario_id=choice.id, cycle=cycle, left_after=len(unused) - 1)
