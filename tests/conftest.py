@@ -194,3 +194,35 @@ def platform(app: Any) -> Any:
     fake = RecordingPlatform()
     app.services.ctx.platforms[fake.name] = fake
     return fake
+
+
+SEED_HOSTS = ("x.com", "twitter.com")
+
+
+@pytest.fixture(scope="session")
+def seed_bank(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Return a pack of the built-in bank's 19 seed-post scenarios only (one per narrow topic).
+
+    For tests whose point needs a topic with a single scenario ("the only question on
+    calibration is open"), which the full bank no longer has.
+    """
+    import shutil
+
+    root = tmp_path_factory.mktemp("seed-bank")
+    shutil.copy(BUILTIN_PACK / "topics.yaml", root / "topics.yaml")
+    (root / "scenarios").mkdir()
+    for file in sorted((BUILTIN_PACK / "scenarios").glob("*.yaml")):
+        source = yaml.safe_load(file.read_text(encoding="utf-8"))["source"]["url"]
+        if source.split("/")[2] in SEED_HOSTS:
+            shutil.copy(file, root / "scenarios" / file.name)
+    return root
+
+
+def seed_catalog(seed_bank: Path) -> Any:
+    """Return a Catalog of the seed-post scenarios (see ``seed_bank``)."""
+    from prepbot.content.catalog import Catalog
+    from prepbot.content.loader import load_packs
+
+    report = load_packs([seed_bank], builtin_topics=False)
+    assert report.ok, report.problems
+    return Catalog((s.scenario for s in report.scenarios), report.topics)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -138,7 +139,11 @@ def test_import_of_a_missing_file_is_a_clear_error():
 def test_search_lists_the_best_match_first():
     result = runner.invoke(app, ["content", "search", "gradient", "sync", "1000", "GPUs"])
     assert result.exit_code == 0, result.output
-    ids = [line.split("│")[2].strip() for line in result.output.splitlines() if "│ 1 " in line]
+    ids = [
+        line.split("│")[2].strip()
+        for line in result.output.splitlines()
+        if re.match(r"│\s+1 │", line)
+    ]
     assert ids == ["google-gradient-sync-1000-gpus"]
 
 

@@ -38,13 +38,16 @@ THREE_DAYS = [
 ]
 
 
-def settings_for(url: str) -> Settings:
-    return Settings.model_validate({"database": {"url": url}, "console": {"member": "me"}})
+def settings_for(url: str, packs: Path | None = None) -> Settings:
+    content = {"builtin": False, "packs": [str(packs)]} if packs is not None else {}
+    return Settings.model_validate(
+        {"database": {"url": url}, "console": {"member": "me"}, "content": content}
+    )
 
 
-async def play(url: str, lines: list[str]) -> str:
+async def play(url: str, lines: list[str], packs: Path | None = None) -> str:
     out = io.StringIO()
-    await run_console(settings_for(url), iterate(lines), out)
+    await run_console(settings_for(url, packs), iterate(lines), out)
     return out.getvalue()
 
 
@@ -90,7 +93,7 @@ async def test_three_days_end_with_alice_ahead_of_bob(database_url: str):
     assert len(reveals) == 3
     for reveal in reveals:
         assert "Key insights:" in reveal
-        assert re.search(r"^Source: .+ — https://x\.com/\S+$", reveal, flags=re.M)
+        assert re.search(r"^Source: .+ — https?://\S+$", reveal, flags=re.M)
     assert "Answered on time: @alice, @bob" in reveals[0]
     assert "Answered on time: @alice —" in reveals[1]
     assert "late answer recorded (after the reveal: no streak credit)" in output
@@ -173,8 +176,8 @@ async def test_deleting_every_reply_withdraws_the_answer(database_url: str):
     assert "@dana: streak 0 (best 0), 0 on time, 0 late" in output
 
 
-async def test_admin_commands_work_from_the_console(database_url: str):
-    output = await play(
+async def test_admin_commands_work_from_the_console(database_url: str, seed_bank: Path):
+    output = await play(  # a bank where one scenario is on calibration
         database_url,
         [
             "/prep schedule 08:15 Europe/London mon,wed,fri reveal=+6h calibration",
@@ -190,6 +193,7 @@ async def test_admin_commands_work_from_the_console(database_url: str):
             "/prep ask rag",
             "/prep help",
         ],
+        packs=seed_bank,
     )
     assert "Schedule updated: 08:15 mon,wed,fri Europe/London, reveal 6h after posting" in output
     assert "topics calibration" in output

@@ -37,14 +37,26 @@ WEAK_ANSWER = "No idea honestly, I would just train it for longer and hope for t
 
 def strong_answer(scenario: Scenario, day: int) -> tuple[str, set[str]]:
     """Return an answer naming some of the scenario's key points, and which ones it names."""
-    assert scenario.rubric is not None
-    points = scenario.rubric.key_points[: 2 + day % 3]
-    sentences = [
-        f"First I would bring in {p.look_for[0].replace(' & ', ' and ')}, because it changes "
-        "how I would answer the interviewer here."
-        for p in points
-    ]
-    return " ".join(sentences), {p.id for p in points}
+    from prepbot.core.grading import grade
+
+    rubric = scenario.rubric
+    assert rubric is not None
+
+    def sentence(term: str) -> str:
+        return (
+            f"First I would bring in {term.replace(' & ', ' and ')}, because it changes "
+            "how I would answer the interviewer here."
+        )
+
+    chosen: dict[str, str] = {}
+    for point in rubric.key_points[: 2 + day % 3]:
+        # The first term that makes the point on its own, written as a member might.
+        for term in point.look_for:
+            if point.id in grade(sentence(term), rubric).covered_ids:
+                chosen[point.id] = sentence(term)
+                break
+    assert len(chosen) >= 2, f"{scenario.id}: no term makes its point in a plain sentence"
+    return " ".join(chosen.values()), set(chosen)
 
 
 def point_lines(scenario: Scenario, made: set[str]) -> tuple[list[str], list[str]]:

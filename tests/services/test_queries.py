@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from datetime import UTC, date, datetime, time
+from pathlib import Path
 
 import pytest
 
@@ -24,11 +25,18 @@ from prepbot.core.views import (
     View,
 )
 from prepbot.store.models import Subscription
+from tests.conftest import seed_catalog
 from tests.fakes import RecordingPlatform
 
 MONDAY = date(2026, 11, 30)
-APPLE = "apple-calibration-equal-accuracy"  # the bank's only scenario on calibration
+APPLE = "apple-calibration-equal-accuracy"  # the seed bank's only scenario on calibration
 INSIGHT_WORDS = "temperature scaling isotonic"  # found only in APPLE's insights
+
+
+@pytest.fixture(autouse=True)
+def one_calibration_scenario(app: App, seed_bank: Path) -> None:
+    """Serve the seed posts' bank, where APPLE is the only scenario on calibration."""
+    app.services.ctx.catalog = seed_catalog(seed_bank)
 
 
 @pytest.fixture

@@ -126,7 +126,7 @@ async def test_the_study_group_loop_on_discord(database_url: str, fake: FakeDisc
         assert f"<@{ALICE}>" in reveal["content"]
         assert f"<@{BOB}>" in reveal["content"]
         assert str(CAROL) not in reveal["content"]
-        assert "x.com/" in json.dumps(reveal["embeds"])
+        assert "https://" in json.dumps(reveal["embeds"])  # the source credit's link
 
         board = await command(fake, ALICE, "leaderboard", [{"name": "period", "value": "all"}])
         assert "@alice" in board
@@ -248,10 +248,10 @@ async def test_autocomplete_offers_topics_and_scenario_ids(database_url: str, fa
         await fake.wait_for(lambda: all(fake.interaction_responses(i) for i in (topic, scenario)))
         (topics,) = fake.interaction_responses(topic)
         assert topics["json"]["type"] == 8
-        assert [c["value"] for c in topics["json"]["data"]["choices"]] == ["calibration"]
+        assert topics["json"]["data"]["choices"][0]["value"] == "calibration"
         (scenarios,) = fake.interaction_responses(scenario)
         values = [c["value"] for c in scenarios["json"]["data"]["choices"]]
-        assert values[0] == "google-gradient-sync-1000-gpus"
+        assert "google-gradient-sync-1000-gpus" in values
 
 
 async def test_a_forum_channel_gets_a_post_per_question(database_url: str, fake: FakeDiscord):

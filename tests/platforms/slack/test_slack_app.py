@@ -196,7 +196,7 @@ async def study_group_loop(app: App, fake: FakeSlack, slack: HttpSlack | SocketS
     assert "<@U0ALICE>" in reveal_text
     assert "<@U0BOB>" in reveal_text
     assert "U0CAROL" not in reveal_text
-    assert "x.com/" in reveal_text  # the source credit
+    assert "https://" in reveal_text  # the source credit's link
 
     responses = len(fake.responses)
     await slack.command("leaderboard", "U0ALICE")
