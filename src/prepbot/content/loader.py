@@ -12,6 +12,7 @@ hang. Reads files only; imports no database and no chat platform.
 from __future__ import annotations
 
 import difflib
+import hashlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -37,6 +38,10 @@ MAX_DEPTH = 50
 """The deepest nesting of lists and mappings; a scenario nests three levels."""
 MAX_VALUES = 20_000
 """The most values (scalars, lists, mappings) a file may hold once its aliases are expanded."""
+PARSED_CACHE_SIZE = 4096
+"""How many cleanly parsed files are remembered by content, so loading the same bank again
+(each test's app, ``doctor`` then ``run``) skips the YAML parser; a changed file misses."""
+_PARSED: dict[bytes, tuple[dict[str, Any], yaml.Node]] = {}
 
 
 @dataclass(frozen=True, order=True)
@@ -347,6 +352,9 @@ def _parse_yaml(path: Path, report: PackReport) -> tuple[dict[str, Any], yaml.No
                 )
             )
             return None
+        digest = hashlib.blake2b(raw, digest_size=16).digest()
+        if (known := _PARSED.get(digest)) is not None:
+            return known
         text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
         report.problems.append(Problem(path, None, None, f"not UTF-8 text ({error.reason})"))
@@ -399,6 +407,9 @@ def _parse_yaml(path: Path, report: PackReport) -> tuple[dict[str, Any], yaml.No
         return None
     if duplicates:
         return None
+    if len(_PARSED) >= PARSED_CACHE_SIZE:
+        _PARSED.clear()
+    _PARSED[digest] = (data, node)
     return data, node
 
 
