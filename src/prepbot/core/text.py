@@ -259,7 +259,8 @@ def few_matching_notice(count: int) -> str:
     return (
         f"Only {count} scenario{'s' if count != 1 else ''} match this group's topics and "
         f"difficulty, so questions repeat every {count} round{'s' if count != 1 else ''}. "
-        "Widen them with /prep schedule (see /prep topics for counts)."
+        "Add topics with /prep schedule, or clear the filters with /prep schedule all "
+        "(/prep topics shows the counts)."
     )
 
 
