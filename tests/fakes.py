@@ -26,6 +26,8 @@ class RecordingPlatform:
     lost: int = 0
     feedback: list[tuple[str, str, MemberRef, FeedbackView]] = field(default_factory=list)
     closed_dms: set[str] = field(default_factory=set)  # members whose feedback is refused
+    counts: list[tuple[str, str, int | None]] = field(default_factory=list)
+    notices: list[tuple[str, str, MemberRef, str]] = field(default_factory=list)
 
     async def post_question(
         self, channel_id: str, card: QuestionCard, *, community_id: str | None = None
@@ -56,6 +58,28 @@ class RecordingPlatform:
         if member.id in self.closed_dms:
             return False
         self.feedback.append((channel_id, thread_id, member, feedback))
+        return True
+
+    async def show_answer_count(
+        self,
+        channel_id: str,
+        thread_id: str,
+        card: QuestionCard,
+        *,
+        community_id: str | None = None,
+    ) -> None:
+        self.counts.append((channel_id, thread_id, card.answer_count))
+
+    async def send_notice(
+        self,
+        channel_id: str,
+        thread_id: str,
+        member: MemberRef,
+        text: str,
+        *,
+        community_id: str | None = None,
+    ) -> bool:
+        self.notices.append((channel_id, thread_id, member, text))
         return True
 
     async def find_question(

@@ -61,6 +61,7 @@ class App:
         """Store the answers still queued, then release the database."""
         await self.services.answers.close()
         await self.services.rounds.feedback.close()
+        await self.services.private.close()
         close_grader = getattr(self.services.ctx.grader, "aclose", None)
         if close_grader is not None:
             await close_grader()

@@ -26,6 +26,7 @@ from prepbot.core.schedule import (
 
 DIFFICULTIES = ("easy", "medium", "hard")
 MAX_COMMAND_LENGTH = 500
+MAX_ANSWER_LENGTH = 4000  # a private answer; Discord's modal text input holds 4,000 characters
 
 
 class Period(StrEnum):
@@ -103,6 +104,13 @@ class Hint:
 
 
 @dataclass(frozen=True)
+class AnswerPrivately:
+    """Answer this channel's open question privately (or withdraw it: empty ``text``)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
 class Leaderboard:
     """Rank members of this study group (or the whole community) for a period."""
 
@@ -121,6 +129,15 @@ class ScheduleChange:
     reveal_after: timedelta | None = None
     topics: tuple[str, ...] | None = None
     difficulties: tuple[str, ...] | None = None
+    answer_mode: str | None = None
+
+
+class AnswerMode:
+    """How a study group answers: in the question's thread, or privately until the reveal."""
+
+    THREAD = "thread"
+    PRIVATE = "private"
+    ALL = (THREAD, PRIVATE)
 
 
 @dataclass(frozen=True)
@@ -179,6 +196,7 @@ Command = (
     | Feedback
     | FeedbackMessages
     | Hint
+    | AnswerPrivately
     | Subscribe
     | Reschedule
     | Status
@@ -191,7 +209,8 @@ Command = (
 ADMIN_COMMANDS = (Subscribe, Reschedule, Status, Pause, Resume, Unsubscribe, PostNow, RevealNow)
 
 SCHEDULE_ARGS = (
-    "[HH:MM] [timezone] [days] [reveal=HH:MM|reveal=+6h] [easy|medium|hard] [topics…|all]"
+    "[HH:MM] [timezone] [days] [reveal=HH:MM|reveal=+6h] [answers=thread|private] "
+    "[easy|medium|hard] [topics…|all]"
 )
 USAGE: dict[str, str] = {
     "help": "/prep help",
@@ -203,6 +222,7 @@ USAGE: dict[str, str] = {
     "streak": "/prep streak [@member]",
     "leaderboard": "/prep leaderboard [week|month|all] [community]",
     "hint": "/prep hint",
+    "answer": "/prep answer <your answer> | /prep answer --withdraw",
     "feedback": "/prep feedback [id|on|off]",
     "subscribe": f"/prep subscribe {SCHEDULE_ARGS}",
     "schedule": f"/prep schedule {SCHEDULE_ARGS}",
@@ -226,9 +246,16 @@ def is_admin_command(command: Command) -> bool:
 
 def parse_prep(text: str) -> Command:
     """Parse what follows ``/prep`` into a command, or raise CommandError with a usage line."""
+    words = text.split()
+    if words and words[0].lower() == "answer":
+        if len(text) > MAX_ANSWER_LENGTH:
+            raise CommandError(
+                f"That answer is too long ({len(text):,} characters; at most "
+                f"{MAX_ANSWER_LENGTH:,}). Nothing was stored."
+            )
+        return _answer(text.strip()[len(words[0]) :].strip(), f"Usage: `{USAGE['answer']}`")
     if len(text) > MAX_COMMAND_LENGTH:
         raise CommandError(f"That command is too long (over {MAX_COMMAND_LENGTH} characters).")
-    words = text.split()
     if not words:
         return Help()
     verb, args = words[0].lower(), words[1:]
@@ -295,6 +322,18 @@ def parse_prep(text: str) -> Command:
             return Reschedule(change=change)
 
 
+WITHDRAW = frozenset({"--withdraw", "withdraw", "—withdraw"})  # Slack turns -- into an em dash
+
+
+def _answer(text: str, usage: str) -> AnswerPrivately:
+    """Parse ``/prep answer``: the answer as typed (line breaks kept), or ``--withdraw``."""
+    if text.lower() in WITHDRAW:
+        return AnswerPrivately(text="")
+    if not text:
+        raise CommandError(f"{usage} (write your answer after `answer`)")
+    return AnswerPrivately(text=text)
+
+
 def _no_args(args: list[str], usage: str) -> None:
     if args:
         raise CommandError(f"{usage} (it takes no arguments)")
@@ -337,7 +376,15 @@ def _schedule_change(args: list[str], usage: str) -> ScheduleChange:
     try:
         for word in args:
             lowered = word.lower()
-            if lowered.startswith("reveal="):
+            if lowered.startswith("answers="):
+                mode = lowered.split("=", 1)[1]
+                if mode not in AnswerMode.ALL:
+                    raise CommandError(
+                        f"{usage} (`{word}`: answers are `thread` (discussed in the open) "
+                        "or `private` (hidden until the reveal))"
+                    )
+                once("answer_mode", mode, word)
+            elif lowered.startswith("reveal="):
                 spec = word.split("=", 1)[1]
                 if spec.startswith("+"):
                     once("reveal_after", parse_delay(spec), word)
@@ -372,4 +419,5 @@ def _schedule_change(args: list[str], usage: str) -> ScheduleChange:
         reveal_after=values.get("reveal_after"),  # type: ignore[arg-type]
         topics=() if everything else tuple(dict.fromkeys(topics)) or None,
         difficulties=() if everything else tuple(dict.fromkeys(difficulties)) or None,
+        answer_mode=values.get("answer_mode"),  # type: ignore[arg-type]
     )

@@ -64,3 +64,24 @@ class Invocation:
     member: MemberRef
     is_admin: bool
     text: str
+    request_id: str = ""
+    """The platform's id of this invocation (Slack's trigger_id, Discord's interaction id)."""
+
+
+@dataclass(frozen=True)
+class PrivateAnswer:
+    """A member's private answer (or its withdrawal) from a modal, ``/prep answer`` or the console.
+
+    ``thread_id`` names the round's question message (the one whose Answer button was pressed);
+    None means the channel's open round. ``submission_id`` is unique per submission on its
+    platform (Slack's trigger_id, Discord's interaction id): the same submission delivered
+    twice is stored once, and an older one replayed after an edit never brings it back. An
+    empty ``text`` withdraws the answer.
+    """
+
+    place: Place
+    thread_id: str | None
+    submission_id: str
+    member: MemberRef
+    text: str
+    at: datetime

@@ -25,6 +25,7 @@ from prepbot.core.views import (
     StreakView,
     TopicsView,
     View,
+    answer_count_line,
     credit_items,
     others,
 )
@@ -60,6 +61,23 @@ def relative(moment: datetime, now: datetime) -> str:
     return f"in {span}" if delta > timedelta(0) else f"{span} ago"
 
 
+ANSWER_MODES = {
+    "thread": "in the question's thread, for everyone to read (`answers=private` hides them)",
+    "private": "🔒 private until the reveal: Answer button or `/prep answer`; published at "
+    "the reveal (`answers=thread` opens them)",
+}
+
+
+def answer_mode_words(mode: str) -> str:
+    """Return how a group answers, in a sentence for a confirmation."""
+    if mode == "private":
+        return (
+            "Answers are private until the reveal: press Answer on the question (or use "
+            "`/prep answer <text>`); the reveal publishes them."
+        )
+    return "Answer each question in its thread."
+
+
 def status_title(view: StatusView) -> str:
     """Return the heading of a study group's status."""
     return f"📋 Study group status — {view.channel}"
@@ -90,6 +108,7 @@ def status_lines(view: StatusView) -> list[tuple[str, str]]:
             f"posts at {view.post_at} ({view.days}, {view.timezone}); reveal {view.reveal}",
         ),
         ("Filters", "; ".join(filters) if filters else "none (every scenario in the bank)"),
+        ("Answers", ANSWER_MODES.get(view.answer_mode, view.answer_mode)),
         (f"Today ({day:%a} {day.day} {day:%b})", today),
     ]
     if view.next_post is not None:
@@ -276,6 +295,28 @@ def rotation_notice(left: int) -> str:
     return f"🔁 {when}. Admins: widen the topics with /prep schedule, or add a content pack."
 
 
+def answer_here(card: QuestionCard, *, button: str = "Answer") -> str:
+    """Return the line under a round's question that says how to answer it, and when it reveals."""
+    reveal = local_time(card.reveal_at, card.timezone) if card.reveal_at else "at the reveal"
+    if card.private:
+        return (
+            f"🔒 Answers are private until the reveal ({reveal}): press *{button}* "
+            "(or `/prep answer <text>`); the reveal publishes them with their authors."
+        )
+    return f"Answer in this thread; key insights revealed {reveal}."
+
+
+SHARED_TITLE = "🔓 The answers, private until now:"
+
+
+def shared_more(more: int) -> str:
+    """Return the line for private answers a reveal had no room to show."""
+    return (
+        f"…and {more:,} more answer{'s' if more != 1 else ''} that did not fit here; "
+        "each author still gets their feedback."
+    )
+
+
 def _question(card: QuestionCard) -> str:
     if card.practice:
         header = "🧠 Practice question (just for you, not scored)"
@@ -298,8 +339,9 @@ def _question(card: QuestionCard) -> str:
         f"{card.kind} · {card.difficulty} · {', '.join(card.topics)} · id {card.scenario_id}"
     )
     if card.reveal_at is not None:
-        reveal = local_time(card.reveal_at, card.timezone)
-        lines.append(f"Answer in this thread; key insights revealed {reveal}.")
+        lines.append(answer_here(card))
+    if card.private and card.answer_count is not None:
+        lines.append(answer_count_line(card.answer_count))
     if card.rotation_left is not None:
         lines.append(rotation_notice(card.rotation_left))
     return "\n".join(lines)
@@ -307,6 +349,11 @@ def _question(card: QuestionCard) -> str:
 
 def _reveal(card: RevealCard) -> str:
     lines = [f"💡 Reveal — {card.title}" if card.is_round else "💡 Key insights"]
+    if card.shared:
+        lines.append(SHARED_TITLE)
+        for answer in card.shared:
+            lines.append(f"@{answer.member.name}: {answer.text}")
+        lines.append("")
     if card.is_round:
         lines.append("Key insights:")
     lines += [f"• {insight}" for insight in card.insights]

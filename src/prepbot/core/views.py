@@ -41,6 +41,10 @@ class QuestionCard:
     timezone: str | None = None
     practice: bool = False
     rotation_left: int | None = None  # set when this post warns that the rotation runs out
+    private: bool = False
+    """The group answers privately: the post carries an Answer button, not "reply in thread"."""
+    answer_count: int | None = None
+    """In private mode, how many have answered so far (shown as "🔒 5 answers so far")."""
 
     @classmethod
     def of(
@@ -53,6 +57,7 @@ class QuestionCard:
         timezone: str | None = None,
         practice: bool = False,
         rotation_left: int | None = None,
+        private: bool = False,
     ) -> QuestionCard:
         """Build the card of a scenario."""
         return cls(
@@ -70,7 +75,15 @@ class QuestionCard:
             timezone=timezone,
             practice=practice,
             rotation_left=rotation_left,
+            private=private,
         )
+
+
+def answer_count_line(count: int) -> str:
+    """Return the running count a private-mode question shows: '🔒 5 answers so far'."""
+    if count == 0:
+        return "🔒 No answers yet: press Answer to write yours privately."
+    return f"🔒 {count:,} answer{'s' if count != 1 else ''} so far"
 
 
 @dataclass(frozen=True)
@@ -102,6 +115,50 @@ class PointCoverage:
 
 
 @dataclass(frozen=True)
+class SharedAnswer:
+    """A private answer made public at the reveal, with its author."""
+
+    member: MemberRef
+    text: str
+
+
+FOLDED_MARK = "… (folded)"
+
+
+def fold(text: str, limit: int) -> str:
+    """Return ``text`` cut to at most ``limit`` characters at a word, marked as folded."""
+    if len(text) <= limit:
+        return text
+    room = max(limit - len(FOLDED_MARK), 1)
+    cut = text[:room]
+    space = cut.rfind(" ")
+    if space > room // 2:
+        cut = cut[:space]
+    return cut.rstrip() + FOLDED_MARK
+
+
+def share_within(
+    answers: tuple[SharedAnswer, ...], *, budget: int, each_at_most: int, each_at_least: int
+) -> tuple[tuple[SharedAnswer, ...], int]:
+    """Fold answers to share ``budget`` characters; return those that fit and how many did not.
+
+    Every answer gets an equal share (between ``each_at_least`` and ``each_at_most``
+    characters); a short one leaves its unused share to the rest. Answers past what even the
+    smallest share allows are counted, not shown.
+    """
+    if not answers:
+        return (), 0
+    fits = max(min(len(answers), budget // max(each_at_least, 1)), 1)
+    shown, left = [], budget
+    for index, answer in enumerate(answers[:fits]):
+        share = min(each_at_most, max(each_at_least, left // (fits - index)))
+        text = fold(answer.text, share)
+        shown.append(SharedAnswer(answer.member, text))
+        left -= len(text)
+    return tuple(shown), len(answers) - len(shown)
+
+
+@dataclass(frozen=True)
 class RevealCard:
     """The reveal in a round's thread (or the answer part of a looked-up scenario)."""
 
@@ -122,6 +179,8 @@ class RevealCard:
     """Per key point of the rubric, how many graded answers made it (the group line)."""
     graded: int = 0
     """How many on-time answers were graded."""
+    shared: tuple[SharedAnswer, ...] = ()
+    """In private mode, the answers written privately, published with their authors."""
 
     @classmethod
     def of(
@@ -134,6 +193,7 @@ class RevealCard:
         is_round: bool = False,
         coverage: tuple[PointCoverage, ...] = (),
         graded: int = 0,
+        shared: tuple[SharedAnswer, ...] = (),
     ) -> RevealCard:
         """Build the reveal of a scenario."""
         return cls(
@@ -152,6 +212,7 @@ class RevealCard:
             is_round=is_round,
             coverage=coverage,
             graded=graded,
+            shared=shared,
         )
 
     def credits(self, limit: int = MAX_MENTIONS) -> Credits:
@@ -328,6 +389,7 @@ class StatusView:
     rotation_cycle: int
     eligible: int
     problems: tuple[StatusProblem, ...] = ()
+    answer_mode: str = "thread"
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from prepbot.services.admin import AdminService
 from prepbot.services.answers import AnswerService
 from prepbot.services.base import ServiceContext
 from prepbot.services.commands import CommandService
+from prepbot.services.private import PrivateAnswers
 from prepbot.services.queries import QueryService
 from prepbot.services.rounds import RoundService
 from prepbot.services.status import StatusService
@@ -27,6 +28,7 @@ class Services:
     admin: AdminService
     commands: CommandService
     status: StatusService
+    private: PrivateAnswers
 
     @classmethod
     def build(cls, ctx: ServiceContext) -> Services:
@@ -39,6 +41,9 @@ class Services:
 
         ctx.thread_listeners.append(adopt)  # replies held while a question was being posted
         answers.on_changed = rounds.feedback.pregrade_soon  # grade answers as they are stored
+        private = PrivateAnswers(ctx, rounds.question_card)
+        answers.on_counted = private.counted  # private-mode questions show a running count
+        answers.on_public_reply = private.replied_in_public
         status = StatusService(ctx, rounds)
         admin.listeners.append(status.on_subscription_changed)
         return cls(
@@ -47,6 +52,7 @@ class Services:
             answers=answers,
             queries=queries,
             admin=admin,
-            commands=CommandService(ctx, rounds, queries, admin, status),
+            commands=CommandService(ctx, rounds, queries, admin, status, answers),
             status=status,
+            private=private,
         )

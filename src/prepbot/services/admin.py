@@ -175,6 +175,8 @@ class AdminService:
         if not matching(catalog.scenarios, topics, difficulties):
             raise AdminError("No scenario matches those topics and difficulties together.")
         subscription.topics, subscription.difficulties = topics, difficulties
+        if change.answer_mode is not None:
+            subscription.answer_mode = change.answer_mode
 
     async def _notify(self, subscription: Subscription) -> None:
         for listener in self.listeners:

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -22,10 +22,12 @@ from typing import Any
 from sqlalchemy import delete, func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from prepbot.core.events import Place, ReplyDeleted, ReplyEdited, ThreadReply
+from prepbot.core.commands import AnswerMode
+from prepbot.core.events import Place, PrivateAnswer, ReplyDeleted, ReplyEdited, ThreadReply
 from prepbot.core.views import MemberRef
 from prepbot.services.base import ServiceContext
 from prepbot.store.models import (
+    PRIVATE_REPLY,
     Answer,
     Community,
     DeletedReply,
@@ -58,6 +60,8 @@ class AnswerOutcome:
 
     status: AnswerStatus
     round_id: int | None = None
+    private: bool = False
+    """The round's group answers privately (its count changed; a thread reply is public)."""
 
     @property
     def newly_stored(self) -> bool | None:
@@ -69,8 +73,10 @@ class AnswerOutcome:
         return NEWLY_STORED.get(self.status)
 
 
+PRIVATE = AnswerMode.PRIVATE
 NEWLY_STORED = {AnswerStatus.RECORDED: True, AnswerStatus.HELD: True, AnswerStatus.LATE: False}
 IGNORED = AnswerOutcome(AnswerStatus.IGNORED)
+COUNT_CHANGES = {AnswerStatus.RECORDED, AnswerStatus.WITHDRAWN}
 BATCH_LIMIT = 256  # new replies stored in one transaction, at most
 HELD_FOR = timedelta(days=2)  # a held reply whose thread never became a round's is dropped
 log = logging.getLogger(__name__)
@@ -80,7 +86,7 @@ log = logging.getLogger(__name__)
 class _Pending:
     """One event waiting in the queue, and the caller waiting for its outcome."""
 
-    event: ThreadReply | ReplyEdited | ReplyDeleted
+    event: ThreadReply | ReplyEdited | ReplyDeleted | PrivateAnswer
     handle: Callable[[], Awaitable[AnswerOutcome]]
     done: asyncio.Future[AnswerOutcome] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
@@ -101,10 +107,21 @@ class AnswerService:
         self._writer: asyncio.Task[None] | None = None
         # Told the ids of answers whose text changed, once stored (feedback grades them early).
         self.on_changed: Callable[[list[int]], None] | None = None
+        # Told the ids of private-mode rounds whose answers came or went (their count shows it).
+        self.on_counted: Callable[[set[int]], None] | None = None
+        # Told of a reply stored in the thread of a private-mode round (it is public there).
+        self.on_public_reply: Callable[[ThreadReply | ReplyEdited, int], None] | None = None
 
     async def record(self, reply: ThreadReply | ReplyEdited) -> AnswerOutcome:
         """Store a reply as (part of) the member's answer; replays change nothing."""
-        return await self._queued(reply, lambda: self._record(reply))
+        outcome = await self._queued(reply, lambda: self._record(reply))
+        public = outcome.private and outcome.status == AnswerStatus.RECORDED
+        if public and outcome.round_id is not None and self.on_public_reply is not None:
+            try:
+                self.on_public_reply(reply, outcome.round_id)
+            except Exception as error:  # stored all the same; only the reminder is missing
+                log.warning("could not remind of a public reply: %r", error)
+        return outcome
 
     async def edit(self, edit: ReplyEdited) -> AnswerOutcome:
         """Update the answer a reply belongs to; an edit of an unseen reply records it."""
@@ -116,6 +133,158 @@ class AnswerService:
         An on-time answer of a round already revealed stays: its streak credit is history.
         """
         return await self._queued(deleted, lambda: self._withdraw(deleted))
+
+    async def answer_privately(self, answer: PrivateAnswer) -> AnswerOutcome:
+        """Store, replace or (with no text) withdraw a member's private answer; exactly once.
+
+        Committed before this returns, so the platform is acknowledged only after. The
+        submission's id is remembered (as a reply, or as a withdrawn one), so the same
+        submission delivered again, or an older one replayed after an edit, changes nothing.
+        """
+        return await self._queued(answer, lambda: self._answer_privately(answer))
+
+    async def private_answer(self, place: Place, thread_id: str | None, member_id: str) -> str:
+        """Return the private answer a member has stored for a round ('' if none): to edit it."""
+        async with self.ctx.db.transaction() as session:
+            found = await self._round_for(session, place, thread_id)
+            if found is None:
+                return ""
+            texts = await session.scalars(
+                select(Reply.text)
+                .join(Answer, Answer.id == Reply.answer_id)
+                .join(Member, Member.id == Answer.member_id)
+                .where(
+                    Reply.round_id == found[0].id,
+                    Member.community_id == found[1],
+                    Member.external_id == member_id,
+                    Reply.message_id.startswith(PRIVATE_REPLY, autoescape=True),
+                )
+                .order_by(Reply.posted_at, Reply.id)
+            )
+            return "\n\n".join(texts.all())
+
+    async def _round_for(
+        self, session: AsyncSession, place: Place, thread_id: str | None
+    ) -> tuple[Round, int, bool] | None:
+        """Return the round of a question message, or (no message) the channel's open round."""
+        if thread_id is not None:
+            key = (place.platform, place.community_id, place.channel_id, thread_id)
+            return (await self._rounds_of(session, {key})).get(key)
+        latest = await session.scalar(
+            select(RoundThread.message_id)
+            .join(Round, Round.id == RoundThread.round_id)
+            .join(Subscription, Subscription.id == RoundThread.subscription_id)
+            .join(Community, Community.id == Subscription.community_id)
+            .where(
+                Community.platform == place.platform,
+                Community.external_id == place.community_id,
+                Subscription.channel_id == place.channel_id,
+                Round.status == RoundStatus.POSTED,
+            )
+            .order_by(Round.local_date.desc(), Round.id.desc())
+            .limit(1)
+        )
+        return None if latest is None else await self._round_for(session, place, latest)
+
+    async def _answer_privately(self, answer: PrivateAnswer) -> AnswerOutcome:
+        text = answer.text.strip()
+        message_id = PRIVATE_REPLY + answer.submission_id
+        async with self.ctx.db.deciding() as session:  # the round's status holds till commit
+            found = await self._round_for(session, answer.place, answer.thread_id)
+            if found is None:
+                return IGNORED
+            round_, community, private = found
+            seen = await session.scalar(
+                select(DeletedReply.message_id).where(
+                    DeletedReply.round_id == round_.id, DeletedReply.message_id == message_id
+                )
+            ) or await self._reply(session, round_, message_id)
+            if seen is not None:
+                return AnswerOutcome(AnswerStatus.DUPLICATE, round_.id, private=private)
+            members = await self._members_of(
+                session, {(community, answer.member.id): answer.member.name}
+            )
+            member_id = members[(community, answer.member.id)]
+            existing = await session.scalar(
+                select(Answer).where(Answer.round_id == round_.id, Answer.member_id == member_id)
+            )
+            before = []
+            if existing is not None:
+                before = list(
+                    (
+                        await session.scalars(
+                            select(Reply).where(
+                                Reply.answer_id == existing.id,
+                                Reply.message_id.startswith(PRIVATE_REPLY, autoescape=True),
+                            )
+                        )
+                    ).all()
+                )
+            # Every submission id is remembered: the ones replaced here, and a withdrawal's own.
+            gone = [r.message_id for r in before] + ([] if text else [message_id])
+            if gone:
+                await session.execute(
+                    self.ctx.insert_ignore(DeletedReply).on_conflict_do_nothing(),
+                    [
+                        {"round_id": round_.id, "message_id": m, "deleted_at": answer.at}
+                        for m in gone
+                    ],
+                )
+            for reply in before:
+                await session.delete(reply)
+            await session.flush()
+            if not text:
+                outcome = await self._after_withdrawal(session, round_, existing, answer)
+                return replace(outcome, private=private)
+            if existing is None:
+                answers = await self._answers_of(
+                    session,
+                    {(round_.id, member_id): (round_.status == RoundStatus.POSTED, answer.at)},
+                )
+                answer_id, on_time = answers[(round_.id, member_id)]
+                status = AnswerStatus.RECORDED if on_time else AnswerStatus.LATE
+            else:
+                answer_id = existing.id
+                status = AnswerStatus.EDITED
+            session.add(
+                Reply(
+                    round_id=round_.id,
+                    answer_id=answer_id,
+                    message_id=message_id,
+                    text=text,
+                    posted_at=answer.at,
+                )
+            )
+            await session.flush()
+            await self._join_many(session, {answer_id: answer.at})
+        self._changed([answer_id])
+        return AnswerOutcome(status, round_.id, private=private)
+
+    async def _after_withdrawal(
+        self,
+        session: AsyncSession,
+        round_: Round,
+        answer: Answer | None,
+        event: PrivateAnswer | ReplyDeleted,
+    ) -> AnswerOutcome:
+        """Settle an answer one of whose replies was just removed: rejoin, keep or delete it.
+
+        An on-time answer of a round already revealed stays: its streak credit is history.
+        """
+        if answer is None:
+            return AnswerOutcome(AnswerStatus.IGNORED, round_.id)
+        remaining = await session.scalar(
+            select(func.count()).select_from(Reply).where(Reply.answer_id == answer.id)
+        )
+        if remaining:
+            await self._join_replies(session, answer, event)
+            return AnswerOutcome(AnswerStatus.EDITED, round_.id)
+        if round_.status == RoundStatus.REVEALED and answer.on_time:
+            answer.updated_at = event.at
+            return AnswerOutcome(AnswerStatus.EDITED, round_.id)
+        await session.execute(delete(Answer).where(Answer.id == answer.id))
+        status = AnswerStatus.WITHDRAWN if answer.on_time else AnswerStatus.REMOVED
+        return AnswerOutcome(status, round_.id)
 
     async def close(self) -> None:
         """Finish the events already queued, then stop the writer."""
@@ -131,7 +300,7 @@ class AnswerService:
 
     async def _queued(
         self,
-        event: ThreadReply | ReplyEdited | ReplyDeleted,
+        event: ThreadReply | ReplyEdited | ReplyDeleted | PrivateAnswer,
         handle: Callable[[], Awaitable[AnswerOutcome]],
     ) -> AnswerOutcome:
         """Queue an event behind those that came before it; return once it is committed.
@@ -196,6 +365,12 @@ class AnswerService:
 
     def _counted(self, outcome: AnswerOutcome) -> AnswerOutcome:
         self.ctx.metrics.answers.labels(outcome.status.value).inc()
+        counted = outcome.private and outcome.status in COUNT_CHANGES
+        if counted and outcome.round_id is not None and self.on_counted is not None:
+            try:
+                self.on_counted({outcome.round_id})
+            except Exception as error:  # stored all the same; the next change shows it
+                log.warning("could not update round %s's count: %r", outcome.round_id, error)
         return outcome
 
     async def _record(self, reply: ThreadReply | ReplyEdited) -> AnswerOutcome:
@@ -235,20 +410,21 @@ class AnswerService:
                     await session.execute(
                         select(DeletedReply.round_id, DeletedReply.message_id).where(
                             tuple_(DeletedReply.round_id, DeletedReply.message_id).in_(
-                                {(round_.id, r.message_id) for _, r, (round_, _) in found}
+                                {(round_.id, r.message_id) for _, r, (round_, _, _) in found}
                             )
                         )
                     )
                 ).all()
             )
-            for i, r, (round_, _) in found:
+            for i, r, (round_, _, _) in found:
                 if (round_.id, r.message_id) in deleted:
                     outcomes[i] = AnswerOutcome(AnswerStatus.DUPLICATE, round_.id)
             found = [f for f in found if (f[2][0].id, f[1].message_id) not in deleted]
             if not found:
                 return outcomes
             members = await self._members_of(
-                session, {(community, r.member.id): r.member.name for _, r, (_, community) in found}
+                session,
+                {(community, r.member.id): r.member.name for _, r, (_, community, _) in found},
             )
             answers = await self._answers_of(
                 session,
@@ -257,11 +433,11 @@ class AnswerService:
                         round_.status == RoundStatus.POSTED,
                         r.at,
                     )
-                    for _, r, (round_, community) in reversed(found)  # the first reply's time
+                    for _, r, (round_, community, _) in reversed(found)  # the first reply's time
                 },
             )
             rows: dict[tuple[int, str], dict[str, Any]] = {}
-            for _, r, (round_, community) in found:
+            for _, r, (round_, community, _) in found:
                 answer_id = answers[(round_.id, members[(community, r.member.id)])][0]
                 rows.setdefault(
                     (round_.id, r.message_id),
@@ -285,14 +461,14 @@ class AnswerService:
                 ).all()
             )
             latest: dict[int, datetime] = {}
-            for i, r, (round_, community) in found:
+            for i, r, (round_, community, private) in found:
                 answer_id, on_time = answers[(round_.id, members[(community, r.member.id)])]
                 key = (round_.id, r.message_id)
                 if key in stored:
                     stored.discard(key)  # a second copy of it in this batch is a replay
                     latest[answer_id] = max(latest.get(answer_id, r.at), r.at)
                     status = AnswerStatus.RECORDED if on_time else AnswerStatus.LATE
-                    outcomes[i] = AnswerOutcome(status, round_.id)
+                    outcomes[i] = AnswerOutcome(status, round_.id, private=private)
                 else:
                     outcomes[i] = AnswerOutcome(AnswerStatus.DUPLICATE, round_.id)
             await self._join_many(session, latest)
@@ -309,7 +485,7 @@ class AnswerService:
 
     async def _rounds_of(
         self, session: AsyncSession, keys: set[tuple[str, str, str, str]]
-    ) -> dict[tuple[str, str, str, str], tuple[Round, int]]:
+    ) -> dict[tuple[str, str, str, str], tuple[Round, int, bool]]:
         """Return the posted or revealed round (and its community) of each thread key.
 
         Any thread the bot posted for a round counts (a round posted twice has two).
@@ -322,6 +498,7 @@ class AnswerService:
                 Community.external_id,
                 Subscription.channel_id,
                 RoundThread.message_id,
+                Subscription.answer_mode,
             )
             .join(RoundThread, RoundThread.round_id == Round.id)
             .join(Subscription, Subscription.id == RoundThread.subscription_id)
@@ -339,10 +516,12 @@ class AnswerService:
         )
         if self.ctx.db.dialect == "postgresql":
             query = query.with_for_update(read=True, of=Round)  # a reveal waits for answers
-        found: dict[tuple[str, str, str, str], tuple[Round, int]] = {}
+        found: dict[tuple[str, str, str, str], tuple[Round, int, bool]] = {}
         rows = (await session.execute(query)).all()
-        for round_, community, platform, external, channel, thread in rows:
-            found.setdefault((platform, external, channel, thread), (round_, community))
+        for round_, community, platform, external, channel, thread, mode in rows:
+            found.setdefault(
+                (platform, external, channel, thread), (round_, community, mode == PRIVATE)
+            )
         return found
 
     async def _hold(
@@ -581,10 +760,12 @@ class AnswerService:
 
     async def _withdraw(self, deleted: ReplyDeleted) -> AnswerOutcome:
         async with self.ctx.db.deciding() as session:  # the round's status holds till commit
-            round_ = await self._round_of(session, deleted.place, deleted.thread_id)
-            if round_ is None:
+            key = _thread_key(deleted)
+            found = (await self._rounds_of(session, {key})).get(key)
+            if found is None:
                 await self._unhold(session, deleted)
                 return IGNORED
+            round_, _, private = found
             await session.execute(
                 self.ctx.insert_ignore(DeletedReply)
                 .values(round_id=round_.id, message_id=deleted.message_id, deleted_at=deleted.at)
@@ -597,18 +778,8 @@ class AnswerService:
             assert answer is not None
             await session.delete(stored)
             await session.flush()
-            remaining = await session.scalar(
-                select(func.count()).select_from(Reply).where(Reply.answer_id == answer.id)
-            )
-            if remaining:
-                await self._join_replies(session, answer, deleted)
-                return AnswerOutcome(AnswerStatus.EDITED, round_.id)
-            if round_.status == RoundStatus.REVEALED and answer.on_time:
-                answer.updated_at = deleted.at
-                return AnswerOutcome(AnswerStatus.EDITED, round_.id)
-            await session.execute(delete(Answer).where(Answer.id == answer.id))
-            status = AnswerStatus.WITHDRAWN if answer.on_time else AnswerStatus.REMOVED
-            return AnswerOutcome(status, round_.id)
+            outcome = await self._after_withdrawal(session, round_, answer, deleted)
+            return replace(outcome, private=private)
 
     @staticmethod
     async def _unhold(session: AsyncSession, deleted: ReplyDeleted) -> None:
@@ -647,7 +818,7 @@ class AnswerService:
         self,
         session: AsyncSession,
         answer: Answer,
-        event: ThreadReply | ReplyEdited | ReplyDeleted,
+        event: ThreadReply | ReplyEdited | ReplyDeleted | PrivateAnswer,
     ) -> None:
         """Make an answer's text the member's replies in the order they were posted."""
         await session.flush()
@@ -667,7 +838,7 @@ class AnswerService:
         answer.updated_at = max(answer.updated_at, event.at)
 
 
-def _thread_key(reply: ThreadReply | ReplyEdited) -> tuple[str, str, str, str]:
+def _thread_key(reply: ThreadReply | ReplyEdited | ReplyDeleted) -> tuple[str, str, str, str]:
     """Return what identifies a reply's thread: platform, community, channel, thread."""
     place = reply.place
     return (place.platform, place.community_id, place.channel_id, reply.thread_id)

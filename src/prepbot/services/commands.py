@@ -7,9 +7,12 @@ gets a usage line, never a stack trace. Imports no chat platform library.
 from __future__ import annotations
 
 import logging
+import secrets
 
 from prepbot.core.commands import (
     USAGE,
+    AnswerMode,
+    AnswerPrivately,
     Ask,
     Command,
     CommandError,
@@ -35,14 +38,15 @@ from prepbot.core.commands import (
     is_admin_command,
     parse_prep,
 )
-from prepbot.core.events import Invocation
+from prepbot.core.events import Invocation, PrivateAnswer
 from prepbot.core.pauses import ADMIN_PAUSE, PauseKind, explain_pause
 from prepbot.core.rotation import FEW_MATCHING
 from prepbot.core.schedule import ScheduleError
-from prepbot.core.text import few_matching_notice
+from prepbot.core.text import answer_mode_words, few_matching_notice
 from prepbot.core.views import ErrorView, HelpView, Notice, Response, View
 from prepbot.observability import Timer
 from prepbot.services.admin import AdminError, AdminService
+from prepbot.services.answers import AnswerOutcome, AnswerService, AnswerStatus
 from prepbot.services.base import ServiceContext, schedule_of
 from prepbot.services.queries import QueryService
 from prepbot.services.rounds import NoEligibleScenario, RoundService
@@ -61,6 +65,7 @@ DESCRIPTIONS = {
     "streak": "your streak, or a member's",
     "leaderboard": "who answered most, on time (then key points)",
     "hint": "a nudge on the open question, not its answer",
+    "answer": "answer the open question privately (groups that answer privately)",
     "feedback": "your feedback on a recent answer; `on`/`off` for the messages after reveals",
     "subscribe": "make this channel a study group",
     "schedule": "change this study group's schedule or topics",
@@ -75,6 +80,7 @@ PUBLIC = (
     "help",
     "today",
     "hint",
+    "answer",
     "ask",
     "search",
     "show",
@@ -136,9 +142,11 @@ class CommandService:
         queries: QueryService,
         admin: AdminService,
         status: StatusService,
+        answers: AnswerService,
     ) -> None:
         self.ctx, self.rounds, self.queries, self.admin = ctx, rounds, queries, admin
         self.status = status
+        self.answers = answers
 
     async def handle(self, invocation: Invocation) -> Response:
         """Answer one /prep invocation; errors become friendly messages."""
@@ -172,6 +180,18 @@ class CommandService:
                 private=True,
             )
 
+    async def answer_privately(self, answer: PrivateAnswer) -> Response:
+        """Store a private answer (modal, command or console) and say, privately, what happened.
+
+        The answer is committed before this returns, so a platform acknowledges it after.
+        """
+        try:
+            outcome = await self.answers.answer_privately(answer)
+        except Exception:
+            log.exception("storing a private answer failed")
+            return Response.one(ErrorView(PRIVATE_NOT_STORED), private=True)
+        return Response.one(_private_outcome(outcome, bool(answer.text.strip())), private=True)
+
     async def _run(self, command: Command, invocation: Invocation) -> Response:
         place = invocation.place
         subscription = await self.admin.subscription(place)
@@ -198,6 +218,21 @@ class CommandService:
                 if active is None:
                     return Response.one(ErrorView(NOT_SUBSCRIBED), private=True)
                 return Response.one(await self.queries.hint(active), private=True)
+            case AnswerPrivately(text=text):
+                if active is None:
+                    return Response.one(ErrorView(NOT_SUBSCRIBED), private=True)
+                if active.answer_mode != AnswerMode.PRIVATE:
+                    return Response.one(ErrorView(ANSWER_IN_THREAD), private=True)
+                return await self.answer_privately(
+                    PrivateAnswer(
+                        place,
+                        None,
+                        invocation.request_id or secrets.token_hex(8),
+                        invocation.member,
+                        text,
+                        self.ctx.clock.now(),
+                    )
+                )
             case Feedback(scenario_id=scenario_id):
                 if active is None:
                     return Response.one(ErrorView(NOT_SUBSCRIBED), private=True)
@@ -214,7 +249,8 @@ class CommandService:
                     Notice(
                         "This channel is now a study group: "
                         f"{schedule_of(created).describe()}{_filters(created)}. "
-                        "Answer each question in its thread." + self._few_matching(created)
+                        + answer_mode_words(created.answer_mode)
+                        + self._few_matching(created)
                     )
                 )
             case Status():
@@ -231,6 +267,11 @@ class CommandService:
                 changed = await self.admin.reschedule(subscription, change)
                 return Notice(
                     f"Schedule updated: {schedule_of(changed).describe()}{_filters(changed)}."
+                    + (
+                        f" {answer_mode_words(changed.answer_mode)}"
+                        if change.answer_mode is not None
+                        else ""
+                    )
                     + self._few_matching(changed)
                 )
             case Pause():
@@ -347,6 +388,45 @@ def _paused_state(subscription: Subscription) -> str:
         return " — paused by an admin"
     detail = f" ({why.detail})" if why.detail else ""
     return f" — paused: {why.cause}{detail}"
+
+
+ANSWER_IN_THREAD = (
+    "This study group answers in the question's thread: reply there. (An admin can make "
+    "answers private until the reveal with `/prep schedule answers=private`.)"
+)
+PRIVATE_NOT_STORED = (
+    "Your answer could not be stored just now, so nothing was saved. Please send it again "
+    "in a moment (copy it first)."
+)
+PRIVATE_OUTCOMES = {
+    AnswerStatus.RECORDED: (
+        "🔒 Your answer is stored, hidden from everyone until the reveal, which publishes it "
+        "with your name. Press Answer again (or `/prep answer <text>`) to change it, or "
+        "`/prep answer --withdraw` to take it back."
+    ),
+    AnswerStatus.EDITED: "🔒 Your answer is updated; it stays hidden until the reveal.",
+    AnswerStatus.WITHDRAWN: "Your answer is withdrawn; nothing of it will be shown.",
+    AnswerStatus.REMOVED: "Your late answer is withdrawn.",
+    AnswerStatus.LATE: (
+        "The reveal is out, so your answer is stored as late: it counts towards your totals "
+        "as late, and is not posted in the thread."
+    ),
+    AnswerStatus.DUPLICATE: "That answer was already received; nothing changed.",
+}
+NOTHING_TO_WITHDRAW = "You have no answer to this question to withdraw."
+NO_OPEN_QUESTION = (
+    "There is no open question here to answer. The next one comes with the group's schedule "
+    "(`/prep today` shows it)."
+)
+
+
+def _private_outcome(outcome: AnswerOutcome, with_text: bool) -> Notice | ErrorView:
+    """Return what a member is told after a private answer or withdrawal."""
+    if outcome.status == AnswerStatus.IGNORED:
+        if outcome.round_id is None:
+            return ErrorView(NO_OPEN_QUESTION)
+        return Notice(NOTHING_TO_WITHDRAW if not with_text else NO_OPEN_QUESTION)
+    return Notice(PRIVATE_OUTCOMES.get(outcome.status, outcome.status.value))
 
 
 def _filters(subscription: Subscription) -> str:

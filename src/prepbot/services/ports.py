@@ -69,6 +69,37 @@ class ChatPlatform(Protocol):
         """
         ...
 
+    async def show_answer_count(
+        self,
+        channel_id: str,
+        thread_id: str,
+        card: QuestionCard,
+        *,
+        community_id: str | None = None,
+    ) -> None:
+        """Edit a private-mode question in place to show ``card.answer_count`` (never who).
+
+        ``thread_id`` is the id ``post_question`` returned. Called at most every few seconds
+        per round; the card is the question as posted, with the count filled in.
+        """
+        ...
+
+    async def send_notice(
+        self,
+        channel_id: str,
+        thread_id: str,
+        member: MemberRef,
+        text: str,
+        *,
+        community_id: str | None = None,
+    ) -> bool:
+        """Tell one member something privately, near the round's thread; False if undeliverable.
+
+        Slack shows it only to them (ephemeral, in the thread); Discord sends a direct
+        message; the console prints it.
+        """
+        ...
+
     async def find_question(
         self,
         channel_id: str,

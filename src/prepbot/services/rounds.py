@@ -17,24 +17,27 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 
 from sqlalchemy import case, func, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from prepbot.content.model import Scenario
+from prepbot.core.commands import AnswerMode
 from prepbot.core.rotation import FEW_LEFT, RECENT, Candidate, Pick, matching, next_pick
 from prepbot.core.streaks import milestone_reached
-from prepbot.core.views import MemberRef, Milestone, QuestionCard, RevealCard
+from prepbot.core.views import MemberRef, Milestone, QuestionCard, RevealCard, SharedAnswer
 from prepbot.services.base import ServiceContext, member_ref, open_rounds, schedule_of
 from prepbot.services.feedback import FeedbackService, RoundCoverage
 from prepbot.services.ports import ChannelUnavailable
 from prepbot.store.models import (
+    PRIVATE_REPLY,
     Answer,
     HeldReply,
     Member,
     MemberStats,
+    Reply,
     Round,
     RoundStatus,
     RoundThread,
@@ -204,14 +207,8 @@ class RoundService:
         if scenario is None:
             await self._give_up(round_id, subscription.id, None)
             return None
-        card = QuestionCard.of(
-            scenario,
-            ctx.catalog.topics,
-            round_date=round_.local_date,
-            reveal_at=round_.reveal_due_at,
-            timezone=subscription.timezone,
-            rotation_left=round_.rotation_left,
-        )
+        card = self.question_card(round_, subscription)
+        assert card is not None
         platform = ctx.platform(platform_name)
         try:
             message_id = None
@@ -272,6 +269,21 @@ class RoundService:
             "posted round %s (%s) to subscription %s", round_id, round_.scenario_id, subscription.id
         )
         return stored
+
+    def question_card(self, round_: Round, subscription: Subscription) -> QuestionCard | None:
+        """Return a round's question as its group sees it; None if its scenario is gone."""
+        scenario = self.ctx.catalog.get(round_.scenario_id)
+        if scenario is None:
+            return None
+        return QuestionCard.of(
+            scenario,
+            self.ctx.catalog.topics,
+            round_date=round_.local_date,
+            reveal_at=round_.reveal_due_at,
+            timezone=subscription.timezone,
+            rotation_left=round_.rotation_left,
+            private=subscription.answer_mode == AnswerMode.PRIVATE,
+        )
 
     async def _thread_known(self, subscription_id: int, thread_id: str) -> None:
         """Tell the listeners (the answers held for it) that a round's thread is known."""
@@ -373,9 +385,13 @@ class RoundService:
                 )
             ).all()
             platform_name, community_id = await self._platform_of(session, subscription)
+            shared: tuple[SharedAnswer, ...] = ()
+            if subscription.answer_mode == AnswerMode.PRIVATE:
+                shared = await self._shared_answers(session, round_id)
         on_time = tuple(member_ref(m) for a, m in answers if a.on_time)
         late = tuple(member_ref(m) for a, m in answers if not a.on_time)
         card = self._reveal_card(round_.scenario_id, on_time, late, milestones, coverage)
+        card = replace(card, shared=shared)
         thread_id = round_.question_message_id
         assert thread_id is not None
         platform = ctx.platform(platform_name)
@@ -415,6 +431,32 @@ class RoundService:
         log.info("revealed round %s of subscription %s", round_id, round_.subscription_id)
         self.feedback.start_delivery(round_id)
         return card
+
+    @staticmethod
+    async def _shared_answers(session: AsyncSession, round_id: int) -> tuple[SharedAnswer, ...]:
+        """Return a round's on-time private answers with their authors, first written first.
+
+        Only the private parts: a member's replies in the thread were public already.
+        """
+        rows = (
+            await session.execute(
+                select(Answer.id, Member, Reply.text)
+                .join(Member, Member.id == Answer.member_id)
+                .join(Reply, Reply.answer_id == Answer.id)
+                .where(
+                    Answer.round_id == round_id,
+                    Answer.on_time.is_(True),
+                    Reply.message_id.startswith(PRIVATE_REPLY, autoescape=True),
+                )
+                .order_by(Answer.first_reply_at, Answer.id, Reply.posted_at, Reply.id)
+            )
+        ).all()
+        texts: dict[int, tuple[Member, list[str]]] = {}
+        for answer_id, member, text in rows:
+            texts.setdefault(answer_id, (member, []))[1].append(text)
+        return tuple(
+            SharedAnswer(member_ref(member), "\n\n".join(parts)) for member, parts in texts.values()
+        )
 
     async def reveal_open(self, subscription_id: int) -> list[RevealCard]:
         """Reveal every open round of a subscription, oldest first (streaks go in order)."""

@@ -138,6 +138,7 @@ class StatusService:
             paused_since=self._since(subscription) if subscription.paused else None,
             rotation_left=sum(1 for s in eligible if s not in used),
             rotation_cycle=cycle + 1,
+            answer_mode=subscription.answer_mode,
             eligible=len(eligible),
             problems=tuple(
                 StatusProblem(p.component, p.message, p.since)

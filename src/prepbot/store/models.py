@@ -107,6 +107,8 @@ class Subscription(Base):
     paused_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     seed: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    answer_mode: Mapped[str] = mapped_column(String(10), default="thread", server_default="thread")
+    """``thread`` (replies in the question's thread) or ``private`` (hidden until the reveal)."""
 
 
 class Round(Base):
@@ -202,8 +204,15 @@ class Answer(Base):
     """Key points the grader credited (a copy of its grade's, so leaderboards need no join)."""
 
 
+PRIVATE_REPLY = "private:"
+"""The message id prefix of a private answer's reply: ``private:`` + the submission's id."""
+
+
 class Reply(Base):
-    """One platform message that is part of an answer; its id maps edits and deletes back."""
+    """One platform message that is part of an answer; its id maps edits and deletes back.
+
+    A private answer is a reply too, whose id is ``PRIVATE_REPLY`` + its submission's id.
+    """
 
     __tablename__ = "replies"
     __table_args__ = (UniqueConstraint("round_id", "message_id"),)

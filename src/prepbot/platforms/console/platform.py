@@ -10,7 +10,15 @@ from datetime import datetime
 from typing import TextIO
 
 from prepbot.core.text import render_text
-from prepbot.core.views import FeedbackView, MemberRef, QuestionCard, Response, RevealCard, View
+from prepbot.core.views import (
+    FeedbackView,
+    MemberRef,
+    QuestionCard,
+    Response,
+    RevealCard,
+    View,
+    answer_count_line,
+)
 
 PLATFORM = "console"
 COMMUNITY = "console"
@@ -77,6 +85,32 @@ class ConsolePlatform:
     ) -> bool:
         """Print a member's private feedback, marked as only they would see it."""
         self.show(f"── only @{member.name} sees this ──\n{render_text(feedback)}")
+        return True
+
+    async def show_answer_count(
+        self,
+        channel_id: str,
+        thread_id: str,
+        card: QuestionCard,
+        *,
+        community_id: str | None = None,
+    ) -> None:
+        """Print the running count of a private-mode question (a terminal cannot edit a post)."""
+        self.show(
+            f"── #{channel_id}, today's question ──\n{answer_count_line(card.answer_count or 0)}"
+        )
+
+    async def send_notice(
+        self,
+        channel_id: str,
+        thread_id: str,
+        member: MemberRef,
+        text: str,
+        *,
+        community_id: str | None = None,
+    ) -> bool:
+        """Print a line only one member would see."""
+        self.show(f"── only @{member.name} sees this ──\n{text}")
         return True
 
     async def find_question(
