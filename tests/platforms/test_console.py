@@ -176,6 +176,43 @@ async def test_deleting_every_reply_withdraws_the_answer(database_url: str):
     assert "@dana: streak 0 (best 0), 0 on time, 0 late" in output
 
 
+async def test_a_private_study_group_in_the_console_reveals_the_answers_it_kept(
+    database_url: str,
+):
+    output = await play(
+        database_url,
+        [
+            "/prep schedule answers=private",
+            "/as alice",
+            "/answer Ring all-reduce: each GPU talks only to its neighbours.",
+            "/as bob",
+            "/answer A parameter server.",
+            "/answer Ring all-reduce, about 2N per device.",
+            "/as carol",
+            "/answer A tree.",
+            "/answer --withdraw",
+            "/as dave",
+            "In the open: all-reduce.",
+            "/prep reveal-now",
+        ],
+    )
+    before, reveal = output.split("💡 Reveal", 1)
+    for hidden in ("Ring all-reduce", "parameter server", "A tree", "2N per device"):
+        assert hidden not in before  # nothing of a private answer shows before the reveal
+    assert "hidden from everyone until the reveal" in before
+    assert "Your answer is updated" in before
+    assert "Your answer is withdrawn" in before
+    assert "only @dave sees this" in before  # his thread reply is public: he is told, privately
+    assert "🔓 The answers, private until now:" in reveal
+    assert "@alice: Ring all-reduce: each GPU talks only to its neighbours." in reveal
+    assert "@bob: Ring all-reduce, about 2N per device." in reveal
+    assert "parameter server" not in reveal
+    assert "@carol:" not in reveal
+    assert reveal.count("@alice: Ring all-reduce") == 1
+    answers = await answers_by_member(database_url)
+    assert {name for name, _ in answers} == {"alice", "bob", "dave"}
+
+
 async def test_admin_commands_work_from_the_console(database_url: str, seed_bank: Path):
     output = await play(  # a bank where one scenario is on calibration
         database_url,

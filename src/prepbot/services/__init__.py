@@ -52,7 +52,7 @@ class Services:
             answers=answers,
             queries=queries,
             admin=admin,
-            commands=CommandService(ctx, rounds, queries, admin, status, answers),
+            commands=CommandService(ctx, rounds, queries, admin, status, answers, private),
             status=status,
             private=private,
         )

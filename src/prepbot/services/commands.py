@@ -48,6 +48,7 @@ from prepbot.observability import Timer
 from prepbot.services.admin import AdminError, AdminService
 from prepbot.services.answers import AnswerOutcome, AnswerService, AnswerStatus
 from prepbot.services.base import ServiceContext, schedule_of
+from prepbot.services.private import PrivateAnswers
 from prepbot.services.queries import QueryService
 from prepbot.services.rounds import NoEligibleScenario, RoundService
 from prepbot.services.status import StatusService
@@ -143,10 +144,11 @@ class CommandService:
         admin: AdminService,
         status: StatusService,
         answers: AnswerService,
+        private: PrivateAnswers,
     ) -> None:
         self.ctx, self.rounds, self.queries, self.admin = ctx, rounds, queries, admin
         self.status = status
-        self.answers = answers
+        self.answers, self.private = answers, private
 
     async def handle(self, invocation: Invocation) -> Response:
         """Answer one /prep invocation; errors become friendly messages."""
@@ -265,6 +267,8 @@ class CommandService:
         match command:
             case Reschedule(change=change):
                 changed = await self.admin.reschedule(subscription, change)
+                if change.answer_mode is not None:  # the open question gains or loses its button
+                    await self.private.mode_changed(changed.id)
                 return Notice(
                     f"Schedule updated: {schedule_of(changed).describe()}{_filters(changed)}."
                     + (

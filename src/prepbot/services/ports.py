@@ -77,10 +77,12 @@ class ChatPlatform(Protocol):
         *,
         community_id: str | None = None,
     ) -> None:
-        """Edit a private-mode question in place to show ``card.answer_count`` (never who).
+        """Edit a round's question in place to match ``card``: its answer mode and count.
 
-        ``thread_id`` is the id ``post_question`` returned. Called at most every few seconds
-        per round; the card is the question as posted, with the count filled in.
+        In a private group ``card.answer_count`` is the running count (never who) and the
+        post carries the Answer button; after an admin switched the group back to thread
+        answers, the card has neither. ``thread_id`` is the id ``post_question`` returned.
+        Called at most every few seconds per round.
         """
         ...
 

@@ -101,8 +101,27 @@ class PrivateAnswers:
                 log.warning("could not show round %s's answer count: %r", round_id, error)
             await asyncio.sleep(self.pace)
 
+    async def mode_changed(self, subscription_id: int) -> None:
+        """Bring a group's open question in line with a new answer mode (button, count, line)."""
+        async with self.ctx.db.transaction() as session:
+            ids = set(
+                (
+                    await session.scalars(
+                        select(Round.id).where(
+                            Round.subscription_id == subscription_id,
+                            Round.status == RoundStatus.POSTED,
+                        )
+                    )
+                ).all()
+            )
+        self.counted(ids)
+
     async def show_count(self, round_id: int) -> int | None:
-        """Edit a private-mode round's question to show how many answered; return the count."""
+        """Edit an open round's question to match its group's mode and count; return the count.
+
+        In a private group the question carries the Answer button and the running count; in a
+        thread group (after an admin switched back) neither. None when nothing was edited.
+        """
         async with self.ctx.db.transaction() as session:
             row = (
                 await session.execute(
@@ -115,25 +134,23 @@ class PrivateAnswers:
             if row is None:
                 return None
             round_, subscription, platform_name, community_id = row
-            if (
-                subscription.answer_mode != AnswerMode.PRIVATE
-                or round_.status != RoundStatus.POSTED
-                or round_.question_message_id is None
-            ):
+            if round_.status != RoundStatus.POSTED or round_.question_message_id is None:
                 return None
-            count = await session.scalar(
-                select(func.count())
-                .select_from(Answer)
-                .where(Answer.round_id == round_id, Answer.on_time.is_(True))
-            )
+            count = None
+            if subscription.answer_mode == AnswerMode.PRIVATE:
+                count = await session.scalar(
+                    select(func.count())
+                    .select_from(Answer)
+                    .where(Answer.round_id == round_id, Answer.on_time.is_(True))
+                )
         card = self._card_of(round_, subscription)
         if card is None:
             return None
-        card = replace(card, answer_count=int(count or 0))
+        card = replace(card, answer_count=None if count is None else int(count))
         await self.ctx.platform(platform_name).show_answer_count(
             subscription.channel_id, round_.question_message_id, card, community_id=community_id
         )
-        return int(count or 0)
+        return card.answer_count
 
     async def _remind(self, reply: ThreadReply | ReplyEdited) -> None:
         place = reply.place

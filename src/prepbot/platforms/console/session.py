@@ -1,7 +1,9 @@
 """A console study group: reads lines (typed or piped) and plays them as a chat channel.
 
 Lines: ``/prep …`` is the slash command; ``/as NAME`` switches member; ``/edit TEXT`` and
-``/delete`` change the member's last reply; ``/next-day`` reveals the open round, moves the
+``/delete`` change the member's last reply; ``/answer TEXT`` answers privately in a study group
+that answers privately (it stands in for the Answer button's modal; ``/answer --withdraw``
+takes it back); ``/next-day`` reveals the open round, moves the
 console's clock to the next scheduled day and posts that day's question; ``/quit``, ``/exit``
 or a bare ``exit`` or ``quit`` ends the session; any other line is a reply in the thread of
 the current question. The console's date lives in the database, so a
@@ -16,8 +18,15 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import select
 
 from prepbot.core.clock import ManualClock
-from prepbot.core.commands import ScheduleChange
-from prepbot.core.events import Invocation, Place, ReplyDeleted, ReplyEdited, ThreadReply
+from prepbot.core.commands import WITHDRAW, ScheduleChange
+from prepbot.core.events import (
+    Invocation,
+    Place,
+    PrivateAnswer,
+    ReplyDeleted,
+    ReplyEdited,
+    ThreadReply,
+)
 from prepbot.core.schedule import ScheduleError
 from prepbot.core.views import MemberRef
 from prepbot.platforms.console.platform import CHANNEL, COMMUNITY, PLATFORM, ConsolePlatform
@@ -29,7 +38,8 @@ from prepbot.store.models import Answer, BotState, Member, Reply, Round, Subscri
 DATE_KEY = "console.date"
 CONSOLE_HELP = (
     "Console: /prep … runs the slash command · /as NAME switches member · /edit TEXT and "
-    "/delete change your last reply · /next-day reveals and moves to the next day · "
+    "/delete change your last reply · /answer TEXT answers privately (groups with "
+    "answers=private) · /next-day reveals and moves to the next day · "
     "/quit (or Ctrl-C) quits · any other line answers today's question"
 )
 QUIT_LINES = frozenset({"/quit", "/exit", "quit", "exit"})
@@ -98,6 +108,8 @@ class ConsoleSession:
                     self._switch_member(rest.strip())
                 case "/edit":
                     await self._edit(rest.strip())
+                case "/answer":
+                    await self._answer_privately(rest.strip())
                 case "/delete":
                     await self._delete(rest.strip())
                 case "/next-day":
@@ -143,6 +155,27 @@ class ConsoleSession:
             AnswerStatus.LATE: "late answer recorded (after the reveal: no streak credit)",
         }
         self.platform.show(f"↳ {self.member.name}: {notes.get(outcome.status, outcome.status)}")
+
+    async def _answer_privately(self, text: str) -> None:
+        """Answer today's question privately (``--withdraw`` takes it back), as a modal would."""
+        if not text:
+            self.platform.show("⚠ Usage: /answer TEXT (or /answer --withdraw)")
+            return
+        round_ = await self._current_round()
+        if round_ is None or round_.question_message_id is None:
+            self.platform.show("⚠ There is no question in this channel today; nothing recorded.")
+            return
+        response = await self.services.commands.answer_privately(
+            PrivateAnswer(
+                self.place,
+                round_.question_message_id,
+                self.platform.new_message_id(),
+                self.member,
+                "" if text.lower() in WITHDRAW else text,
+                self.clock.now(),
+            )
+        )
+        self.platform.show_response(response)
 
     async def _edit(self, text: str) -> None:
         if not text:
