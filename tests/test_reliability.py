@@ -107,8 +107,9 @@ class Tally:
 CRASH_CHANNELS = {
     "c-utc": "09:00 UTC daily reveal=17:00",
     "c-ny": "09:00 America/New_York mon-fri reveal=+6h",
-    "c-kolkata": "10:00 Asia/Kolkata daily reveal=18:00",
+    "c-kolkata": "10:00 Asia/Kolkata daily reveal=18:00 answers=private",
 }
+PRIVATE_CHANNELS = {"c-kolkata"}  # answers come from the Answer button's form, not the thread
 CRASH_DAYS = 12
 KILL_KINDS = ("mid-post", "mid-reveal", "mid-answer", "after-ack", "idle")
 
@@ -184,7 +185,8 @@ class CrashRun:
         entry = (key, member, late)
         if entry not in self.unacked:
             self.unacked.append(entry)
-        self.leader.send(f"reply {key[0]} {key[1]} {member} my answer")
+        verb = "private" if key[0] in PRIVATE_CHANNELS else "reply"
+        self.leader.send(f"{verb} {key[0]} {key[1]} {member} my answer")
         if kill == "mid-answer":
             clock.sleep(self.random.uniform(0, 0.02))
             self.kill(kill, self.now)
@@ -216,6 +218,10 @@ class CrashRun:
             on_time = self.tally.reveal_of(key)["on_time"]
             assert isinstance(on_time, list)
             assert sorted(on_time) == sorted(self.on_time[key]), f"{key}: {self.context()}"
+            shared = self.tally.reveal_of(key)["shared"]
+            assert isinstance(shared, list)
+            published = self.on_time[key] if key[0] in PRIVATE_CHANNELS else set()
+            assert sorted(shared) == sorted(published), f"{key} published: {self.context()}"
 
     def run(self) -> None:
         for index, now in enumerate(self.steps):

@@ -3,10 +3,12 @@
 Time comes from a file the test rewrites (so days pass in milliseconds), and the chat
 platform is a file of JSON lines (so the test can count every post across processes).
 Answers come in as lines: ``answer CHANNEL MEMBER TEXT`` answers the channel's open round and
-``reply CHANNEL DATE MEMBER TEXT`` the round of that local date (open or revealed); each is
-acknowledged (``ack MEMBER`` or ``ack MEMBER STATUS``) only after it is stored, as a platform
-acknowledges an event. Lines come on standard input, or on a multiprocessing connection when
-the process is forked from a preloaded server (``run_forked``: no second of imports per start).
+``reply CHANNEL DATE MEMBER TEXT`` the round of that local date (open or revealed); ``private
+CHANNEL DATE MEMBER TEXT`` is that member's private answer to it (one submission per member and
+round, as a modal sends it); each is acknowledged (``ack MEMBER`` or ``ack MEMBER STATUS``)
+only after it is stored, as a platform acknowledges an event. Lines come on standard input, or
+on a multiprocessing connection when the process is forked from a preloaded server
+(``run_forked``: no second of imports per start).
 
 SIGUSR1 SIGKILLs the process at once, wherever it is (``KillSwitch``); ``--die-in-window``
 kills it right after the platform accepted a post, before the database stored its message id,
@@ -35,7 +37,7 @@ from typing import Any
 from sqlalchemy import select
 
 from prepbot.app import App, build_app
-from prepbot.core.events import Place, ThreadReply
+from prepbot.core.events import Place, PrivateAnswer, ThreadReply
 from prepbot.core.views import FeedbackView, MemberRef, QuestionCard, RevealCard
 from prepbot.leadership import AlreadyRunning, Leadership, leadership_for
 from prepbot.scheduling import RoundScheduler, run_scheduling
@@ -115,11 +117,40 @@ class FilePlatform:
     async def post_reveal(
         self, channel_id: str, thread_id: str, card: RevealCard, *, community_id: str | None = None
     ) -> str:
-        """Record a reveal with who answered on time."""
+        """Record a reveal with who answered on time and whose private answers it publishes."""
         on_time = [m.id for m in card.on_time]
+        shared = [a.member.id for a in card.shared]
         return await self._write(
-            {"kind": "reveal", "channel": channel_id, "thread": thread_id, "on_time": on_time}
+            {
+                "kind": "reveal",
+                "channel": channel_id,
+                "thread": thread_id,
+                "on_time": on_time,
+                "shared": shared,
+            }
         )
+
+    async def show_answer_count(
+        self,
+        channel_id: str,
+        thread_id: str,
+        card: QuestionCard,
+        *,
+        community_id: str | None = None,
+    ) -> None:
+        """Edit nothing: a count is not a post, and the posts file records only posts."""
+
+    async def send_notice(
+        self,
+        channel_id: str,
+        thread_id: str,
+        member: MemberRef,
+        text: str,
+        *,
+        community_id: str | None = None,
+    ) -> bool:
+        """Deliver nothing (as for a count)."""
+        return True
 
     async def send_feedback(
         self,
@@ -235,8 +266,8 @@ async def take_answers(
         line = await lines.get()
         if not line:
             return
-        words = line.strip().split(" ", 4 if line.startswith("reply ") else 3)
-        if words[0] == "reply":
+        words = line.strip().split(" ", 4 if line.startswith(("reply ", "private ")) else 3)
+        if words[0] in ("reply", "private"):
             _, channel, day, member, text = words
             thread = None
             for _attempt in range(200):  # the post may be on the platform, not yet committed
@@ -252,6 +283,18 @@ async def take_answers(
             thread = await _thread_of(app, channel, None)
             assert thread is not None, f"no open round in {channel}"
         place = Place("fake", "T1", channel)
+        if words[0] == "private":  # from the Answer button's form: one submission per member
+            answer = PrivateAnswer(
+                place,
+                thread,
+                f"{member}-{thread}",
+                MemberRef(member, member),
+                text,
+                app.services.ctx.clock.now(),
+            )
+            stored = await app.services.answers.answer_privately(answer)
+            say(f"ack {member} {stored.status.value}")
+            continue
         reply = ThreadReply(
             place,
             thread,
