@@ -14,7 +14,16 @@ from prepbot.core.commands import AnswerPrivately, CommandError, ScheduleChange,
 from prepbot.core.events import Invocation, Place, PrivateAnswer, ThreadReply
 from prepbot.core.schedule import parse_weekdays
 from prepbot.core.text import render_text
-from prepbot.core.views import ErrorView, MemberRef, Notice, StatusView, fold, share_within
+from prepbot.core.views import (
+    ErrorView,
+    MemberRef,
+    Notice,
+    QuestionCard,
+    Response,
+    StatusView,
+    fold,
+    share_within,
+)
 from prepbot.core.views import SharedAnswer as Shared
 from prepbot.services.answers import AnswerStatus
 from prepbot.services.private import PUBLIC_REPLY_REMINDER
@@ -46,6 +55,13 @@ async def open_round(app: App) -> tuple[int, str]:
 
 def member(who: str) -> MemberRef:
     return MemberRef(who, who.title())
+
+
+def said(response: Response) -> str:
+    """Return the text of a response's one notice or error."""
+    (view,) = response.views
+    assert isinstance(view, Notice | ErrorView)
+    return view.text
 
 
 def submit(thread: str | None, submission: str, who: str, text: str) -> PrivateAnswer:
@@ -202,16 +218,16 @@ async def test_prep_answer_stores_privately_and_says_so(app: App, platform: Reco
     stored = await commands.handle(run("answer Warm up, then\ndecay the rate.", request="t1"))
     assert isinstance(stored.views[0], Notice)
     assert stored.private
-    assert "hidden from everyone until the reveal" in stored.views[0].text
+    assert "hidden from everyone until the reveal" in said(stored)
     assert await app.services.answers.private_answer(WHERE, thread, "ada") == (
         "Warm up, then\ndecay the rate."
     )
     again = await commands.handle(run("answer Warm up, then\ndecay the rate.", request="t1"))
-    assert "already received" in again.views[0].text
+    assert "already received" in said(again)
     withdrawn = await commands.handle(run("answer --withdraw", request="t2"))
-    assert "withdrawn" in withdrawn.views[0].text
+    assert "withdrawn" in said(withdrawn)
     nothing = await commands.handle(run("answer --withdraw", request="t3"))
-    assert "no answer to this question to withdraw" in nothing.views[0].text
+    assert "no answer to this question to withdraw" in said(nothing)
     assert await answers_of(app, round_id) == {}
 
 
@@ -222,11 +238,11 @@ async def test_prep_answer_in_a_thread_group_or_with_no_open_question_is_refused
     await app.services.admin.subscribe(WHERE, ScheduleChange(weekdays=parse_weekdays("daily")))
     response = await commands.handle(Invocation(WHERE, member("ada"), False, "answer Hi"))
     assert isinstance(response.views[0], ErrorView)
-    assert "reply there" in response.views[0].text
+    assert "reply there" in said(response)
     await commands.handle(Invocation(WHERE, member("root"), True, "schedule answers=private"))
     response = await commands.handle(Invocation(WHERE, member("ada"), False, "answer Hi"))
     assert isinstance(response.views[0], ErrorView)
-    assert "no open question" in response.views[0].text
+    assert "no open question" in said(response)
 
 
 async def test_the_answer_mode_is_set_by_schedule_and_shown_in_status(
@@ -236,7 +252,7 @@ async def test_the_answer_mode_is_set_by_schedule_and_shown_in_status(
     admin = member("root")
     await commands.handle(Invocation(WHERE, admin, True, "subscribe 09:00 UTC daily"))
     changed = await commands.handle(Invocation(WHERE, admin, True, "schedule answers=private"))
-    assert "Answers are private until the reveal" in changed.views[0].text
+    assert "Answers are private until the reveal" in said(changed)
     status = (await commands.handle(Invocation(WHERE, admin, True, "status"))).views[0]
     assert isinstance(status, StatusView)
     assert status.answer_mode == "private"
@@ -245,8 +261,8 @@ async def test_the_answer_mode_is_set_by_schedule_and_shown_in_status(
     assert platform.counts == []  # no question open: nothing to edit
     wrong = await commands.handle(Invocation(WHERE, admin, True, "schedule answers=secret"))
     assert isinstance(wrong.views[0], ErrorView)
-    assert "`thread`" in wrong.views[0].text
-    assert "`private`" in wrong.views[0].text
+    assert "`thread`" in said(wrong)
+    assert "`private`" in said(wrong)
 
 
 def test_answer_commands_parse_with_their_line_breaks_and_refuse_what_is_unclear():
@@ -290,3 +306,16 @@ async def test_switching_the_mode_with_a_question_open_updates_that_question(
     await commands.handle(Invocation(WHERE, admin, True, "schedule answers=thread"))
     await app.services.private.drain()
     assert platform.counts[-1] == ("C1", "q1", None)  # back to "answer in this thread"
+
+
+async def test_the_answer_button_on_a_copy_of_the_question_answers_the_open_round(
+    app: App, platform: RecordingPlatform
+):
+    round_id, _thread = await open_round(app)
+    today = await app.services.queries.today(await app.services.admin.subscription(WHERE))
+    assert isinstance(today, QuestionCard)
+    assert today.private  # /prep today shows how to answer privately, with the button
+    copy = await app.services.answers.answer_privately(submit("ephemeral-1", "s1", "ada", "Yes."))
+    assert copy.status == AnswerStatus.RECORDED
+    assert copy.round_id == round_id
+    assert await app.services.answers.private_answer(WHERE, "ephemeral-2", "ada") == "Yes."

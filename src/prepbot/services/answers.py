@@ -166,10 +166,16 @@ class AnswerService:
     async def _round_for(
         self, session: AsyncSession, place: Place, thread_id: str | None
     ) -> tuple[Round, int, bool] | None:
-        """Return the round of a question message, or (no message) the channel's open round."""
+        """Return the round of a question message, or (no message) the channel's open round.
+
+        A message that is no round's thread (the Answer button on a copy of the question, such
+        as ``/prep today``'s private one) stands for the channel's open round too.
+        """
         if thread_id is not None:
             key = (place.platform, place.community_id, place.channel_id, thread_id)
-            return (await self._rounds_of(session, {key})).get(key)
+            found = (await self._rounds_of(session, {key})).get(key)
+            if found is not None:
+                return found
         latest = await session.scalar(
             select(RoundThread.message_id)
             .join(Round, Round.id == RoundThread.round_id)
@@ -184,7 +190,10 @@ class AnswerService:
             .order_by(Round.local_date.desc(), Round.id.desc())
             .limit(1)
         )
-        return None if latest is None else await self._round_for(session, place, latest)
+        if latest is None:
+            return None
+        key = (place.platform, place.community_id, place.channel_id, latest)
+        return (await self._rounds_of(session, {key})).get(key)
 
     async def _answer_privately(self, answer: PrivateAnswer) -> AnswerOutcome:
         text = answer.text.strip()

@@ -15,7 +15,7 @@ from datetime import date, datetime, timedelta
 
 from sqlalchemy import Integer, case, func, select
 
-from prepbot.core.commands import Period
+from prepbot.core.commands import AnswerMode, Period
 from prepbot.core.events import Place
 from prepbot.core.text import local_time
 from prepbot.core.views import (
@@ -90,6 +90,7 @@ class QueryService:
             round_date=latest.local_date,
             reveal_at=latest.reveal_due_at,
             timezone=subscription.timezone,
+            private=subscription.answer_mode == AnswerMode.PRIVATE,
         )
 
     async def hint(self, subscription: Subscription) -> View:
