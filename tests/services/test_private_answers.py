@@ -319,3 +319,28 @@ async def test_the_answer_button_on_a_copy_of_the_question_answers_the_open_roun
     assert copy.status == AnswerStatus.RECORDED
     assert copy.round_id == round_id
     assert await app.services.answers.private_answer(WHERE, "ephemeral-2", "ada") == "Yes."
+
+
+async def test_one_submission_reaching_two_replicas_at_once_is_stored_once(
+    app: App, platform: RecordingPlatform, database_url: str, clock: ManualClock
+):
+    from prepbot.app import build_app
+    from prepbot.settings import Settings
+
+    round_id, thread = await open_round(app)
+    replica = await build_app(Settings.model_validate({"database": {"url": database_url}}), clock)
+    replica.services.ctx.platforms["fake"] = platform
+    try:
+        for number in range(10):
+            same = submit(thread, f"twice-{number}", f"m{number}", f"Answer {number}.")
+            outcomes = await asyncio.gather(
+                app.services.commands.answer_privately(same),
+                replica.services.commands.answer_privately(same),
+            )
+            texts = sorted(said(o) for o in outcomes)
+            assert any("already received" in t for t in texts), texts
+            assert any("stored, hidden" in t for t in texts), texts
+    finally:
+        await replica.close()
+    stored = await answers_of(app, round_id)
+    assert stored == {f"m{n}": f"Answer {n}." for n in range(10)}

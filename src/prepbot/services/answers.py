@@ -229,6 +229,8 @@ class AnswerService:
                         )
                     ).all()
                 )
+            if any(r.message_id == message_id for r in before):  # stored meanwhile (a replica)
+                return AnswerOutcome(AnswerStatus.DUPLICATE, round_.id, private=private)
             # Every submission id is remembered: the ones replaced here, and a withdrawal's own.
             gone = [r.message_id for r in before] + ([] if text else [message_id])
             if gone:
@@ -255,16 +257,20 @@ class AnswerService:
             else:
                 answer_id = existing.id
                 status = AnswerStatus.EDITED
-            session.add(
-                Reply(
+            added = await session.scalar(
+                self.ctx.insert_ignore(Reply)
+                .values(
                     round_id=round_.id,
                     answer_id=answer_id,
                     message_id=message_id,
                     text=text,
                     posted_at=answer.at,
                 )
+                .on_conflict_do_nothing()
+                .returning(Reply.id)
             )
-            await session.flush()
+            if added is None:  # another process stored this very submission since we looked
+                return AnswerOutcome(AnswerStatus.DUPLICATE, round_.id, private=private)
             await self._join_many(session, {answer_id: answer.at})
         self._changed([answer_id])
         return AnswerOutcome(status, round_.id, private=private)
