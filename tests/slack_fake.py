@@ -13,8 +13,14 @@ answers until the test says; ``chaos`` answers a seeded random share of every We
 with a 429, a 500, a held-back answer (a client timeout) or a slow one (carried out, answered
 after a random delay), and records each in ``injected``.
 
-Module-level builders produce Events API payloads, slash-command form fields and request signatures
-shaped like the ones Slack sends.
+Modals: ``views.open`` records each opened view in ``views`` (a missing trigger_id is refused as
+Slack refuses it); ``chat.update`` edits a stored message in place, its blocks and metadata
+replaced. ``send_interaction`` delivers a ``block_actions`` or ``view_submission`` payload over
+Socket Mode and ``post_interaction`` over HTTP; both return what the app answered (a modal's
+``response_action``).
+
+Module-level builders produce Events API payloads, slash-command form fields, interaction
+payloads and request signatures shaped like the ones Slack sends.
 """
 
 from __future__ import annotations
@@ -34,8 +40,9 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
+from urllib.parse import urlencode
 
-from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp import ClientSession, WSCloseCode, WSMsgType, web
 
 from tests.chaos import FAULT_KINDS, SLOW, Chaos, count_kinds
 
@@ -45,14 +52,17 @@ __all__ = [
     "FakeSlack",
     "Injected",
     "Late",
+    "block_actions",
     "bot_message_event",
     "event_callback",
     "message_changed_event",
     "message_deleted_event",
     "message_event",
     "next_ts",
+    "post_interaction",
     "sign",
     "slash_command",
+    "view_submission",
 ]
 
 _EPOCH = 1_767_225_600  # 2026-01-01T00:00:00Z
@@ -168,6 +178,7 @@ class FakeSlack:
         self.channel_errors: dict[str, str] = {}
         self.messages: dict[str, list[dict[str, Any]]] = {}
         self.ephemerals: list[dict[str, Any]] = []
+        self.views: list[dict[str, Any]] = []  # modals opened with views.open, oldest first
         self.responses: list[tuple[str, dict[str, Any]]] = []
         self.socket_messages: list[dict[str, Any]] = []
         self.acks: dict[str, dict[str, Any]] = {}
@@ -375,6 +386,13 @@ class FakeSlack:
             while not predicate():
                 await asyncio.sleep(0.01)
 
+    def view_opened_by(self, trigger_id: str) -> dict[str, Any] | None:
+        """Return the modal that views.open opened with this trigger_id, if any."""
+        for view in self.views:
+            if view.get("trigger_id") == trigger_id:
+                return view
+        return None
+
     # -- socket mode -----------------------------------------------------------------------
 
     async def wait_for_socket(self, timeout: float = 10) -> None:
@@ -407,6 +425,22 @@ class FakeSlack:
         self._ack_future(envelope_id)
         await ws.send_str(json.dumps(envelope))
         return envelope_id
+
+    async def send_interaction(
+        self, payload: dict[str, Any], timeout: float = 10
+    ) -> dict[str, Any] | None:
+        """Deliver a button press or modal submission over Socket Mode; return the ack's payload.
+
+        None when the app acknowledged with no payload (a modal submission that closes it).
+        """
+        envelope = await self.send_envelope(
+            "interactive",
+            payload,
+            accepts_response_payload=payload.get("type") == "view_submission",
+        )
+        ack = await self.wait_ack(envelope, timeout)
+        answered = ack.get("payload")
+        return answered if isinstance(answered, dict) and answered else None
 
     async def wait_ack(self, envelope_id: str, timeout: float = 10) -> dict[str, Any]:
         """Wait for and return the client's acknowledgement of an envelope."""
@@ -609,6 +643,7 @@ class FakeSlack:
             "chat.postMessage": self._chat_post_message,
             "chat.postEphemeral": self._chat_post_ephemeral,
             "chat.update": self._chat_update,
+            "views.open": self._views_open,
             "reactions.add": self._reactions_add,
             "conversations.replies": self._conversations_replies,
             "conversations.history": self._conversations_history,
@@ -733,8 +768,20 @@ class FakeSlack:
             return {"ok": False, "error": "cant_update_message"}
         if "text" in params:
             message["text"] = params["text"]
+        metadata = params.get("metadata")
+        if isinstance(metadata, str):  # a form-encoded call sends it as JSON text
+            try:
+                metadata = json.loads(metadata)
+            except ValueError:
+                return {"ok": False, "error": "invalid_metadata_format"}
+        if metadata and (not isinstance(metadata, dict) or not metadata.get("event_type")):
+            return {"ok": False, "error": "invalid_metadata_format"}
         if "blocks" in params:
             message["blocks"] = params["blocks"]
+        # The update's metadata replaces the message's: an update without it drops it.
+        message.pop("metadata", None)
+        if metadata:
+            message["metadata"] = metadata
         message["edited"] = {"user": self.bot_user_id, "ts": next_ts()}
         return {
             "ok": True,
@@ -743,6 +790,34 @@ class FakeSlack:
             "text": message["text"],
             "message": dict(message),
         }
+
+    def _views_open(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Open a modal for the member whose interaction gave the trigger_id."""
+        trigger_id = params.get("trigger_id")
+        if not trigger_id:
+            return {"ok": False, "error": "invalid_trigger_id"}
+        view = params.get("view")
+        if isinstance(view, str):  # a form-encoded call sends it as JSON text
+            try:
+                view = json.loads(view)
+            except ValueError:
+                return {"ok": False, "error": "invalid_arguments"}
+        if not isinstance(view, dict) or view.get("type") != "modal" or not view.get("title"):
+            return {"ok": False, "error": "invalid_arguments"}
+        opened = {
+            **view,
+            "id": "V" + uuid.uuid4().hex[:10].upper(),
+            "team_id": self.team_id,
+            "app_id": self.app_id,
+            "bot_id": self.bot_id,
+            "hash": uuid.uuid4().hex[:16],
+            "state": {"values": {}},
+            "private_metadata": view.get("private_metadata", ""),
+            "callback_id": view.get("callback_id", ""),
+            "trigger_id": trigger_id,
+        }
+        self.views.append(opened)
+        return {"ok": True, "view": {k: v for k, v in opened.items() if k != "trigger_id"}}
 
     def _conversations_replies(self, params: dict[str, Any]) -> dict[str, Any]:
         channel, ts = params.get("channel"), params.get("ts")
@@ -1163,6 +1238,118 @@ def slash_command(
         "response_url": response_url,
         "trigger_id": trigger_id,
     }
+
+
+def block_actions(
+    message: dict[str, Any],
+    *,
+    channel_id: str,
+    user_id: str,
+    action_id: str,
+    trigger_id: str,
+    response_url: str,
+    block_id: str | None = None,
+    value: str = "",
+    team_id: str = "T0001",
+    api_app_id: str = "A0001",
+) -> dict[str, Any]:
+    """Return the ``block_actions`` payload Slack sends when a member presses a message's button."""
+    action_ts = next_ts()
+    return {
+        "type": "block_actions",
+        "user": {
+            "id": user_id,
+            "username": user_id.lower(),
+            "name": user_id.lower(),
+            "team_id": team_id,
+        },
+        "api_app_id": api_app_id,
+        "token": "fake-verification-token",
+        "container": {
+            "type": "message",
+            "message_ts": message["ts"],
+            "channel_id": channel_id,
+            "is_ephemeral": False,
+        },
+        "trigger_id": trigger_id,
+        "team": {"id": team_id, "domain": "prepbot-test"},
+        "enterprise": None,
+        "is_enterprise_install": False,
+        "channel": {"id": channel_id, "name": "study"},
+        "message": dict(message),
+        "state": {"values": {}},
+        "response_url": response_url,
+        "actions": [
+            {
+                "action_id": action_id,
+                "block_id": block_id or action_id,
+                "text": {"type": "plain_text", "text": "Answer", "emoji": True},
+                "value": value,
+                "type": "button",
+                "action_ts": action_ts,
+            }
+        ],
+    }
+
+
+def view_submission(
+    view: dict[str, Any],
+    *,
+    user_id: str,
+    values: dict[str, dict[str, str | None]],
+    team_id: str = "T0001",
+    api_app_id: str = "A0001",
+) -> dict[str, Any]:
+    """Return the ``view_submission`` payload Slack sends when a member submits an opened modal.
+
+    ``values`` maps block id → action id → the text typed (None for an input left empty).
+    """
+    state = {
+        block: {
+            action: {"type": "plain_text_input", "value": text} for action, text in inputs.items()
+        }
+        for block, inputs in values.items()
+    }
+    submitted = {k: v for k, v in view.items() if k != "trigger_id"}
+    submitted["state"] = {"values": state}
+    return {
+        "type": "view_submission",
+        "team": {"id": team_id, "domain": "prepbot-test"},
+        "user": {
+            "id": user_id,
+            "username": user_id.lower(),
+            "name": user_id.lower(),
+            "team_id": team_id,
+        },
+        "api_app_id": api_app_id,
+        "token": "fake-verification-token",
+        "trigger_id": f"{next(_ts_counter)}.{uuid.uuid4().hex[:8]}",
+        "view": submitted,
+        "response_urls": [],
+        "is_enterprise_install": False,
+        "enterprise": None,
+    }
+
+
+async def post_interaction(
+    session: ClientSession, url: str, payload: dict[str, Any], secret: str
+) -> tuple[int, dict[str, Any] | None]:
+    """POST an interaction the way Slack does (signed form body ``payload=<json>``).
+
+    Returns the HTTP status and the JSON body the app answered (None when it was empty).
+    """
+    body = urlencode({"payload": json.dumps(payload)}).encode()
+    headers = {"Content-Type": "application/x-www-form-urlencoded", **sign(body, secret)}
+    async with session.post(url, data=body, headers=headers) as response:
+        text = await response.text()
+        status = response.status
+    if not text.strip():
+        return status, None
+    try:
+        answered = json.loads(text)
+    except ValueError:
+        return status, {"raw": text}
+    return status, answered if isinstance(answered, dict) else {"raw": text}
 
 
 def sign(body: bytes, secret: str, timestamp: int | None = None) -> dict[str, str]:

@@ -27,6 +27,7 @@ from prepbot.core.views import (
     ScenarioDetail,
     SearchResult,
     SearchResults,
+    SharedAnswer,
     StreakView,
     TopicEntry,
     TopicsView,
@@ -40,7 +41,7 @@ ALICE = MemberRef("U1", "alice")
 BOB = MemberRef("U2", "bob")
 CAROL = MemberRef("U3", "carol")
 REVEAL_AT = datetime(2026, 3, 3, 17, 0, tzinfo=UTC)
-BLOCK_TYPES = {"header", "section", "context", "divider"}
+BLOCK_TYPES = {"header", "section", "context", "divider", "actions"}
 # What may legitimately sit between < and > in mrkdwn: a mention, a link or a date token.
 SLACK_TOKEN = re.compile(r"<(@U[A-Z0-9]+|https?://[^|<>\s]+\|[^<>]+|!date\^\d+\^[^|<>]+\|[^<>]+)>")
 ENTITY = re.compile(r"&(amp|lt|gt);")
@@ -120,6 +121,13 @@ def assert_slack_accepts(message: SlackMessage) -> None:
                 assert element["type"] == "mrkdwn"
                 assert element["text"].strip()
                 assert slack_length(element["text"]) <= 3000
+        elif block["type"] == "actions":
+            assert 1 <= len(block["elements"]) <= 25
+            for element in block["elements"]:
+                assert element["type"] == "button"
+                assert element["text"]["type"] == "plain_text"
+                assert 1 <= slack_length(element["text"]["text"]) <= 75
+                assert 1 <= len(element["action_id"]) <= 255
     for text in [*mrkdwn_texts(message), message.text]:
         rest = SLACK_TOKEN.sub("", text)
         assert "<" not in rest, text
@@ -315,6 +323,61 @@ def test_content_cannot_ping_the_channel_or_break_formatting(pack: PackReport):
     assert "❓ *What if x &gt; y?*" in text
     assert "AT&amp;T" in text
     assert "<!channel>" not in message.text
+
+
+def test_a_private_question_has_the_answer_button_and_its_running_count(pack: PackReport):
+    scenario = pack.scenarios[0].scenario
+    card = replace(round_question(pack, scenario), private=True)
+    message = render(card)
+    assert_slack_accepts(message)
+    (actions,) = [b for b in message.blocks if b["type"] == "actions"]
+    (button,) = actions["elements"]
+    assert button["action_id"] == "prep_answer"
+    assert button["text"]["text"] == "✍️ Answer"
+    assert "private until the reveal" in shown(message)
+    assert "Reply in this thread" not in shown(message)
+    assert "so far" not in shown(message)  # no count until the services give one
+
+    counted = render(replace(card, answer_count=5))
+    assert_slack_accepts(counted)
+    assert "🔒 5 answers so far" in shown(counted)
+    assert "No answers yet" in shown(render(replace(card, answer_count=0)))
+    thread_mode = render(round_question(pack, scenario))
+    assert not [b for b in thread_mode.blocks if b["type"] == "actions"]
+
+
+def test_a_reveal_shows_private_answers_by_name_before_the_insights(pack: PackReport):
+    scenario = pack.scenarios[0].scenario
+    shared = (
+        SharedAnswer(ALICE, "Ring <all-reduce> & more"),
+        SharedAnswer(MemberRef("U9", "*sneaky* <!here>"), "Tree."),
+    )
+    message = render(round_reveal(scenario, shared=shared))
+    assert_slack_accepts(message)
+    text = shown(message)
+    assert "*alice*: Ring &lt;all-reduce&gt; &amp; more" in text
+    assert "*sneaky &lt;!here&gt;*: Tree." in text  # no bold breaking out, no ping
+    assert text.index("private until now") < text.index(escape(scenario.insights[0]))
+    assert "<@U1>" not in "".join(t for t in mrkdwn_texts(message) if "private until now" in t)
+
+
+def test_thousands_of_long_private_answers_fold_to_fit_one_message(pack: PackReport):
+    scenario = pack.scenarios[0].scenario
+    shared = tuple(
+        SharedAnswer(MemberRef(f"U{n}", f"member {n} " + "x" * 60), f"answer {n} " + "word " * 600)
+        for n in range(2000)
+    )
+    message = render(round_reveal(scenario, shared=shared))
+    assert_slack_accepts(message)
+    text = shown(message)
+    assert "answer 0 " in text
+    assert "(folded)" in text
+    assert "more answers that did not fit here" in text
+    assert "answer 1999 " not in text
+    assert escape(scenario.insights[0]) in text  # the insights survive
+    assert "Answered on time" in text  # so does the credit
+    assert sum(slack_length(t) for t in mrkdwn_texts(message)) < 20_000
+    assert slack_length(message.text) <= 40_000
 
 
 def test_mrkdwn_escaping():

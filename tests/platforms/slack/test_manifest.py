@@ -14,6 +14,8 @@ ADAPTER = REPO / "src" / "prepbot" / "platforms" / "slack" / "adapter.py"
 SCOPES_FOR_METHOD = {
     "chat_postMessage": {"chat:write"},
     "chat_postEphemeral": {"chat:write"},
+    "chat_update": {"chat:write"},
+    "views_open": set(),  # a modal needs no scope, only the press's trigger_id
     "reactions_add": {"reactions:write"},
     "conversations_replies": {"channels:history", "groups:history"},
     "users_info": {"users:read"},
@@ -40,6 +42,7 @@ def test_the_manifest_has_the_command_events_and_exactly_the_scopes_used():
     (command,) = manifest["features"]["slash_commands"]
     assert command["command"] == "/prep"
     assert manifest["settings"]["socket_mode_enabled"] is True
+    assert manifest["settings"]["interactivity"]["is_enabled"] is True  # the Answer button
     assert set(manifest["settings"]["event_subscriptions"]["bot_events"]) == {
         "message.channels",
         "message.groups",

@@ -2,7 +2,11 @@
 
 Message events in a round's thread become answers (stored before the event is acknowledged:
 ``process_before_response``); ``/prep`` is acknowledged at once and answered from a lazy
-listener, so a slow database never misses Slack's 3 seconds. Questions and reveals go out
+listener, so a slow database never misses Slack's 3 seconds. In a study group that answers
+privately, the question's Answer button opens a modal (prefilled with the member's stored
+answer); its submission is stored before it is acknowledged, so the modal closes only once the
+answer is committed, and stays open with the reason when it could not be. The question's
+running count is edited in place with ``chat.update``. Questions and reveals go out
 through ``chat.postMessage`` with rate-limit and server-error retries; a channel that is gone
 raises ChannelUnavailable, which pauses only its own study group. In HTTP mode a request is
 checked against Slack's signature before bolt sees it; a command or event from a workspace
@@ -15,6 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import hashlib
+import json
 import logging
 import re
 import time
@@ -38,10 +44,25 @@ from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import select
 
-from prepbot.core.events import Invocation, Place, ReplyDeleted, ReplyEdited, ThreadReply
-from prepbot.core.views import FeedbackView, MemberRef, QuestionCard, Response, RevealCard
+from prepbot.core.events import (
+    Invocation,
+    Place,
+    PrivateAnswer,
+    ReplyDeleted,
+    ReplyEdited,
+    ThreadReply,
+)
+from prepbot.core.views import (
+    ErrorView,
+    FeedbackView,
+    MemberRef,
+    Notice,
+    QuestionCard,
+    Response,
+    RevealCard,
+)
 from prepbot.platforms.pacing import Pacer
-from prepbot.platforms.slack.blocks import escape, render
+from prepbot.platforms.slack.blocks import ANSWER_ACTION, escape, render
 from prepbot.platforms.slack.events import PLATFORM, thread_event
 from prepbot.services import Services
 from prepbot.services.answers import AnswerOutcome
@@ -64,6 +85,13 @@ SIGNATURE_WINDOW = 5 * 60  # seconds a signed request stays valid (Slack's own r
 TIMESTAMP = re.compile(r"[0-9]{1,12}")
 ANOTHER_WORKSPACE = (
     "This prepbot serves another Slack workspace, so it cannot act here. Nothing was changed."
+)
+ANSWER_MODAL = "prep_answer_modal"  # callback id of the private answer modal
+ANSWER_BLOCK, ANSWER_INPUT = "answer", "text"  # where the modal's answer text is
+ANSWER_MAX = 3000  # characters a modal answer may have (Slack's plain_text_input allows 3,000)
+MODAL_OUT_OF_DATE = (
+    "This form could not be read, so nothing was saved. Copy your answer, close this and "
+    "press Answer on the question again."
 )
 
 
@@ -148,6 +176,66 @@ class SlackPlatform:
         try:
             await self._paced(
                 [(self._feedback, workspace)],
+                lambda: self.client.chat_postEphemeral(
+                    channel=channel_id,
+                    user=member.id,
+                    text=message.text,
+                    blocks=message.blocks,
+                    thread_ts=thread_id,
+                ),
+            )
+        except SlackApiError as error:
+            if str(error.response.get("error", "")) in NOT_SHOWN_TO_MEMBER:
+                return False
+            raise
+        return True
+
+    async def show_answer_count(
+        self,
+        channel_id: str,
+        thread_id: str,
+        card: QuestionCard,
+        *,
+        community_id: str | None = None,
+    ) -> None:
+        """Edit a private-mode question in place to show its running count, keeping its metadata.
+
+        Paced like a post in its channel and workspace; a 429 holds them and is tried again.
+        """
+        message = render(card)
+        marker = _marker(QUESTION, card)  # a repair's find_question must still find the post
+
+        def update() -> Awaitable[Any]:
+            self._channels.sent(channel_id)
+            return self.client.chat_update(
+                channel=channel_id,
+                ts=thread_id,
+                text=message.text,
+                blocks=message.blocks,
+                metadata=marker,
+            )
+
+        await self._paced(
+            [(self._channels, channel_id), (self._workspaces, community_id or "")], update
+        )
+
+    async def send_notice(
+        self,
+        channel_id: str,
+        thread_id: str,
+        member: MemberRef,
+        text: str,
+        *,
+        community_id: str | None = None,
+    ) -> bool:
+        """Show a member one line in the round's thread, visible only to them.
+
+        False when Slack will not show it (they left the channel); paced like feedback.
+        """
+        message = render(Notice(text))
+        try:
+            await self._paced(
+                [(self._feedback, community_id or "")],
                 lambda: self.client.chat_postEphemeral(
                     channel=channel_id,
                     user=member.id,
@@ -382,6 +470,8 @@ class SlackRuntime:
         self.app.use(self._only_own_workspace)
         self.app.event("message")(self._on_message)
         self.app.command("/prep")(ack=self._ack_prep, lazy=[self._run_prep])
+        self.app.action(ANSWER_ACTION)(ack=self._ack_prep, lazy=[self._open_answer])
+        self.app.view(ANSWER_MODAL)(self._on_answer_submitted)
 
     def share_connections(self) -> None:
         """Send posts through one HTTP session (slack_sdk opens one per call without it).
@@ -490,12 +580,16 @@ class SlackRuntime:
         return self.enterprise_id is not None and enterprise_id == self.enterprise_id
 
     async def _only_own_workspace(
-        self, context: AsyncBoltContext, next: Callable[[], Awaitable[None]]
+        self,
+        context: AsyncBoltContext,
+        body: dict[str, Any],
+        next: Callable[[], Awaitable[None]],
     ) -> BoltResponse | None:
-        """Refuse commands and events from a workspace this bot's token does not belong to.
+        """Refuse commands, events and modals from a workspace this bot's token does not belong to.
 
-        A command is answered with one private line; an event is acknowledged, so Slack does
-        not send it again, and dropped. Nothing is read or written.
+        A command is answered with one private line, and a modal stays open with it; an event
+        or a button press is acknowledged, so Slack does not send it again, and dropped.
+        Nothing is read or written.
         """
         if self.serves(context.team_id, context.enterprise_id):
             await next()
@@ -509,6 +603,9 @@ class SlackRuntime:
                 team,
                 self.team_id,
             )
+        if body.get("type") == "view_submission":
+            refused = {"response_action": "errors", "errors": {ANSWER_BLOCK: ANOTHER_WORKSPACE}}
+            return BoltResponse(status=200, body=refused)
         if context.response_url is None:
             return BoltResponse(status=200, body="")
         return BoltResponse(
@@ -637,6 +734,90 @@ class SlackRuntime:
             log.info("picked up %s replies posted while the bot was away", recorded)
         return recorded
 
+    # Private answers.
+
+    async def _open_answer(self, body: dict[str, Any]) -> None:
+        """Open the private answer modal for the question whose Answer button was pressed."""
+        async with self.in_flight.track():
+            user_id = str((body.get("user") or {}).get("id", ""))
+            container = body.get("container") or {}
+            message = body.get("message") or {}
+            channel = str((body.get("channel") or {}).get("id") or container.get("channel_id", ""))
+            thread_ts = str(container.get("message_ts") or message.get("ts") or "")
+            team_id = str((body.get("team") or {}).get("id") or self.team_id)
+            if not (user_id and channel and thread_ts and body.get("trigger_id")):
+                log.warning("ignored an Answer press that names no member, question or trigger")
+                return
+            place = Place(PLATFORM, team_id, channel)
+            stored = await self.services.answers.private_answer(place, thread_ts, user_id)
+            metadata = {"channel": channel, "thread_ts": thread_ts, "team_id": team_id}
+            try:
+                await self.client.views_open(
+                    trigger_id=str(body["trigger_id"]), view=answer_modal(stored, metadata)
+                )
+            except SlackApiError as error:  # the press expired (3 s): pressing again works
+                log.warning("could not open the answer modal: %s", error.response.get("error"))
+
+    async def _on_answer_submitted(
+        self, ack: Callable[..., Awaitable[Any]], body: dict[str, Any], view: dict[str, Any]
+    ) -> None:
+        """Store a submitted private answer, then close the modal; on failure keep it open."""
+        async with self.in_flight.track():
+            answer = await self._private_answer(body, view)
+            if answer is None:
+                await ack(response_action="errors", errors={ANSWER_BLOCK: MODAL_OUT_OF_DATE})
+                return
+            response = await self.services.commands.answer_privately(answer)
+            problem = next((v for v in response.views if isinstance(v, ErrorView)), None)
+            if problem is not None:  # nothing stored: the modal stays open with the text
+                await ack(response_action="errors", errors={ANSWER_BLOCK: problem.text})
+                return
+            await ack()
+            for shown in response.views:
+                if isinstance(shown, Notice):
+                    self.in_flight.spawn(self._notify(answer, shown.text))
+
+    async def _private_answer(
+        self, body: dict[str, Any], view: dict[str, Any]
+    ) -> PrivateAnswer | None:
+        """Read a modal submission as a private answer; None when it cannot be read."""
+        try:
+            metadata = json.loads(str(view.get("private_metadata") or ""))
+            channel, thread_ts = str(metadata["channel"]), str(metadata["thread_ts"])
+            team_id = str(metadata.get("team_id") or self.team_id)
+        except (ValueError, KeyError, TypeError):
+            return None
+        user_id = str((body.get("user") or {}).get("id", ""))
+        view_id = str(view.get("id", ""))
+        if not (user_id and view_id and channel and thread_ts):
+            return None
+        values = ((view.get("state") or {}).get("values") or {}).get(ANSWER_BLOCK) or {}
+        text = str((values.get(ANSWER_INPUT) or {}).get("value") or "")
+        # The same submission delivered twice has one id; the modal sent again edited, a new one.
+        digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+        return PrivateAnswer(
+            Place(PLATFORM, team_id, channel),
+            thread_ts,
+            f"{view_id}:{digest}",
+            MemberRef(user_id, await self.display_name(user_id)),
+            text,
+            self.services.ctx.clock.now(),
+        )
+
+    async def _notify(self, answer: PrivateAnswer, text: str) -> None:
+        """Tell a member, only them, what became of their private answer."""
+        place = answer.place
+        try:
+            await self.platform.send_notice(
+                place.channel_id,
+                answer.thread_id or "",
+                answer.member,
+                text,
+                community_id=place.community_id,
+            )
+        except Exception as error:  # the answer is stored; only the confirmation is missing
+            log.warning("could not confirm a private answer to %s: %r", answer.member.id, error)
+
     # /prep
 
     async def _ack_prep(self, ack: Callable[..., Awaitable[None]]) -> None:
@@ -660,7 +841,10 @@ class SlackRuntime:
         )
         member = MemberRef(user_id, await self.display_name(user_id))
         admin = await self.is_admin(user_id)  # every command: help, too, lists admin commands
-        response = await self.services.commands.handle(Invocation(place, member, admin, text))
+        request_id = str(body.get("trigger_id", ""))
+        response = await self.services.commands.handle(
+            Invocation(place, member, admin, text, request_id)
+        )
         await self._respond(respond, response)
 
     @staticmethod
@@ -677,3 +861,43 @@ class SlackRuntime:
                 blocks=message.blocks,
                 response_type="ephemeral" if response.private else "in_channel",
             )
+
+
+def answer_modal(stored: str, metadata: dict[str, str]) -> dict[str, Any]:
+    """Return the private answer modal, prefilled with the member's stored answer if any."""
+    field: dict[str, Any] = {
+        "type": "plain_text_input",
+        "action_id": ANSWER_INPUT,
+        "multiline": True,
+        "max_length": ANSWER_MAX,
+        "placeholder": {"type": "plain_text", "text": "Write your answer…"},
+    }
+    if stored:
+        field["initial_value"] = stored[:ANSWER_MAX]
+    return {
+        "type": "modal",
+        "callback_id": ANSWER_MODAL,
+        "title": {"type": "plain_text", "text": "Your answer"},
+        "submit": {"type": "plain_text", "text": "Save privately"},
+        "close": {"type": "plain_text", "text": "Cancel"},
+        "private_metadata": json.dumps(metadata),
+        "blocks": [
+            {
+                "type": "context",
+                "elements": [
+                    {
+                        "type": "mrkdwn",
+                        "text": "🔒 Hidden from everyone until the reveal, which publishes it "
+                        "with your name. Empty it and save to withdraw it.",
+                    }
+                ],
+            },
+            {
+                "type": "input",
+                "block_id": ANSWER_BLOCK,
+                "optional": True,  # an empty submission withdraws the answer
+                "label": {"type": "plain_text", "text": "Your answer"},
+                "element": field,
+            },
+        ],
+    }

@@ -2,26 +2,31 @@
 
 Owns the translation of ``prepbot.core.views`` into Block Kit dicts that Slack accepts: mrkdwn
 escaping, mentions, Slack date tokens, and staying within Slack's limits (3000 characters a
-section, 150 a header, 10 elements a context block, 50 blocks a message). Pure: it only builds
-dicts and sends nothing. Must not import slack_bolt, slack_sdk, the database or the services.
+section, 150 a header, 10 elements a context block, 50 blocks a message). A private-mode
+question carries the Answer button (action id ``prep_answer``) and its running count; a reveal
+publishes the private answers, folded to a budget. Pure: it only builds dicts and sends
+nothing. Must not import slack_bolt, slack_sdk, the database or the services.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from prepbot.core.text import (
     ANSWERS_COUNT_AT_REVEAL,
+    SHARED_TITLE,
     STUFFED_NOTE,
+    answer_here,
     coverage_lines,
     feedback_title,
     local_time,
     pending_words,
     render_text,
     rotation_notice,
+    shared_more,
     status_lines,
     status_title,
     withheld_text,
@@ -38,12 +43,15 @@ from prepbot.core.views import (
     RevealCard,
     ScenarioDetail,
     SearchResults,
+    SharedAnswer,
     StatusView,
     StreakView,
     TopicsView,
     View,
+    answer_count_line,
     credit_items,
     others,
+    share_within,
 )
 
 MAX_BLOCKS = 50
@@ -54,6 +62,11 @@ MAX_CONTEXT_TEXT = 3000
 MAX_MESSAGE_TEXT = 40_000
 MAX_TAIL_BLOCKS = 10
 ELLIPSIS = "…"
+ANSWER_ACTION = "prep_answer"  # the Answer button on a private-mode question
+ANSWER_BUTTON = "✍️ Answer"
+SHARED_BUDGET = 12_000  # characters of private answers a reveal publishes, at most
+SHARED_EACH_AT_MOST = 2_500  # one answer's share, at most (a section holds 3,000)
+SHARED_EACH_AT_LEAST = 300  # one answer's share, at least: fewer answers shown, not stubs
 
 Block = dict[str, Any]
 Mention = Callable[[MemberRef], str]
@@ -101,6 +114,7 @@ def render(view: View, *, mention: Mention = default_mention) -> SlackMessage:
             blocks = question_blocks(view)
         case RevealCard():
             blocks = reveal_blocks(view, mention)
+            view = replace(view, shared=shared_answers(view.shared)[0])  # the text, folded too
         case ScenarioDetail():
             blocks = scenario_blocks(view, mention)
         case LeaderboardView():
@@ -280,7 +294,12 @@ def _question_parts(card: QuestionCard) -> tuple[list[Block], list[Block]]:
         ]
     )
     tail = [_context(meta)]
-    if card.reveal_at is not None:
+    if card.private and card.reveal_at is not None:
+        tail.append(_section(escape(answer_here(card, button=ANSWER_BUTTON))))
+        tail.append(_answer_button())
+        if card.answer_count is not None:
+            tail.append(_context(escape(answer_count_line(card.answer_count))))
+    elif card.reveal_at is not None:
         reveal = slack_date(card.reveal_at, card.timezone)
         tail.append(_section(f"💬 Reply in this thread to answer. Key insights revealed {reveal}."))
     if card.rotation_left is not None:
@@ -292,6 +311,7 @@ def _reveal_parts(card: RevealCard, mention: Mention) -> tuple[list[Block], list
     """Return the blocks of a reveal: the body, then credit and answers that survive a cut."""
     title = f"💡 Key insights — {card.title}" if card.is_round else "💡 Key insights"
     body = [_header(title)]
+    body += _shared_sections(card.shared)
     body += _sections(f"• {escape(insight)}" for insight in card.insights)
     if card.trap_answer:
         trap = [f"*🪤 The trap:*{_quote(card.trap_answer)}"]
@@ -308,6 +328,32 @@ def _reveal_parts(card: RevealCard, mention: Mention) -> tuple[list[Block], list
             tail += _sections([f"*{escape(coverage[0])}*", *(escape(c) for c in coverage[1:])])
         tail += _sections(_credit_lines(card, mention))
     return body, tail
+
+
+def shared_answers(
+    answers: tuple[SharedAnswer, ...],
+) -> tuple[tuple[SharedAnswer, ...], int]:
+    """Return the private answers a reveal shows, folded to its budget, and how many did not fit."""
+    return share_within(
+        answers,
+        budget=SHARED_BUDGET,
+        each_at_most=SHARED_EACH_AT_MOST,
+        each_at_least=SHARED_EACH_AT_LEAST,
+    )
+
+
+def _shared_sections(answers: tuple[SharedAnswer, ...]) -> list[Block]:
+    """Return the private answers a reveal publishes, each as '*name*: text' (no pings)."""
+    if not answers:
+        return []
+    shown, more = shared_answers(answers)
+    lines = [f"*{escape(SHARED_TITLE)}*"]
+    # A name's own asterisks would end the bold early; it is shown without them.
+    names = [_inline(a.member.name.replace("*", "")) or ELLIPSIS for a in shown]
+    lines += [f"*{name}*: {escape(a.text)}" for name, a in zip(names, shown, strict=True)]
+    if more:
+        lines.append(f"_{escape(shared_more(more))}_")
+    return _sections(lines)
 
 
 def _credit_lines(card: RevealCard, mention: Mention) -> list[str]:
@@ -429,6 +475,18 @@ def _context(*texts: str) -> Block:
         for text in texts[:MAX_CONTEXT_ELEMENTS]
     ]
     return {"type": "context", "elements": elements}
+
+
+def _answer_button() -> Block:
+    """Return the actions block with the Answer button that opens the private answer modal."""
+    button = {
+        "type": "button",
+        "action_id": ANSWER_ACTION,
+        "text": {"type": "plain_text", "text": ANSWER_BUTTON, "emoji": True},
+        "style": "primary",
+        "value": "answer",
+    }
+    return {"type": "actions", "block_id": ANSWER_ACTION, "elements": [button]}
 
 
 def _divider() -> Block:
