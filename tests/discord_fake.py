@@ -26,7 +26,11 @@ share of REST calls with a 429, a 500, a held-back answer (a client timeout) or 
 message instead of a new one, as on Discord. One client (one
 gateway session) at a time. Direct messages: the bot can open a DM channel with a user and
 send in it, unless ``closed_dms`` names the user (403, code 50007, as Discord answers when a
-member's DMs are closed). The bot's own reactions are stored on the message. No voice,
+member's DMs are closed). The bot's own reactions are stored on the message. Messages keep
+their components (rows of buttons, checked against Discord's limits) through sends and edits;
+``press_button`` and ``submit_modal`` dispatch component (type 3) and modal-submit (type 5)
+interactions, ``redeliver`` sends one again with the same id, and a modal response (type 9)
+is checked and recorded like any other interaction response. No voice,
 presences, audit logs, or the system messages Discord adds around threads
 (THREAD_CREATED, THREAD_STARTER_MESSAGE).
 """
@@ -855,6 +859,84 @@ class FakeDiscord:
         )
         await self._broadcast("INTERACTION_CREATE", payload)
         return str(payload["id"])
+
+    async def press_button(
+        self,
+        guild_id: int,
+        channel_id: int,
+        message_id: int,
+        user_id: int,
+        custom_id: str,
+        *,
+        message: dict[str, Any] | None = None,
+        locale: str = "en-US",
+    ) -> str:
+        """Dispatch INTERACTION_CREATE (type 3): a member presses a button on a stored message.
+
+        ``channel_id`` is where the message is (a forum post's starter message is in its
+        thread); the button must be among the message's components. An ephemeral message
+        (never stored) is given as ``message``. Returns the interaction id.
+        """
+        self._require_session()
+        if message is None:
+            message = self._stored_message(channel_id, message_id)
+        buttons = [
+            c
+            for row in message.get("components") or []
+            for c in row.get("components") or []
+            if c.get("type") == 2
+        ]
+        (button,) = [b for b in buttons if b.get("custom_id") == custom_id] or [None]
+        if button is None:
+            raise ValueError(f"message {message_id} has no button {custom_id!r}")
+        data = {"custom_id": custom_id, "component_type": 2}
+        payload = self._interaction_payload(
+            3, self._guild(guild_id), channel_id, user_id, data, locale
+        )
+        payload["message"] = copy.deepcopy(message)
+        await self._broadcast("INTERACTION_CREATE", payload)
+        return str(payload["id"])
+
+    async def submit_modal(
+        self,
+        guild_id: int,
+        channel_id: int,
+        user_id: int,
+        custom_id: str,
+        values: dict[str, str],
+        *,
+        message_id: int | None = None,
+        locale: str = "en-US",
+    ) -> str:
+        """Dispatch INTERACTION_CREATE (type 5): a member submits a modal.
+
+        ``values`` maps each text input's custom_id to what was typed (sent in action rows, as
+        Discord does); ``message_id`` is the message whose button opened the modal, if any.
+        Returns the interaction id.
+        """
+        self._require_session()
+        rows = [
+            {"type": 1, "components": [{"type": 4, "custom_id": key, "value": value}]}
+            for key, value in values.items()
+        ]
+        data = {"custom_id": custom_id, "components": rows}
+        payload = self._interaction_payload(
+            5, self._guild(guild_id), channel_id, user_id, data, locale
+        )
+        if message_id is not None:
+            payload["message"] = copy.deepcopy(self._stored_message(channel_id, message_id))
+        await self._broadcast("INTERACTION_CREATE", payload)
+        return str(payload["id"])
+
+    async def redeliver(self, interaction_id: str) -> None:
+        """Dispatch an interaction again, exactly as first sent (same id and token)."""
+        self._require_session()
+        payload = copy.deepcopy(self.interactions[str(interaction_id)].payload)
+        await self._broadcast("INTERACTION_CREATE", payload)
+
+    def edits_of(self, message_id: int | str) -> list[RestCall]:
+        """Return the bot's PATCH calls that edited a message, in order."""
+        return self.calls_to("PATCH", rf"/channels/\d+/messages/{message_id}$")
 
     async def drop_connection(self, *, code: int = 4000, resumable: bool = True) -> None:
         """Close the live gateway connection abnormally (default 4000) so the client reconnects.
@@ -2339,6 +2421,12 @@ class FakeDiscord:
             )
         elif kind in (6, 7) and interaction.type != 3:
             raise _Fail(400, 40043, "Interaction response type is not valid for this interaction")
+        elif kind == 9:
+            if interaction.type not in (2, 3):
+                raise _Fail(
+                    400, 40043, "Interaction response type is not valid for this interaction"
+                )
+            _check_modal(data)
         elif kind not in (6, 7, 9, 10, 12):
             raise _invalid_form(_form_error(["type"], "BASE_TYPE_CHOICES", "Value must be one of"))
         interaction.acknowledged = True
@@ -2534,6 +2622,8 @@ def _check_message_body(
         or body.get("poll")
     ):
         raise _Fail(400, 50006, "Cannot send an empty message")
+    if body.get("components"):
+        _check_components(body["components"], prefix)
     if isinstance(content, str) and len(content) > 2000:
         raise _invalid_form(
             _form_error(
@@ -2602,6 +2692,63 @@ def _check_message_body(
                 "Embed size exceeds maximum size of 6000",
             )
         )
+
+
+def _check_modal(data: dict[str, Any]) -> None:
+    """Raise Discord's errors for a modal beyond its limits (title, ids, rows, text inputs)."""
+    title, custom_id = data.get("title") or "", data.get("custom_id") or ""
+    for key, text, limit in (("title", title, 45), ("custom_id", custom_id, 100)):
+        if not text or len(text) > limit:
+            raise _invalid_form(
+                _form_error(
+                    ["data", key], "BASE_TYPE_BAD_LENGTH", f"Must be between 1 and {limit}."
+                )
+            )
+    rows = data.get("components") or []
+    if not 1 <= len(rows) <= 5:
+        raise _invalid_form(
+            _form_error(["data", "components"], "BASE_TYPE_BAD_LENGTH", "Must be 1 to 5 rows.")
+        )
+    for number, row in enumerate(rows):
+        where = ["data", "components", str(number)]
+        inner = [row["component"]] if row.get("type") == 18 else row.get("components") or []
+        if row.get("type") not in (1, 18) or len(inner) != 1:
+            raise _invalid_form(_form_error(where, "COMPONENT_LAYOUT_WIDTH_EXCEEDED", "Bad row"))
+        (field_,) = inner
+        label = row.get("label") if row.get("type") == 18 else field_.get("label")
+        value = field_.get("value")
+        if (
+            field_.get("type") != 4
+            or field_.get("style") not in (1, 2)
+            or not field_.get("custom_id")
+            or not label
+            or len(label) > 45
+            or int(field_.get("max_length") or 4000) > 4000
+            or (isinstance(value, str) and len(value) > int(field_.get("max_length") or 4000))
+        ):
+            raise _invalid_form(_form_error(where, "COMPONENT_INVALID", "Invalid text input"))
+
+
+def _check_components(rows: list[Any], path: list[str]) -> None:
+    """Raise Discord's errors for message components beyond its limits (rows of buttons)."""
+    if len(rows) > 5:
+        raise _invalid_form(
+            _form_error([*path, "components"], "BASE_TYPE_MAX_LENGTH", "Must be 5 or fewer.")
+        )
+    for number, row in enumerate(rows):
+        where = [*path, "components", str(number)]
+        buttons = row.get("components") or [] if isinstance(row, dict) else []
+        if not isinstance(row, dict) or row.get("type") != 1 or not 1 <= len(buttons) <= 5:
+            raise _invalid_form(_form_error(where, "COMPONENT_LAYOUT_WIDTH_EXCEEDED", "Bad row"))
+        for button in buttons:
+            custom_id, label = button.get("custom_id") or "", button.get("label") or ""
+            if (
+                button.get("type") != 2
+                or button.get("style") not in (1, 2, 3, 4)
+                or not 1 <= len(custom_id) <= 100
+                or len(label) > 80
+            ):
+                raise _invalid_form(_form_error(where, "COMPONENT_INVALID", "Invalid button"))
 
 
 def _check_options(options: list[dict[str, Any]], where: list[str]) -> None:

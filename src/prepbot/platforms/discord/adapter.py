@@ -10,6 +10,13 @@ interaction is deferred at once and answered from the services; whatever fails o
 unknown or outdated command, an option value the command cannot take, an error inside it)
 still gets a private, specific reply from the command tree's error handler. Admin = *Manage
 Server* or a configured member id.
+
+In a study group that answers privately, the question carries an Answer button (a persistent
+view, so a button on yesterday's message still works after a restart). Pressing it opens a
+modal holding the member's stored answer; the modal's submission is handled from the raw
+interaction (its custom id names the round's thread), so it needs no state in this process:
+it is stored (committed) first, then acknowledged privately. The question is edited in place
+to show how many answered; a member who replies in the thread is reminded by direct message.
 """
 
 from __future__ import annotations
@@ -33,16 +40,31 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
 from prepbot.core.commands import Period
-from prepbot.core.events import Invocation, Place, ReplyDeleted, ReplyEdited, ThreadReply
+from prepbot.core.events import (
+    Invocation,
+    Place,
+    PrivateAnswer,
+    ReplyDeleted,
+    ReplyEdited,
+    ThreadReply,
+)
 from prepbot.core.views import (
     ErrorView,
     FeedbackView,
     MemberRef,
+    Notice,
     QuestionCard,
     Response,
     RevealCard,
 )
-from prepbot.platforms.discord.embeds import DiscordMessage, clip, render
+from prepbot.platforms.discord.embeds import (
+    ANSWER_BUTTON,
+    ANSWER_EMOJI,
+    ANSWER_LABEL,
+    DiscordMessage,
+    clip,
+    render,
+)
 from prepbot.services import Services
 from prepbot.services.answers import AnswerOutcome
 from prepbot.services.ports import ChannelUnavailable, InFlight
@@ -69,6 +91,13 @@ ADMIN_SUBCOMMANDS = {
     "reveal-now",
 }
 THINKING_IN_PUBLIC = "prep:thinking-in-public"  # Interaction.extras: a public "thinking…" shows
+ANSWER_MODAL = ANSWER_BUTTON + ":"  # + the round's thread id: the custom_id of the answer modal
+ANSWER_MODAL_TITLE = "Your answer (private until the reveal)"
+ANSWER_INPUT = "text"  # custom_id of the modal's text input
+MAX_ANSWER = 4000  # characters: Discord's most for a text input
+PREFILL_WITHIN = 1.5  # seconds the stored answer may take to load before the modal opens empty
+STORE_WITHIN = 2.5  # seconds a submitted answer may take to store before the reply is deferred
+THREAD_ARCHIVED = 50083  # "Thread is archived"
 BOT_PERMISSIONS = discord.Permissions(
     view_channel=True,
     send_messages=True,
@@ -284,14 +313,85 @@ async def answer_privately(interaction: discord.Interaction, text: str) -> None:
     await interaction.followup.send(embeds=embeds, ephemeral=True)
 
 
+Press = Callable[[discord.Interaction], Awaitable[None]]
+
+
+async def _not_ready(interaction: discord.Interaction) -> None:
+    """Answer a press that came before the bot could take answers."""
+    await answer_privately(interaction, "Not ready to take answers yet; try again in a moment.")
+
+
+class AnswerView(discord.ui.View):
+    """The Answer button under a private-mode question; one persistent view serves them all."""
+
+    def __init__(self, press: Press = _not_ready) -> None:
+        super().__init__(timeout=None)
+        self.press = press
+
+    @discord.ui.button(
+        label=ANSWER_LABEL,
+        emoji=ANSWER_EMOJI,
+        style=discord.ButtonStyle.primary,
+        custom_id=ANSWER_BUTTON,
+    )
+    async def answer(
+        self, interaction: discord.Interaction, _: discord.ui.Button[AnswerView]
+    ) -> None:
+        """Open the member's answer modal."""
+        await self.press(interaction)
+
+
+class AnswerModal(discord.ui.Modal):
+    """The modal a member writes a private answer in; ``thread_id`` names the round."""
+
+    text: discord.ui.TextInput[AnswerModal] = discord.ui.TextInput(
+        label="Your answer",
+        style=discord.TextStyle.paragraph,
+        custom_id=ANSWER_INPUT,
+        placeholder="Hidden from everyone until the reveal. Leave empty to withdraw it.",
+        required=False,  # an empty submission withdraws the answer
+        max_length=MAX_ANSWER,
+    )
+
+    def __init__(self, thread_id: str, stored: str) -> None:
+        super().__init__(title=ANSWER_MODAL_TITLE, custom_id=ANSWER_MODAL + thread_id)
+        self.text.default = clip(stored, MAX_ANSWER) or None
+        # Submissions are handled from the raw interaction (any member, any process, after a
+        # restart), so discord.py must not keep this modal waiting for its submission.
+        self.stop()
+
+
+def submitted_text(data: Mapping[str, Any] | None) -> str:
+    """Return the answer typed in a submitted answer modal ('' if none): rows or labels."""
+    found: list[Any] = list((data or {}).get("components") or [])
+    while found:
+        component = found.pop(0)
+        if not isinstance(component, Mapping):
+            continue
+        if component.get("custom_id") == ANSWER_INPUT:
+            value = component.get("value")
+            return value if isinstance(value, str) else ""
+        found.extend(component.get("components") or [])
+        if isinstance(component.get("component"), Mapping):
+            found.append(component["component"])
+    return ""
+
+
 class DiscordPlatform:
     """Post rounds to Discord channels: an embed with a thread, or a forum post."""
 
     name = PLATFORM
 
-    def __init__(self, client: discord.Client, archive_minutes: ArchiveMinutes) -> None:
+    def __init__(
+        self, client: discord.Client, archive_minutes: ArchiveMinutes, press: Press = _not_ready
+    ) -> None:
         self.client = client
         self.archive_minutes = archive_minutes
+        self.press = press  # what the Answer button does (the runtime opens the answer modal)
+
+    def answer_view(self, message: DiscordMessage) -> discord.ui.View:
+        """Return the components a message carries: the Answer button, or none."""
+        return AnswerView(self.press) if message.answer_button else discord.utils.MISSING
 
     async def post_question(
         self, channel_id: str, card: QuestionCard, *, community_id: str | None = None
@@ -305,6 +405,7 @@ class DiscordPlatform:
                 created = await channel.create_thread(
                     name=name,
                     embeds=message.embeds,
+                    view=self.answer_view(message),
                     auto_archive_duration=self.archive_minutes,
                 )
                 return str(created.thread.id)
@@ -314,6 +415,7 @@ class DiscordPlatform:
                 )
             posted = await channel.send(
                 embeds=message.embeds,
+                view=self.answer_view(message),
                 nonce=nonce("question", channel_id, card.round_date, card.scenario_id),
             )
             try:
@@ -376,6 +478,63 @@ class DiscordPlatform:
             await dm.send(embeds=message.embeds)
         except (discord.Forbidden, discord.NotFound) as error:
             log.info("feedback for member %s not delivered: %s", member.id, error.text or error)
+            return False
+        return True
+
+    async def show_answer_count(
+        self,
+        channel_id: str,
+        thread_id: str,
+        card: QuestionCard,
+        *,
+        community_id: str | None = None,
+    ) -> None:
+        """Edit a private-mode question in place to show how many answered so far.
+
+        In a text channel the question is the message the thread started from (same id); in
+        a forum it is the post's starter message, inside the thread (same id again).
+        """
+        message = render(card)
+        try:
+            channel = await self.channel(int(channel_id))
+            forum = isinstance(channel, discord.ForumChannel)
+            where = self.client.get_partial_messageable(
+                int(thread_id) if forum else int(channel_id)
+            )
+            question = where.get_partial_message(int(thread_id))
+            # A group switched back to answering in the thread loses the button (view=None).
+            view = self.answer_view(message) if message.answer_button else None
+            try:
+                await question.edit(embeds=message.embeds, view=view)
+            except discord.HTTPException as error:
+                if not forum or error.code != THREAD_ARCHIVED:
+                    raise
+                thread = await self.channel(int(thread_id))
+                if isinstance(thread, discord.Thread):
+                    await thread.edit(archived=False)
+                await question.edit(embeds=message.embeds, view=view)
+        except (discord.NotFound, discord.Forbidden) as error:
+            raise ChannelUnavailable(f"Discord: {error.status} {error.text or error}") from None
+
+    async def send_notice(
+        self,
+        channel_id: str,
+        thread_id: str,
+        member: MemberRef,
+        text: str,
+        *,
+        community_id: str | None = None,
+    ) -> bool:
+        """Tell a member something privately, by direct message; False when their DMs are closed."""
+        message = render(Notice(text))
+        try:
+            user = self.client.get_user(int(member.id)) or await self.client.fetch_user(
+                int(member.id)
+            )
+            dm = user.dm_channel or await user.create_dm()
+            await dm.send(embeds=message.embeds)
+        except (discord.Forbidden, discord.NotFound) as error:
+            log.info("notice for member %s not delivered: %s", member.id, error.text or error)
             return False
         return True
 
@@ -470,7 +629,8 @@ class PrepClient(discord.Client):
         self.ready_once = asyncio.Event()
 
     async def setup_hook(self) -> None:
-        """Sync /prep to the configured guilds, or globally."""
+        """Listen for Answer buttons on any question, then sync /prep to the guilds, or globally."""
+        self.add_view(AnswerView(self.runtime.open_answer))
         guilds = self.runtime.settings.guild_ids
         if guilds:
             for guild_id in guilds:
@@ -510,6 +670,16 @@ class PrepClient(discord.Client):
         async with self.runtime.in_flight.track(), self.runtime.lock_for(payload.channel_id):
             await self.runtime.on_delete(payload)
 
+    async def on_interaction(self, interaction: discord.Interaction) -> None:
+        """Store a submitted answer modal (slash commands and buttons have their own routes)."""
+        if interaction.type is not discord.InteractionType.modal_submit:
+            return
+        data: Mapping[str, Any] = interaction.data or {}
+        custom_id = str(data.get("custom_id") or "")
+        if custom_id.startswith(ANSWER_MODAL):
+            async with self.runtime.in_flight.track():
+                await self.runtime.submit_answer(interaction, custom_id[len(ANSWER_MODAL) :])
+
 
 async def stored(what: str, store: Callable[[], Awaitable[T]]) -> T:
     """Store an event, again after a pause while the database fails: Discord sends it once.
@@ -537,7 +707,9 @@ class DiscordRuntime:
         self.services = services
         point_at(settings)
         self.client = PrepClient(self)
-        self.platform = DiscordPlatform(self.client, settings.thread_archive_minutes)
+        self.platform = DiscordPlatform(
+            self.client, settings.thread_archive_minutes, self.open_answer
+        )
         self._task: asyncio.Task[None] | None = None
         self._locks: dict[int, asyncio.Lock] = {}
         self.in_flight = InFlight()
@@ -727,24 +899,88 @@ class DiscordRuntime:
         await interaction.response.defer(ephemeral=private, thinking=True)
         interaction.extras[THINKING_IN_PUBLIC] = public
         text = " ".join([subcommand, *(w for w in words if w)])
-        place = Place(
+        place = self._interaction_place(interaction)
+        member = MemberRef(str(interaction.user.id), interaction.user.display_name)
+        response = await self.services.commands.handle(
+            Invocation(place, member, admin, text, request_id=str(interaction.id))
+        )
+        await self._answer(interaction, response, private)
+
+    @staticmethod
+    def _interaction_place(interaction: discord.Interaction) -> Place:
+        """Return the study group's place an interaction came from (a thread's parent channel)."""
+        return Place(
             PLATFORM,
             str(interaction.guild_id or "dm"),
             str(getattr(interaction.channel, "parent_id", None) or interaction.channel_id or ""),
             interaction.guild.name if interaction.guild else "",
             getattr(interaction.channel, "name", "") or "",
         )
-        member = MemberRef(str(interaction.user.id), interaction.user.display_name)
-        response = await self.services.commands.handle(Invocation(place, member, admin, text))
-        await self._answer(interaction, response, private)
 
-    @staticmethod
-    async def _answer(interaction: discord.Interaction, response: Response, private: bool) -> None:
+    # Private answers.
+
+    async def open_answer(self, interaction: discord.Interaction) -> None:
+        """Open the answer modal for the pressed question, holding the member's stored answer."""
+        async with self.in_flight.track():
+            if interaction.message is None:
+                await answer_privately(interaction, "That question is gone; nothing to answer.")
+                return
+            thread_id = str(interaction.message.id)  # the thread shares its question's id
+            place = self._interaction_place(interaction)
+            stored = ""
+            try:
+                stored = await asyncio.wait_for(
+                    self.services.answers.private_answer(
+                        place, thread_id, str(interaction.user.id)
+                    ),
+                    PREFILL_WITHIN,
+                )
+            except Exception as error:  # Discord waits 3 s: open it empty rather than late
+                log.warning("could not load %s's stored answer: %r", interaction.user.id, error)
+            await interaction.response.send_modal(AnswerModal(thread_id, stored))
+
+    async def submit_answer(self, interaction: discord.Interaction, thread_id: str) -> None:
+        """Store a submitted answer modal (committed first), then tell the member privately.
+
+        Storing normally takes milliseconds; when it takes longer than Discord's 3 seconds
+        allow, the reply is deferred (privately) and sent once the answer is stored.
+        """
+        answer = PrivateAnswer(
+            self._interaction_place(interaction),
+            thread_id,
+            str(interaction.id),  # the same submission delivered again has the same id
+            MemberRef(str(interaction.user.id), interaction.user.display_name),
+            submitted_text(interaction.data),
+            interaction.created_at,
+        )
+        storing = asyncio.ensure_future(self.services.commands.answer_privately(answer))
+        try:
+            done, _ = await asyncio.wait({storing}, timeout=STORE_WITHIN)
+            if not done:
+                await interaction.response.defer(ephemeral=True, thinking=True)
+            response = await storing
+            for view in response.views:
+                embeds = render(view).embeds
+                if interaction.response.is_done():
+                    await interaction.followup.send(embeds=embeds, ephemeral=True)
+                else:
+                    await interaction.response.send_message(embeds=embeds, ephemeral=True)
+        except discord.HTTPException as error:  # stored all the same; only the reply is missing
+            log.info("could not acknowledge %s's answer: %s", interaction.user.id, error)
+        finally:
+            if not storing.done():
+                await asyncio.wait({storing})
+
+    async def _answer(
+        self, interaction: discord.Interaction, response: Response, private: bool
+    ) -> None:
+        """Send a command's views; a private group's question (``/prep today``) gets Answer."""
         messages: list[DiscordMessage] = [render(view) for view in response.views]
         for message in messages:
             await interaction.followup.send(
                 content=message.content or discord.utils.MISSING,
                 embeds=message.embeds,
+                view=self.platform.answer_view(message),
                 ephemeral=private or response.private,
                 allowed_mentions=discord.AllowedMentions.none(),
             )
@@ -853,6 +1089,18 @@ def build_prep_group(runtime: DiscordRuntime) -> app_commands.Group:
     async def hint(interaction: discord.Interaction) -> None:
         await runtime.run(interaction, "hint")
 
+    @prep.command(name="answer", description="Answer the open question privately, until the reveal")
+    @app_commands.describe(
+        text="Your answer, hidden from everyone until the reveal publishes it",
+        withdraw="Take your private answer back",
+    )
+    async def answer(
+        interaction: discord.Interaction,
+        text: app_commands.Range[str, 1, MAX_ANSWER] | None = None,
+        withdraw: bool = False,
+    ) -> None:
+        await runtime.run(interaction, "answer", "--withdraw" if withdraw else text)
+
     @prep.command(name="feedback", description="See the key points your recent answer made")
     @app_commands.describe(
         scenario="A scenario id for an older answer; empty for your latest",
@@ -887,6 +1135,7 @@ def build_prep_group(runtime: DiscordRuntime) -> app_commands.Group:
         "reveal": "When to reveal the insights: a time like 17:00, or a delay like +6h",
         "topics": "Topic ids to draw questions from, separated by spaces; all for every topic",
         "difficulty": "easy, medium or hard; several separated by spaces",
+        "answers": "thread: answers in the open; private: hidden until the reveal",
     }
 
     def schedule_command(name: str, description: str) -> app_commands.Command[Any, Any, None]:
@@ -898,10 +1147,12 @@ def build_prep_group(runtime: DiscordRuntime) -> app_commands.Group:
             reveal: str | None = None,
             topics: str | None = None,
             difficulty: str | None = None,
+            answers: Literal["thread", "private"] | None = None,
         ) -> None:
             revealing = f"reveal={reveal}" if reveal else None
+            mode = f"answers={answers}" if answers else None
             await runtime.run(
-                interaction, name, time, timezone, days, revealing, difficulty, topics
+                interaction, name, time, timezone, days, revealing, mode, difficulty, topics
             )
 
         described = app_commands.autocomplete(topics=topics_auto)(

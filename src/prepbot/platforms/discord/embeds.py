@@ -1,8 +1,11 @@
 """Neutral views → Discord embeds (and the plain content that carries mentions).
 
 Discord's limits are kept: title 256, description 4096, 25 fields of 1,024, 6,000 in all,
-10 embeds per message. Member mentions go in the message content (embeds never ping). Builds
-discord.py ``Embed`` objects only; no network, no database.
+10 embeds per message. Member mentions go in the message content (embeds never ping). A
+private-mode question says it carries the Answer button (``DiscordMessage.answer_button``:
+the adapter attaches it); a reveal publishes the group's private answers, with their
+authors' names (never pings), folded to fit. Builds discord.py ``Embed`` objects only; no
+network, no database.
 """
 
 from __future__ import annotations
@@ -12,10 +15,13 @@ from dataclasses import dataclass, field
 import discord
 
 from prepbot.core.text import (
+    SHARED_TITLE,
+    answer_here,
     coverage_lines,
     local_time,
     render_text,
     rotation_notice,
+    shared_more,
     status_lines,
     status_title,
     withheld_text,
@@ -27,16 +33,26 @@ from prepbot.core.views import (
     QuestionCard,
     RevealCard,
     ScenarioDetail,
+    SharedAnswer,
     StatusView,
     View,
+    answer_count_line,
     credit_items,
     others,
+    share_within,
 )
 
 TITLE, DESCRIPTION, FIELD_VALUE, FIELDS, TOTAL, CONTENT = 256, 4096, 1024, 25, 6000, 2000
 FIELD_NAME = 256
 QUESTION_COLOUR, REVEAL_COLOUR, ERROR_COLOUR = 0x3B82F6, 0x22C55E, 0xEF4444
 PAUSED_COLOUR = 0xF59E0B
+SHARED_COLOUR = 0x8B5CF6
+ANSWER_BUTTON = "prep:answer"  # custom_id of the Answer button under a private-mode question
+ANSWER_LABEL, ANSWER_EMOJI = "Answer", "✍️"
+SHARED_NAME = 64  # an author's name in the reveal, at most
+SHARED_EACH_AT_MOST = 1000  # characters of one shared answer, at most (before folding)
+SHARED_EACH_AT_LEAST = 120  # characters of one shared answer, at least: past that, counted
+SHARED_ROOM = 2500  # characters the shared answers get even when the insights are long
 
 
 @dataclass
@@ -46,6 +62,8 @@ class DiscordMessage:
     content: str = ""
     embeds: list[discord.Embed] = field(default_factory=list)
     mentions: list[int] = field(default_factory=list)
+    answer_button: bool = False
+    """The message carries the Answer button (a private-mode round's question)."""
 
 
 def clip(text: str, limit: int) -> str:
@@ -62,7 +80,8 @@ def render(view: View) -> DiscordMessage:
     """Render a view as a Discord message."""
     match view:
         case QuestionCard():
-            return DiscordMessage(embeds=[question_embed(view)])
+            private_round = view.private and view.reveal_at is not None
+            return DiscordMessage(embeds=[question_embed(view)], answer_button=private_round)
         case RevealCard():
             return reveal_message(view)
         case ScenarioDetail():
@@ -93,7 +112,11 @@ def question_embed(card: QuestionCard) -> discord.Embed:
         lines.append(f"❓ **{card.prompts[0]}**")
     else:
         lines += [f"❓ **{n}. {p}**" for n, p in enumerate(card.prompts, start=1)]
-    if card.reveal_at is not None:
+    if card.reveal_at is not None and card.private:
+        lines += ["", answer_here(card, button=ANSWER_LABEL)]
+        if card.answer_count is not None:
+            lines.append(answer_count_line(card.answer_count))
+    elif card.reveal_at is not None:
         unix = int(card.reveal_at.timestamp())
         lines += ["", f"Reply in this thread to answer. Key insights revealed <t:{unix}:F>."]
     elif card.practice:
@@ -159,6 +182,13 @@ def reveal_message(card: RevealCard) -> DiscordMessage:
             inline=False,
         )
     _fit(embed)
+    embeds = [embed]
+    if card.shared:
+        fixed = len(embed) - len(embed.description or "")
+        room = max(TOTAL - len(embed), min(SHARED_ROOM, TOTAL - fixed - 500))
+        shared = shared_embed(card.shared, min(room, DESCRIPTION))
+        _fit(embed, TOTAL - len(shared))
+        embeds = [shared, embed]
     content, ids = "", []
     if card.is_round:
         credits = card.credits()  # at most MAX_MENTIONS members: the rest are counted
@@ -178,7 +208,39 @@ def reveal_message(card: RevealCard) -> DiscordMessage:
             content += f"\n🔥 …{rest} reached a streak milestone!"
         mentioned = (*credits.on_time, *credits.late, *(m.member for m in credits.milestones))
         ids = list(dict.fromkeys(int(m.id) for m in mentioned if m.id.isdigit()))
-    return DiscordMessage(content=clip(content, CONTENT), embeds=[embed], mentions=ids)
+    return DiscordMessage(content=clip(content, CONTENT), embeds=embeds, mentions=ids)
+
+
+def shared_embed(answers: tuple[SharedAnswer, ...], room: int) -> discord.Embed:
+    """Return the private answers made public, with their authors' names, within ``room``.
+
+    Long answers are folded so that every author gets a share; answers past the room are
+    counted in a last line. Names are plain (bold), never mentions: nobody is pinged.
+    """
+    title = clip(SHARED_TITLE, TITLE)
+    room = max(room - len(title), 200)
+    names = [
+        f"**{clip(discord.utils.escape_markdown(a.member.name), SHARED_NAME)}**: " for a in answers
+    ]
+    each = max(len(n) for n in names) + 2  # a name and the blank line between answers
+    last = len(shared_more(len(answers))) + 2
+    fits = max(min(len(answers), (room - last) // (SHARED_EACH_AT_LEAST + each)), 1)
+    budget = room - last - each * fits
+    while True:
+        shown, more = share_within(
+            answers,
+            budget=max(budget, SHARED_EACH_AT_LEAST),
+            each_at_most=SHARED_EACH_AT_MOST,
+            each_at_least=SHARED_EACH_AT_LEAST,
+        )
+        lines = [f"{names[i]}{a.text}" for i, a in enumerate(shown)]
+        if more:
+            lines.append(shared_more(more))
+        text = "\n\n".join(lines)
+        if len(text) <= room or budget <= SHARED_EACH_AT_LEAST:
+            break
+        budget -= len(text) - room + 50
+    return discord.Embed(title=title, description=clip(text, room), colour=SHARED_COLOUR)
 
 
 def channel_link(pending: PendingReveal) -> str:
@@ -188,7 +250,7 @@ def channel_link(pending: PendingReveal) -> str:
     )
 
 
-def _fit(embed: discord.Embed) -> None:
-    """Trim the description until the whole embed is within Discord's 6,000 characters."""
-    while len(embed) > TOTAL and embed.description:
+def _fit(embed: discord.Embed, limit: int = TOTAL) -> None:
+    """Trim the description until the whole embed is within ``limit`` (Discord's 6,000)."""
+    while len(embed) > limit and embed.description:
         embed.description = clip(embed.description, max(len(embed.description) - 200, 1))
