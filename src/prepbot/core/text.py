@@ -295,9 +295,13 @@ def rotation_notice(left: int) -> str:
     return f"🔁 {when}. Admins: widen the topics with /prep schedule, or add a content pack."
 
 
-def answer_here(card: QuestionCard, *, button: str = "Answer") -> str:
-    """Return the line under a round's question that says how to answer it, and when it reveals."""
-    reveal = local_time(card.reveal_at, card.timezone) if card.reveal_at else "at the reveal"
+def answer_here(card: QuestionCard, *, button: str = "Answer", reveal: str | None = None) -> str:
+    """Return the line under a round's question that says how to answer it, and when it reveals.
+
+    ``reveal`` replaces the reveal time's words (a platform's own date token, say).
+    """
+    if reveal is None:
+        reveal = local_time(card.reveal_at, card.timezone) if card.reveal_at else "at the reveal"
     if card.private:
         return (
             f"🔒 Answers are private until the reveal ({reveal}): press *{button}* "

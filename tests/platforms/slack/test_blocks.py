@@ -335,6 +335,9 @@ def test_a_private_question_has_the_answer_button_and_its_running_count(pack: Pa
     assert button["action_id"] == "prep_answer"
     assert button["text"]["text"] == "✍️ Answer"
     assert "private until the reveal" in shown(message)
+    assert card.reveal_at is not None
+    assert f"<!date^{int(card.reveal_at.timestamp())}^" in shown(message)  # in each reader's zone
+    assert "\x00" not in shown(message)
     assert "Reply in this thread" not in shown(message)
     assert "so far" not in shown(message)  # no count until the services give one
 

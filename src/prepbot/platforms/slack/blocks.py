@@ -295,7 +295,9 @@ def _question_parts(card: QuestionCard) -> tuple[list[Block], list[Block]]:
     )
     tail = [_context(meta)]
     if card.private and card.reveal_at is not None:
-        tail.append(_section(escape(answer_here(card, button=ANSWER_BUTTON))))
+        when = "\x00"  # the reveal time: a date token each reader sees in their own zone
+        line = escape(answer_here(card, button=ANSWER_BUTTON, reveal=when))
+        tail.append(_section(line.replace(when, slack_date(card.reveal_at, card.timezone))))
         tail.append(_answer_button())
         if card.answer_count is not None:
             tail.append(_context(escape(answer_count_line(card.answer_count))))
