@@ -1,11 +1,12 @@
 """A real `prepbot run` on Slack (Socket Mode) SIGKILLed while private answers arrive by modal.
 
-Twenty members submit the Answer modal at once and the process is killed a random moment
-later: some submissions were acknowledged, some were stored but never acknowledged (the kill
-fell between the commit and the ack), some never arrived. Slack does not resend a modal, so
-the members whose form stayed open submit again (the same payload) once the bot is back,
-and every submission is delivered once more on top. Every acknowledged answer must be
-stored, every answer exactly once, with the text its member wrote.
+Twenty members submit the Answer modal at once and the process is killed a random moment later:
+some submissions were acknowledged, some never arrived, and one may have been stored but not
+acknowledged (the kill fell between the commit and the ack: a window of a few event-loop steps,
+rarely hit; the worker-level SIGKILL trials aim at it). Slack does not resend a modal, so the
+members whose form stayed open submit again (the same payload) once the bot is back, and every
+submission is delivered once more on top. Every acknowledged answer must be stored, every
+answer exactly once, with the text its member wrote.
 """
 
 from __future__ import annotations
