@@ -21,7 +21,7 @@ TABLES = (
     "answer_grades, member_preferences, held_replies, round_threads, deleted_replies, replies, "
     "answers, member_stats, rounds, "
     "members, subscriptions, "
-    "communities, bot_state"
+    "communities, bot_state, audit_log"
 )
 
 VALID_SCENARIO: dict[str, Any] = {

@@ -431,28 +431,123 @@ def _run_bot(settings: Settings) -> None:
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Create or upgrade the database schema to the latest version."""
+    from prepbot.app import safe_url
+
+    async def upgrade(db: Any) -> str | None:
+        await db.upgrade()
+        return await db.current_revision()  # type: ignore[no-any-return]
+
+    revision = _database_run(upgrade)
+    _say(f"database {safe_url(_settings().database.url)} is at revision {revision}")
+
+
+def _database_run(work: Callable[[Any], Coroutine[Any, Any, Any]]) -> Any:
+    """Run ``work(db)`` on the configured database; a database that fails is one line."""
     import asyncio
 
     from prepbot.app import StartupError, database_reason, safe_url
     from prepbot.store.db import Database
 
     settings = _settings()
-    url = settings.database.url
 
-    async def upgrade() -> str | None:
+    async def run() -> Any:
         db = Database(settings.database.url)
         try:
-            await db.upgrade()
-            return await db.current_revision()
+            return await work(db)
         finally:
             await db.close()
 
     try:
-        revision = asyncio.run(upgrade())
+        return asyncio.run(run())
     except Exception as error:
         reason = database_reason(settings, error)
-        _fail(str(StartupError("database.url", f"cannot use {safe_url(url)}: {reason}")))
-    _say(f"database {safe_url(url)} is at revision {revision}")
+        url = safe_url(settings.database.url)
+        _fail(str(StartupError("database.url", f"cannot use {url}: {reason}")))
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Print the database's schema revision (and whether it is the newest this prepbot has)."""
+    from prepbot.app import safe_url
+    from prepbot.store.db import revision_history
+
+    async def current(db: Any) -> str | None:
+        return await db.current_revision()  # type: ignore[no-any-return]
+
+    revision = _database_run(current)
+    newest = revision_history()[0][0]
+    url = safe_url(_settings().database.url)
+    if revision is None:
+        _say(f"database {url} is empty (no schema yet): run `prepbot db upgrade`")
+    elif revision == newest:
+        _say(f"database {url} is at revision {revision} (the newest)")
+    else:
+        _say(f"database {url} is at revision {revision}; `prepbot db upgrade` brings {newest}")
+
+
+@db_app.command("history")
+def db_history() -> None:
+    """List the schema's revisions this prepbot ships, newest first."""
+    from prepbot.store.db import revision_history
+
+    for revision, _, title in revision_history():
+        _say(f"{revision}  {title.splitlines()[0] if title else ''}".rstrip())
+
+
+@db_app.command("backup")
+def db_backup(
+    path: Annotated[Path, typer.Argument(help="Where to write the copy (a new file).")],
+) -> None:
+    """Copy the SQLite database to PATH while the bot runs (PostgreSQL: use pg_dump)."""
+    from prepbot.store.db import BackupError, backup_sqlite
+
+    try:
+        backup_sqlite(_settings().database.url, path)
+    except BackupError as error:
+        _fail(str(error))
+    _say(f"backed up to {path} ({path.stat().st_size:,} bytes)")
+
+
+@app.command("export")
+def export(
+    folder: Annotated[Path, typer.Argument(help="The folder to write the files into.")],
+    group: Annotated[
+        str | None, typer.Option(help="Only this channel's study group (its channel id).")
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option(help="Only rounds on or after this date (YYYY-MM-DD).")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option(help="Only rounds on or before this date (YYYY-MM-DD).")
+    ] = None,
+) -> None:
+    """Write study groups, rounds, answers, members, streaks, feedback and the audit log.
+
+    One JSON Lines file per table, every column; answers, members and streaks also as CSV.
+    """
+    from datetime import date
+
+    from prepbot.export import ExportFilter, export_tables
+
+    def day(value: str | None, option: str) -> date | None:
+        if value is None:
+            return None
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            _fail(f"{option} takes a date like 2026-11-30, not {value!r}")
+
+    chosen = ExportFilter(group, day(since, "--since"), day(until, "--until"))
+    if chosen.since and chosen.until and chosen.since > chosen.until:
+        _fail("--since is after --until: no round can be in between")
+
+    async def work(db: Any) -> dict[str, int]:
+        return await export_tables(db, folder, chosen)
+
+    written = _database_run(work)
+    if group is not None and not written["groups"]:
+        _fail(f"no study group has channel id {group!r}; `prepbot export` without --group has all")
+    _say(", ".join(f"{name} {count:,}" for name, count in written.items()) + f" → {folder}")
 
 
 @discord_app.command("invite-url")

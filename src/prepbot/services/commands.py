@@ -52,7 +52,7 @@ from prepbot.services.private import PrivateAnswers
 from prepbot.services.queries import QueryService
 from prepbot.services.rounds import NoEligibleScenario, RoundService
 from prepbot.services.status import StatusService
-from prepbot.store.models import RoundStatus, Subscription
+from prepbot.store.models import AuditEntry, RoundStatus, Subscription
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +100,8 @@ ADMIN = (
     "post-now",
     "reveal-now",
 )
+SOMETHING_WRONG = "Something went wrong on my side; it has been logged. Try again soon."
+MAX_AUDITED = 500  # characters of an admin command kept in the audit log
 NOT_SUBSCRIBED = (
     "This channel is not a study group yet. An admin can start one with /prep subscribe."
 )
@@ -157,7 +159,34 @@ class CommandService:
         with Timer() as timer:
             response = await self._handle(invocation)
         self.ctx.metrics.command_seconds.labels(label).observe(timer.seconds)
+        if verb in ADMIN:
+            await self._audit(invocation, response)
         return response
+
+    async def _audit(self, invocation: Invocation, response: Response) -> None:
+        """Write an admin command to the audit log: who, what, where, when, and its outcome.
+
+        The command has already happened: a failure to write it is logged, never raised.
+        """
+        errors = [v.text for v in response.views if isinstance(v, ErrorView)]
+        outcome = "done" if not errors else "failed" if SOMETHING_WRONG in errors else "refused"
+        place, member = invocation.place, invocation.member
+        try:
+            async with self.ctx.db.transaction() as session:
+                session.add(
+                    AuditEntry(
+                        at=self.ctx.clock.now(),
+                        platform=place.platform,
+                        community_id=place.community_id,
+                        channel_id=place.channel_id,
+                        member_id=member.id,
+                        member_name=member.name,
+                        command=invocation.text.strip()[:MAX_AUDITED],
+                        outcome=outcome,
+                    )
+                )
+        except Exception as error:
+            log.warning("could not write /prep %s to the audit log: %r", invocation.text, error)
 
     async def _handle(self, invocation: Invocation) -> Response:
         try:
@@ -178,7 +207,7 @@ class CommandService:
         except Exception:
             log.exception("/prep %s failed", invocation.text)
             return Response.one(
-                ErrorView("Something went wrong on my side; it has been logged. Try again soon."),
+                ErrorView(SOMETHING_WRONG),
                 private=True,
             )
 

@@ -121,6 +121,57 @@ class Database:
         await self.engine.dispose()
 
 
+class BackupError(Exception):
+    """A backup that cannot be taken, with what to do instead."""
+
+
+def backup_sqlite(url: str, target: Path) -> None:
+    """Copy an SQLite database to ``target`` with SQLite's online backup API.
+
+    Safe while the bot runs and answers arrive: the copy is one consistent snapshot (a single
+    backup step under a read transaction), written to a temporary file and renamed into place
+    only when complete. PostgreSQL has its own tool (``pg_dump``); this refuses it.
+    """
+    import sqlite3
+
+    parsed = make_url(url)
+    if not parsed.drivername.startswith("sqlite"):
+        raise BackupError(
+            "this database is PostgreSQL: back it up with its own tool, e.g. "
+            f"pg_dump --format=custom --file={target} "
+            f"'{parsed.set(drivername='postgresql').render_as_string(hide_password=True)}'"
+        )
+    if not parsed.database or parsed.database == ":memory:":
+        raise BackupError("an in-memory SQLite database has nothing on disk to back up")
+    source_path = Path(parsed.database)
+    if not source_path.is_file():
+        raise BackupError(f"there is no database file at {source_path}")
+    if target.exists():
+        raise BackupError(f"{target} exists already; choose a new path")
+    partial = target.with_name(target.name + ".partial")
+    source = sqlite3.connect(f"file:{source_path}?mode=ro", uri=True, timeout=30)
+    try:
+        copy = sqlite3.connect(partial)
+        try:
+            source.backup(copy)
+        finally:
+            copy.close()
+    finally:
+        source.close()
+    partial.replace(target)
+
+
+def revision_history() -> list[tuple[str, str | None, str]]:
+    """Return the shipped migrations, newest first: (revision, the one before it, its title)."""
+    from alembic.script import ScriptDirectory
+
+    scripts = ScriptDirectory.from_config(alembic_config())
+    return [
+        (s.revision, s.down_revision if isinstance(s.down_revision, str) else None, s.doc or "")
+        for s in scripts.walk_revisions()
+    ]
+
+
 def alembic_config(connection: Connection | None = None) -> Any:
     """Return an Alembic config for the shipped migrations, optionally bound to a connection."""
     from alembic.config import Config

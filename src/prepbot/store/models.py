@@ -305,3 +305,23 @@ class BotState(Base):
 
     name: Mapped[str] = mapped_column(String(100), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
+
+
+class AuditEntry(Base):
+    """One admin command: who ran it where and when, and whether it was done or refused.
+
+    ``outcome`` is ``done``, ``refused`` (not an admin, or a usage error) or ``failed``.
+    """
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_at", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    platform: Mapped[str] = mapped_column(String(20))
+    community_id: Mapped[str] = mapped_column(String(64))
+    channel_id: Mapped[str] = mapped_column(String(64))
+    member_id: Mapped[str] = mapped_column(String(64))
+    member_name: Mapped[str] = mapped_column(String(200))
+    command: Mapped[str] = mapped_column(Text)
+    outcome: Mapped[str] = mapped_column(String(10))
