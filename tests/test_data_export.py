@@ -274,3 +274,121 @@ def test_the_export_and_db_commands_say_what_is_wrong_in_one_line(tmp_path: Path
     backup = run("db", "backup", "copy.db")
     assert backup.returncode == 0, backup.stderr
     assert (tmp_path / "copy.db").stat().st_size > 0
+
+
+def said(response: Any) -> str:
+    (view,) = response.views
+    return str(view.text)
+
+
+async def every_value(db: Database) -> list[tuple[str, Any]]:
+    """Return (table, value) for every column value of every table."""
+    from prepbot.store.models import Base
+
+    found = []
+    async with db.transaction() as session:
+        for table in Base.metadata.sorted_tables:
+            for row in (await session.execute(select(table))).all():
+                found += [(table.name, value) for value in row]
+    return found
+
+
+async def test_forget_me_erases_a_member_everywhere_and_the_leaderboard_follows(
+    app: App, platform: RecordingPlatform, clock: ManualClock, tmp_path: Path
+):
+    await simulate_month(app, clock)
+    where = GROUPS[1]
+    group = await app.services.admin.subscription(where)
+    assert group is not None
+    today = START + timedelta(days=30)
+    before = await app.services.queries.leaderboard([group], "#sys", Period.ALL, today)
+    assert "ada" in {row.member.id for row in before.rows}
+    ada = Invocation(where, MemberRef("ada", "Ada"), False, "forget-me")
+    preview = said(await app.services.commands.handle(ada))
+    assert "This erases 40 answers by you in 2 study groups" in preview
+    assert "/prep forget-me confirm" in preview
+    assert any(value == "ada" for _, value in await every_value(app.db))  # nothing gone yet
+    confirm = Invocation(where, MemberRef("ada", "Ada"), False, "forget-me confirm")
+    assert "Erased: 40 answers by you" in said(await app.services.commands.handle(confirm))
+
+    leftovers = [
+        (table, value)
+        for table, value in await every_value(app.db)
+        if isinstance(value, str) and (value in {"ada", "Ada"} or "ada on 2026" in value)
+    ]
+    assert leftovers == []
+    await export_tables(app.db, tmp_path / "export", ExportFilter())
+    for file in (tmp_path / "export").iterdir():
+        text = file.read_text(encoding="utf-8")
+        for trace in ('"ada"', '"Ada"', "ada on 2026"):
+            assert trace not in text, file
+    after = await app.services.queries.leaderboard([group], "#sys", Period.ALL, today)
+    kept = [(r.member.id, r.on_time, r.late, r.points, r.streak) for r in before.rows]
+    assert [k for k in kept if k[0] != "ada"] == [
+        (r.member.id, r.on_time, r.late, r.points, r.streak) for r in after.rows
+    ]
+    # An old reply of hers, replayed by the platform, does not bring her back.
+    async with app.db.transaction() as session:
+        some_round = await session.scalar(  # a day she answered (she skipped every third)
+            select(Round).where(
+                Round.subscription_id == group.id, Round.local_date == START + timedelta(days=1)
+            )
+        )
+    assert some_round is not None
+    assert some_round.question_message_id is not None
+    replayed = await app.services.answers.record(
+        ThreadReply(
+            where,
+            some_round.question_message_id,
+            f"{some_round.question_message_id}-ada",
+            MemberRef("ada", "Ada"),
+            "ada on 2026: replayed",
+            clock.now(),
+        )
+    )
+    assert replayed.status.value == "duplicate"
+    assert not [v for _, v in await every_value(app.db) if v == "ada"]
+
+
+async def test_only_an_admin_erases_another_member_and_the_audit_log_keeps_no_name(
+    app: App, platform: RecordingPlatform, clock: ManualClock
+):
+    await simulate_month(app, clock)
+    where = GROUPS[0]
+    commands = app.services.commands
+    refused = await commands.handle(
+        Invocation(where, MemberRef("bob", "Bob"), False, "forget-me <@cy> confirm")
+    )
+    assert "Only admins" in said(refused)
+    preview = said(await commands.handle(admin(where, "forget-me <@cy>")))
+    assert "that member (cy)" in preview
+    assert "/prep forget-me <@cy> confirm" in preview
+    assert "Erased" in said(await commands.handle(admin(where, "forget-me <@cy> confirm")))
+    async with app.db.transaction() as session:
+        audit = (await session.scalars(select(AuditEntry).order_by(AuditEntry.id))).all()
+        assert await session.scalar(select(Member).where(Member.external_id == "cy")) is None
+    assert [a.command for a in audit[-2:]] == ["forget-me @…", "forget-me @… confirm"]
+    nothing = said(await commands.handle(admin(where, "forget-me <@cy>")))
+    assert "holds nothing about that member" in nothing
+
+
+async def test_answer_text_past_the_retention_period_is_emptied_and_the_counts_stay(
+    app: App, platform: RecordingPlatform, clock: ManualClock
+):
+    await simulate_month(app, clock)
+    group = await app.services.admin.subscription(GROUPS[1])
+    assert group is not None
+    today = START + timedelta(days=30)
+    board = await app.services.queries.leaderboard([group], "#sys", Period.ALL, today)
+    emptied = await app.services.privacy.drop_old_answer_text(timedelta(days=7), clock.now())
+    assert emptied > 100
+    answers = await database_rows(app.db, Answer)
+    async with app.db.transaction() as session:
+        revealed = {r.id: r.revealed_at for r in (await session.scalars(select(Round))).all()}
+    cutoff = clock.now() - timedelta(days=7)
+    for answer in answers:
+        when = revealed[answer["round_id"]]
+        old = when is not None and when < cutoff
+        assert (answer["text"] == "") == old, answer
+    assert await app.services.queries.leaderboard([group], "#sys", Period.ALL, today) == board
+    assert await app.services.privacy.drop_old_answer_text(timedelta(days=7), clock.now()) == 0

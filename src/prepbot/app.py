@@ -12,7 +12,7 @@ import logging
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TextIO
 
 from prepbot.content.catalog import Catalog
@@ -122,6 +122,11 @@ async def build_app(settings: Settings, clock: Clock, catalog: Catalog | None = 
         default_schedule=settings.schedule.schedule(),
         grader=make_grader(settings.grading),
         grading_deadline=settings.grading.deadline_seconds,
+        keep_answer_text=(
+            timedelta(days=settings.database.keep_answer_text_days)
+            if settings.database.keep_answer_text_days
+            else None
+        ),
     )
     return App(db=db, services=Services.build(ctx))
 

@@ -34,6 +34,7 @@ from prepbot.store.models import Community, Round, RoundStatus, Subscription
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+RETENTION_EVERY = timedelta(hours=1)  # how often answer text past its retention is emptied
 FEEDBACK_WINDOW = timedelta(days=1)  # feedback a restart interrupted still goes out this long
 
 
@@ -79,6 +80,7 @@ class RoundScheduler:
         self._jobs: Any = None  # an AsyncIOScheduler while leading
         self._jobs_synced = False  # every subscription's and open round's job is in it
         self._job_ticks: set[asyncio.Future[None]] = set()
+        self._text_expired_at: datetime | None = None  # the last retention pass
         self.leading = False
         services.admin.listeners.append(self.on_subscription_changed)
 
@@ -129,7 +131,19 @@ class RoundScheduler:
         await self._post_due(report)
         if self._jobs is not None:
             await self._sync_reveal_jobs()
+        await self._expire_answer_text()
         return report
+
+    async def _expire_answer_text(self) -> None:
+        """Empty answer text past the retention period, at most once an hour (if one is set)."""
+        keep = self.services.ctx.keep_answer_text
+        now = self.clock.now()
+        if keep is None:
+            return
+        if self._text_expired_at is not None and now - self._text_expired_at < RETENTION_EVERY:
+            return
+        await self.services.privacy.drop_old_answer_text(keep, now)
+        self._text_expired_at = now
 
     async def _repair(self, report: TickReport) -> None:
         """Finish what a gone owner left: claimed-but-unposted rounds, unsent reveals.

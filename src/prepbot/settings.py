@@ -86,6 +86,14 @@ class DatabaseSettings(BaseModel):
         default="sqlite:///prepbot.db",
         description="sqlite:///FILE (embedded, one process) or postgresql://USER@HOST/DB.",
     )
+    keep_answer_text_days: int | None = Field(
+        default=None,
+        ge=1,
+        description=(
+            "Empty each answer's text this many days after its round's reveal; who answered, "
+            "on time or late, points and streaks stay. Unset keeps the text."
+        ),
+    )
 
     @field_validator("url")
     @classmethod

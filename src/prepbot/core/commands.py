@@ -111,6 +111,17 @@ class AnswerPrivately:
 
 
 @dataclass(frozen=True)
+class ForgetMe:
+    """Erase a member's answers and stats from this community (after a confirmation).
+
+    ``member`` names another member (admins only: someone who left); None is the caller.
+    """
+
+    member: str | None = None
+    confirmed: bool = False
+
+
+@dataclass(frozen=True)
 class Leaderboard:
     """Rank members of this study group (or the whole community) for a period."""
 
@@ -197,6 +208,7 @@ Command = (
     | FeedbackMessages
     | Hint
     | AnswerPrivately
+    | ForgetMe
     | Subscribe
     | Reschedule
     | Status
@@ -223,6 +235,7 @@ USAGE: dict[str, str] = {
     "leaderboard": "/prep leaderboard [week|month|all] [community]",
     "hint": "/prep hint",
     "answer": "/prep answer <your answer> | /prep answer --withdraw",
+    "forget-me": "/prep forget-me [@member] [confirm]",
     "feedback": "/prep feedback [id|on|off]",
     "subscribe": f"/prep subscribe {SCHEDULE_ARGS}",
     "schedule": f"/prep schedule {SCHEDULE_ARGS}",
@@ -313,6 +326,8 @@ def parse_prep(text: str) -> Command:
             return Streak(member=_member(args[0], usage) if args else None)
         case "leaderboard":
             return _leaderboard(args, usage)
+        case "forget-me":
+            return _forget_me(args, usage)
         case "subscribe":
             return Subscribe(change=_schedule_change(args, usage))
         case _:  # "schedule"
@@ -332,6 +347,19 @@ def _answer(text: str, usage: str) -> AnswerPrivately:
     if not text:
         raise CommandError(f"{usage} (write your answer after `answer`)")
     return AnswerPrivately(text=text)
+
+
+def _forget_me(args: list[str], usage: str) -> ForgetMe:
+    """Parse ``/prep forget-me [@member] [confirm]`` in either order, each once."""
+    member, confirmed = None, False
+    for word in args:
+        if word.lower() == "confirm" and not confirmed:
+            confirmed = True
+        elif member is None and MEMBER_MENTION.match(word):
+            member = _member(word, usage)
+        else:
+            raise CommandError(f"{usage} (`{word}` is neither @member nor confirm)")
+    return ForgetMe(member=member, confirmed=confirmed)
 
 
 def _no_args(args: list[str], usage: str) -> None:

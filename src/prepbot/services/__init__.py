@@ -11,6 +11,7 @@ from prepbot.services.admin import AdminService
 from prepbot.services.answers import AnswerService
 from prepbot.services.base import ServiceContext
 from prepbot.services.commands import CommandService
+from prepbot.services.privacy import PrivacyService
 from prepbot.services.private import PrivateAnswers
 from prepbot.services.queries import QueryService
 from prepbot.services.rounds import RoundService
@@ -29,6 +30,7 @@ class Services:
     commands: CommandService
     status: StatusService
     private: PrivateAnswers
+    privacy: PrivacyService
 
     @classmethod
     def build(cls, ctx: ServiceContext) -> Services:
@@ -42,6 +44,7 @@ class Services:
         ctx.thread_listeners.append(adopt)  # replies held while a question was being posted
         answers.on_changed = rounds.feedback.pregrade_soon  # grade answers as they are stored
         private = PrivateAnswers(ctx, rounds.question_card)
+        privacy = PrivacyService(ctx)
         answers.on_counted = private.counted  # private-mode questions show a running count
         answers.on_public_reply = private.replied_in_public
         status = StatusService(ctx, rounds)
@@ -52,7 +55,8 @@ class Services:
             answers=answers,
             queries=queries,
             admin=admin,
-            commands=CommandService(ctx, rounds, queries, admin, status, answers, private),
+            commands=CommandService(ctx, rounds, queries, admin, status, answers, private, privacy),
             status=status,
             private=private,
+            privacy=privacy,
         )

@@ -48,6 +48,8 @@ class ServiceContext:
     # What grades answers at a reveal (None: the rubric grader), and how long it may take.
     grader: AnswerGrader | None = None
     grading_deadline: float = 4.0
+    # How long answer text is kept after its round's reveal (None: for good).
+    keep_answer_text: timedelta | None = None
     # Called with (subscription id, thread id) once a round's thread is known.
     thread_listeners: list[Callable[[int, str], Awaitable[None]]] = field(default_factory=list)
 

@@ -7,6 +7,7 @@ gets a usage line, never a stack trace. Imports no chat platform library.
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 
 from prepbot.core.commands import (
@@ -18,6 +19,7 @@ from prepbot.core.commands import (
     CommandError,
     Feedback,
     FeedbackMessages,
+    ForgetMe,
     Help,
     Hint,
     Leaderboard,
@@ -48,6 +50,7 @@ from prepbot.observability import Timer
 from prepbot.services.admin import AdminError, AdminService
 from prepbot.services.answers import AnswerOutcome, AnswerService, AnswerStatus
 from prepbot.services.base import ServiceContext, schedule_of
+from prepbot.services.privacy import PrivacyService
 from prepbot.services.private import PrivateAnswers
 from prepbot.services.queries import QueryService
 from prepbot.services.rounds import NoEligibleScenario, RoundService
@@ -67,6 +70,7 @@ DESCRIPTIONS = {
     "leaderboard": "who answered most, on time (then key points)",
     "hint": "a nudge on the open question, not its answer",
     "answer": "answer the open question privately (groups that answer privately)",
+    "forget-me": "erase your answers and stats here (admins: a member's, with @member)",
     "feedback": "your feedback on a recent answer; `on`/`off` for the messages after reveals",
     "subscribe": "make this channel a study group",
     "schedule": "change this study group's schedule or topics",
@@ -82,6 +86,7 @@ PUBLIC = (
     "today",
     "hint",
     "answer",
+    "forget-me",
     "ask",
     "search",
     "show",
@@ -101,6 +106,7 @@ ADMIN = (
     "reveal-now",
 )
 SOMETHING_WRONG = "Something went wrong on my side; it has been logged. Try again soon."
+MENTION = re.compile(r"<@!?[^>]+>|@\S+")  # a member named in an audited command (not kept)
 MAX_AUDITED = 500  # characters of an admin command kept in the audit log
 NOT_SUBSCRIBED = (
     "This channel is not a study group yet. An admin can start one with /prep subscribe."
@@ -147,10 +153,11 @@ class CommandService:
         status: StatusService,
         answers: AnswerService,
         private: PrivateAnswers,
+        privacy: PrivacyService,
     ) -> None:
         self.ctx, self.rounds, self.queries, self.admin = ctx, rounds, queries, admin
         self.status = status
-        self.answers, self.private = answers, private
+        self.answers, self.private, self.privacy = answers, private, privacy
 
     async def handle(self, invocation: Invocation) -> Response:
         """Answer one /prep invocation; errors become friendly messages."""
@@ -159,7 +166,7 @@ class CommandService:
         with Timer() as timer:
             response = await self._handle(invocation)
         self.ctx.metrics.command_seconds.labels(label).observe(timer.seconds)
-        if verb in ADMIN:
+        if verb in ADMIN or (verb == "forget-me" and MENTION.search(invocation.text)):
             await self._audit(invocation, response)
         return response
 
@@ -181,7 +188,7 @@ class CommandService:
                         channel_id=place.channel_id,
                         member_id=member.id,
                         member_name=member.name,
-                        command=invocation.text.strip()[:MAX_AUDITED],
+                        command=MENTION.sub("@…", invocation.text.strip())[:MAX_AUDITED],
                         outcome=outcome,
                     )
                 )
@@ -223,6 +230,36 @@ class CommandService:
             return Response.one(ErrorView(PRIVATE_NOT_STORED), private=True)
         return Response.one(_private_outcome(outcome, bool(answer.text.strip())), private=True)
 
+    async def _forget(
+        self, invocation: Invocation, member: str | None, confirmed: bool
+    ) -> Notice | ErrorView:
+        """Erase the caller (or, for an admin, a named member) after a confirming second step."""
+        if member is not None and not invocation.is_admin:
+            return ErrorView(
+                "Only admins can erase another member's data. To erase yours: /prep forget-me."
+            )
+        whose = member or invocation.member.id
+        you = "you" if member is None else f"that member ({whose})"
+        again = "/prep forget-me" + (f" <@{whose}>" if member else "") + " confirm"
+        if not confirmed:
+            held = await self.privacy.what_we_hold(invocation.place, whose)
+            if not held.found:
+                return Notice(f"prepbot holds nothing about {you} here: nothing to erase.")
+            return Notice(
+                f"This erases {held.answers:,} answer{'s' if held.answers != 1 else ''} by "
+                f"{you} in {held.groups:,} study group{'s' if held.groups != 1 else ''} of this "
+                "community, with their feedback and streaks, and the name in the audit log; "
+                f"leaderboards are recomputed without them. It cannot be undone. To go ahead: "
+                f"`{again}`"
+            )
+        done = await self.privacy.forget(invocation.place, whose)
+        if not done.found:
+            return Notice(f"prepbot holds nothing about {you} here: nothing to erase.")
+        return Notice(
+            f"Erased: {done.answers:,} answer{'s' if done.answers != 1 else ''} by {you}, with "
+            "feedback and streaks. prepbot will know them again only if they answer again."
+        )
+
     async def _run(self, command: Command, invocation: Invocation) -> Response:
         place = invocation.place
         subscription = await self.admin.subscription(place)
@@ -249,6 +286,8 @@ class CommandService:
                 if active is None:
                     return Response.one(ErrorView(NOT_SUBSCRIBED), private=True)
                 return Response.one(await self.queries.hint(active), private=True)
+            case ForgetMe(member=member, confirmed=confirmed):
+                return Response.one(await self._forget(invocation, member, confirmed), private=True)
             case AnswerPrivately(text=text):
                 if active is None:
                     return Response.one(ErrorView(NOT_SUBSCRIBED), private=True)

@@ -80,6 +80,7 @@ ON_TIME_REACTION, LATE_REACTION = "✅", "🕓"
 STORE_PAUSES = (0.2, 0.5, 1, 2, 4, 8, 15, 30)  # seconds between tries to store an event (~1 min)
 THREAD_ALREADY_CREATED = 160004  # "A thread has already been created for this message"
 PUBLIC_SUBCOMMANDS = {"leaderboard"}
+ADMIN_FOR_OTHERS = {"forget-me"}  # a member's own, or (admins) another member's: always private
 ADMIN_SUBCOMMANDS = {
     "subscribe",
     "schedule",
@@ -891,10 +892,13 @@ class DiscordRuntime:
         self, interaction: discord.Interaction, subcommand: str, *words: str | None
     ) -> None:
         """Defer within Discord's 3 seconds, run the command, answer with its views."""
-        admin = self.is_admin(interaction) if subcommand in ADMIN_SUBCOMMANDS else False
+        asks_admin = subcommand in ADMIN_SUBCOMMANDS or subcommand in ADMIN_FOR_OTHERS
+        admin = self.is_admin(interaction) if asks_admin else False
         # The first follow-up keeps the deferral's visibility, so decide it now: personal
         # results and refusals stay private; leaderboards and admins' changes are public.
-        public = subcommand in PUBLIC_SUBCOMMANDS or (admin and subcommand != "status")
+        public = subcommand in PUBLIC_SUBCOMMANDS or (
+            subcommand in ADMIN_SUBCOMMANDS and admin and subcommand != "status"
+        )
         private = not public
         await interaction.response.defer(ephemeral=private, thinking=True)
         interaction.extras[THINKING_IN_PUBLIC] = public
@@ -1084,6 +1088,23 @@ def build_prep_group(runtime: DiscordRuntime) -> app_commands.Group:
         interaction: discord.Interaction, member: discord.Member | None = None
     ) -> None:
         await runtime.run(interaction, "streak", f"<@{member.id}>" if member else None)
+
+    @prep.command(name="forget-me", description="Erase your answers and stats from this server")
+    @app_commands.describe(
+        member="Admins: whose data to erase (a member who left); empty for your own",
+        confirm="Yes, erase it (without this you see what would go)",
+    )
+    async def forget_me(
+        interaction: discord.Interaction,
+        member: discord.Member | None = None,
+        confirm: bool = False,
+    ) -> None:
+        await runtime.run(
+            interaction,
+            "forget-me",
+            f"<@{member.id}>" if member else None,
+            "confirm" if confirm else None,
+        )
 
     @prep.command(name="hint", description="Get a nudge on the open question, not its answer")
     async def hint(interaction: discord.Interaction) -> None:
