@@ -232,3 +232,39 @@ def test_a_term_the_grader_reads_as_one_letter_is_refused_with_its_line(make_pac
     ) in found
     assert all("look_for[2]" not in (w.field or "") for w in report.warnings)  # paired: fine
     assert all(w.line for w in report.warnings)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "id: " + "[" * 60 + "]" * 60 + "\n",
+        "id: " + "{a: " * 60 + "1" + "}" * 60 + "\n",
+        "".join(" " * n + f"k{n}:\n" for n in range(60)) + " " * 60 + "v\n",
+        "- " * 60 + "x\n",
+        "".join(f"- item {n}\n" for n in range(25_000)),
+        "a: &a [1, 2]\nb: [*a, *a]\n",
+        "a: &a\n  - 1\nb: *a\n",
+    ],
+    ids=[
+        "flow-lists",
+        "flow-maps",
+        "block-maps",
+        "compact-lists",
+        "many-values",
+        "alias",
+        "anchor",
+    ],
+)
+def test_the_quick_screen_sends_every_deep_big_or_aliased_file_to_the_full_check(text: str):
+    from prepbot.content.loader import _maybe_explosive, _refuse_explosive
+
+    assert _maybe_explosive(text)
+    if "&" not in text:
+        assert _refuse_explosive(text) is not None  # each shape really is one the check refuses
+
+
+def test_the_quick_screen_lets_the_banks_own_files_skip_the_second_reading():
+    from prepbot.content.loader import _maybe_explosive
+
+    files = sorted((BUILTIN_PACK / "scenarios").glob("*.yaml"))
+    assert not any(_maybe_explosive(f.read_text(encoding="utf-8")) for f in files)

@@ -157,9 +157,11 @@ def unreadable_terms(look_for: tuple[str, ...]) -> list[tuple[int, str]]:
     """
     found = []
     for index, term in enumerate(look_for):
+        if "&" not in term and sum(map(str.isalnum, term)) > 1:
+            continue  # the common case, decided without splitting
         phrases = re.split(r"\s+&\s*|\s*&\s+", term)
         for phrase in phrases:
-            if sum(ch.isalnum() for ch in phrase) > 1:
+            if sum(map(str.isalnum, phrase)) > 1:
                 continue  # two letters or digits make two words or a longer one: readable
             words = _words_of(phrase)
             if not words:
