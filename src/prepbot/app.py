@@ -128,7 +128,9 @@ async def build_app(settings: Settings, clock: Clock, catalog: Catalog | None = 
             else None
         ),
     )
-    return App(db=db, services=Services.build(ctx))
+    services = Services.build(ctx)
+    services.commands.public_url = settings.http.base_url()  # /prep archive's links
+    return App(db=db, services=services)
 
 
 async def lock_embedded_database(settings: Settings) -> Leadership:
@@ -210,6 +212,7 @@ async def run_bot(settings: Settings, stop: asyncio.Event) -> None:
     from prepbot.core.clock import SystemClock
     from prepbot.observability import HealthServer
     from prepbot.scheduling import RoundScheduler, run_scheduling
+    from prepbot.web.archive import ArchivePages
 
     leadership = await lock_embedded_database(settings)  # a second SQLite process stops here
     try:
@@ -242,6 +245,7 @@ async def run_bot(settings: Settings, stop: asyncio.Event) -> None:
                 app.services.ctx.metrics,
                 _health_checks(app, scheduler, runtimes, list(starters)),
                 problems=app.services.status.health_problems,
+                pages=ArchivePages(app.services).register,  # each group's /archive/<token>
             )
             await health.start(settings.http.host, settings.http.port)
         for name, starter in starters.items():

@@ -143,7 +143,7 @@ ProblemSource = Callable[[], Awaitable[list[dict[str, Any]]]]
 
 
 class HealthServer:
-    """``/healthz`` (JSON) and ``/metrics``.
+    """``/healthz`` (JSON) and ``/metrics``, and any pages ``pages`` adds (the web archive).
 
     ``/healthz`` says ``ok`` (200) when every check passes and nothing is wrong; ``degraded``
     (still 200: a paused study group must not take the instance out of a load balancer) when
@@ -157,10 +157,12 @@ class HealthServer:
         metrics: Metrics,
         checks: dict[str, HealthCheck],
         problems: ProblemSource | None = None,
+        pages: Callable[[Any], None] | None = None,
     ) -> None:
         self.metrics = metrics
         self.checks = checks
         self.problems = problems
+        self.pages = pages  # adds more routes (the web archive) to the aiohttp application
         self._runner: Any = None
         self.port: int | None = None
 
@@ -171,6 +173,8 @@ class HealthServer:
         app = web.Application()
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/metrics", self._metrics)
+        if self.pages is not None:
+            self.pages(app)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         try:

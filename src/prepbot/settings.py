@@ -284,6 +284,19 @@ class HttpSettings(BaseModel):
         default="127.0.0.1", description="Address to listen on (0.0.0.0 in a container)."
     )
     port: int = Field(default=8080, ge=0, le=65535, description="Port (0 picks a free one).")
+    public_url: str | None = Field(
+        default=None,
+        description=(
+            "The address members reach this server at (e.g. https://prep.example.com), for "
+            "the web archive's links; without it, http://<host>:<port>."
+        ),
+    )
+
+    def base_url(self) -> str:
+        """Return the public base URL of the web pages, without a trailing slash."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        return f"http://{self.host}:{self.port}"
 
 
 class LogSettings(BaseModel):

@@ -122,6 +122,16 @@ class ForgetMe:
 
 
 @dataclass(frozen=True)
+class Archive:
+    """Hand the caller the group's web archive link and its last rounds (privately).
+
+    ``rotate`` (admins only) replaces the link's secret, so the old link stops working.
+    """
+
+    rotate: bool = False
+
+
+@dataclass(frozen=True)
 class Leaderboard:
     """Rank members of this study group (or the whole community) for a period."""
 
@@ -209,6 +219,7 @@ Command = (
     | Hint
     | AnswerPrivately
     | ForgetMe
+    | Archive
     | Subscribe
     | Reschedule
     | Status
@@ -237,6 +248,7 @@ USAGE: dict[str, str] = {
     "answer": "/prep answer <your answer> | /prep answer --withdraw",
     "forget-me": "/prep forget-me [@member] [confirm]",
     "feedback": "/prep feedback [id|on|off]",
+    "archive": "/prep archive [rotate]",
     "subscribe": f"/prep subscribe {SCHEDULE_ARGS}",
     "schedule": f"/prep schedule {SCHEDULE_ARGS}",
     "status": "/prep status",
@@ -328,6 +340,10 @@ def parse_prep(text: str) -> Command:
             return _leaderboard(args, usage)
         case "forget-me":
             return _forget_me(args, usage)
+        case "archive":
+            if len(args) > 1 or (args and args[0].lower() != "rotate"):
+                raise CommandError(f"{usage} (`rotate`, admins only, makes a new link)")
+            return Archive(rotate=bool(args))
         case "subscribe":
             return Subscribe(change=_schedule_change(args, usage))
         case _:  # "schedule"

@@ -10,10 +10,13 @@ import logging
 import re
 import secrets
 
+from sqlalchemy import select, update
+
 from prepbot.core.commands import (
     USAGE,
     AnswerMode,
     AnswerPrivately,
+    Archive,
     Ask,
     Command,
     CommandError,
@@ -40,7 +43,7 @@ from prepbot.core.commands import (
     is_admin_command,
     parse_prep,
 )
-from prepbot.core.events import Invocation, PrivateAnswer
+from prepbot.core.events import Invocation, Place, PrivateAnswer
 from prepbot.core.pauses import ADMIN_PAUSE, PauseKind, explain_pause
 from prepbot.core.rotation import FEW_MATCHING
 from prepbot.core.schedule import ScheduleError
@@ -55,7 +58,8 @@ from prepbot.services.private import PrivateAnswers
 from prepbot.services.queries import QueryService
 from prepbot.services.rounds import NoEligibleScenario, RoundService
 from prepbot.services.status import StatusService
-from prepbot.store.models import AuditEntry, RoundStatus, Subscription
+from prepbot.store.models import AuditEntry, Community, Round, RoundStatus, Subscription
+from prepbot.web.links import archive_url, new_token, thread_url
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +76,7 @@ DESCRIPTIONS = {
     "answer": "answer the open question privately (groups that answer privately)",
     "forget-me": "erase your answers and stats here (admins: a member's, with @member)",
     "feedback": "your feedback on a recent answer; `on`/`off` for the messages after reveals",
+    "archive": "this group's web archive link and recent threads (admins: `rotate` for a new link)",
     "subscribe": "make this channel a study group",
     "schedule": "change this study group's schedule or topics",
     "status": "schedule, next question, pause and rotation of this study group",
@@ -94,6 +99,7 @@ PUBLIC = (
     "streak",
     "leaderboard",
     "feedback",
+    "archive",
 )
 ADMIN = (
     "subscribe",
@@ -111,6 +117,7 @@ MAX_AUDITED = 500  # characters of an admin command kept in the audit log
 NOT_SUBSCRIBED = (
     "This channel is not a study group yet. An admin can start one with /prep subscribe."
 )
+ARCHIVE_ROUNDS = 5  # the recent rounds /prep archive links to
 NOT_SUBSCRIBED_STATUS = (
     "This channel is not a study group, so there is no status to show. Start one here with "
     f"`{USAGE['subscribe']}`, e.g. `/prep subscribe 09:00 Europe/London mon-fri`."
@@ -158,6 +165,8 @@ class CommandService:
         self.ctx, self.rounds, self.queries, self.admin = ctx, rounds, queries, admin
         self.status = status
         self.answers, self.private, self.privacy = answers, private, privacy
+        self.public_url = "http://127.0.0.1:8080"
+        """Where members open the web archive (``http.public_url``); set by the app."""
 
     async def handle(self, invocation: Invocation) -> Response:
         """Answer one /prep invocation; errors become friendly messages."""
@@ -166,7 +175,11 @@ class CommandService:
         with Timer() as timer:
             response = await self._handle(invocation)
         self.ctx.metrics.command_seconds.labels(label).observe(timer.seconds)
-        if verb in ADMIN or (verb == "forget-me" and MENTION.search(invocation.text)):
+        if (
+            verb in ADMIN
+            or (verb == "forget-me" and MENTION.search(invocation.text))
+            or (verb == "archive" and "rotate" in invocation.text.lower())
+        ):
             await self._audit(invocation, response)
         return response
 
@@ -303,6 +316,15 @@ class CommandService:
                         self.ctx.clock.now(),
                     )
                 )
+            case Archive(rotate=rotate):
+                if active is None:
+                    return Response.one(ErrorView(NOT_SUBSCRIBED), private=True)
+                if rotate and not invocation.is_admin:
+                    return Response.one(
+                        ErrorView("Only admins can rotate the archive link. Ask an admin."),
+                        private=True,
+                    )
+                return Response.one(await self._archive(active, place, rotate), private=True)
             case Feedback(scenario_id=scenario_id):
                 if active is None:
                     return Response.one(ErrorView(NOT_SUBSCRIBED), private=True)
@@ -395,6 +417,59 @@ class CommandService:
                     )
                 return Notice(f"{revealed}.")
         raise AssertionError(f"unhandled command {command!r}")
+
+    async def archive_token(self, subscription_id: int, *, rotate: bool = False) -> str:
+        """Return a group's archive secret, made on first use; ``rotate`` replaces it.
+
+        Two replicas asked at once for a first link agree: only one secret is ever written.
+        """
+        async with self.ctx.db.transaction() as session:
+            change = update(Subscription).where(Subscription.id == subscription_id)
+            if not rotate:
+                change = change.where(Subscription.archive_token.is_(None))
+            await session.execute(change.values(archive_token=new_token()))
+        async with self.ctx.db.transaction() as session:
+            token = await session.scalar(
+                select(Subscription.archive_token).where(Subscription.id == subscription_id)
+            )
+        assert token is not None
+        return token
+
+    async def _archive(self, subscription: Subscription, place: Place, rotate: bool) -> Notice:
+        """Return the group's archive link (new on ``rotate``) and its last rounds' threads."""
+        token = await self.archive_token(subscription.id, rotate=rotate)
+        async with self.ctx.db.transaction() as session:
+            rounds = (
+                await session.scalars(
+                    select(Round)
+                    .where(
+                        Round.subscription_id == subscription.id,
+                        Round.status != RoundStatus.CLAIMED,
+                    )
+                    .order_by(Round.local_date.desc())
+                    .limit(ARCHIVE_ROUNDS)
+                )
+            ).all()
+            community = await session.get(Community, subscription.community_id)
+        community_id = community.external_id if community is not None else place.community_id
+        lines = [
+            ("New archive link (the old one no longer works): " if rotate else "Archive: ")
+            + archive_url(self.public_url, token),
+            "Keep it within the group: anyone with the link can read the archive.",
+        ]
+        if rounds:
+            lines.append("Recent rounds:")
+        for round_ in rounds:
+            scenario = self.ctx.catalog.get(round_.scenario_id)
+            title = scenario.title if scenario is not None else round_.scenario_id
+            link = thread_url(
+                place.platform, community_id, subscription.channel_id, round_.question_message_id
+            )
+            state = "" if round_.status == RoundStatus.REVEALED else " (open)"
+            lines.append(
+                f"• {round_.local_date:%a %d %b}: {title}{state}" + (f" — {link}" if link else "")
+            )
+        return Notice("\n".join(lines))
 
     async def _not_posted(
         self, subscription: Subscription, what: str, before: str = ""

@@ -109,6 +109,8 @@ class Subscription(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     answer_mode: Mapped[str] = mapped_column(String(10), default="thread", server_default="thread")
     """``thread`` (replies in the question's thread) or ``private`` (hidden until the reveal)."""
+    archive_token: Mapped[str | None] = mapped_column(String(64), nullable=True, unique=True)
+    """The secret in the group's web archive link (None until ``/prep archive`` first runs)."""
 
 
 class Round(Base):

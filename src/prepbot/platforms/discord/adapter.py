@@ -80,7 +80,7 @@ ON_TIME_REACTION, LATE_REACTION = "✅", "🕓"
 STORE_PAUSES = (0.2, 0.5, 1, 2, 4, 8, 15, 30)  # seconds between tries to store an event (~1 min)
 THREAD_ALREADY_CREATED = 160004  # "A thread has already been created for this message"
 PUBLIC_SUBCOMMANDS = {"leaderboard"}
-ADMIN_FOR_OTHERS = {"forget-me"}  # a member's own, or (admins) another member's: always private
+ADMIN_FOR_OTHERS = {"forget-me", "archive"}  # members' own, with more for admins: always private
 ADMIN_SUBCOMMANDS = {
     "subscribe",
     "schedule",
@@ -1105,6 +1105,11 @@ def build_prep_group(runtime: DiscordRuntime) -> app_commands.Group:
             f"<@{member.id}>" if member else None,
             "confirm" if confirm else None,
         )
+
+    @prep.command(name="archive", description="Get this study group's web archive link, privately")
+    @app_commands.describe(rotate="Admins: make a new link (the old one stops working)")
+    async def archive(interaction: discord.Interaction, rotate: bool = False) -> None:
+        await runtime.run(interaction, "archive", "rotate" if rotate else None)
 
     @prep.command(name="hint", description="Get a nudge on the open question, not its answer")
     async def hint(interaction: discord.Interaction) -> None:
