@@ -11,6 +11,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from prepbot.core.rotation import FEW_LEFT, FEW_MATCHING
 from prepbot.core.views import (
+    CALENDAR_WEEKS,
+    LATE,
+    MISSED,
+    NO_ROUND,
+    ON_TIME,
+    OPEN,
     ErrorView,
     FeedbackView,
     HelpView,
@@ -26,6 +32,7 @@ from prepbot.core.views import (
     TopicsView,
     View,
     answer_count_line,
+    calendar_start,
     credit_items,
     others,
 )
@@ -76,6 +83,31 @@ def answer_mode_words(mode: str) -> str:
             "`/prep answer <text>`); the reveal publishes them."
         )
     return "Answer each question in its thread."
+
+
+DAY_MARKS = {ON_TIME: "🟩", LATE: "🟨", MISSED: "🟥", OPEN: "🟦", NO_ROUND: "⬜"}
+CALENDAR_LEGEND = "🟩 on time · 🟨 late · 🟥 missed · 🟦 open · ⬜ no round"
+
+
+def streak_calendar_lines(view: StreakView) -> list[str]:
+    """Return a member's calendar as text: a row per weekday, a square per week, and a legend.
+
+    Empty when the view has no calendar; days after the group's today are left out.
+    """
+    if view.today is None:
+        return []
+    first = calendar_start(view.today)
+    states = dict(view.calendar)
+    rows = []
+    for weekday in range(7):
+        marks = []
+        for week in range(CALENDAR_WEEKS):
+            day = first + timedelta(weeks=week, days=weekday)
+            if day <= view.today:
+                marks.append(DAY_MARKS[states.get(day, NO_ROUND)])
+        rows.append(f"{first + timedelta(days=weekday):%a} {''.join(marks)}")
+    since = f"{first:%a} {first.day} {first:%b}"
+    return [f"The last {CALENDAR_WEEKS} weeks (from {since}):", *rows, CALENDAR_LEGEND]
 
 
 def status_title(view: StatusView) -> str:
@@ -200,10 +232,11 @@ def render_text(view: View) -> str:
         case LeaderboardView():
             return _leaderboard(view)
         case StreakView():
-            return (
+            line = (
                 f"@{view.member.name}: streak {view.current} (best {view.best}), "
                 f"{view.on_time} on time, {view.late} late{pending_words(view.pending)}"
             )
+            return "\n".join([line, *streak_calendar_lines(view)])
         case SearchResults():
             if not view.results:
                 return f"No scenario matches '{view.query}'. Try fewer or other words."

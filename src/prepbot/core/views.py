@@ -7,7 +7,7 @@ embeds. Plain frozen data; imports no database and no chat platform.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 from prepbot.content.model import Scenario, Topic
 
@@ -295,9 +295,19 @@ class LeaderboardView:
     open_rounds: int = 0  # answers to these count after their reveal
 
 
+CALENDAR_WEEKS = 12  # a member's streak calendar shows this many weeks, ending this week
+# What a day of a member's streak calendar can be.
+ON_TIME, LATE, MISSED, OPEN, NO_ROUND = "on-time", "late", "missed", "open", "none"
+
+
+def calendar_start(today: date) -> date:
+    """Return the Monday a streak calendar starts on: CALENDAR_WEEKS weeks ending with today's."""
+    return today - timedelta(days=today.weekday()) - timedelta(weeks=CALENDAR_WEEKS - 1)
+
+
 @dataclass(frozen=True)
 class StreakView:
-    """One member's streak and totals in a study group."""
+    """One member's streak and totals in a study group, and their calendar of rounds."""
 
     member: MemberRef
     current: int
@@ -305,6 +315,10 @@ class StreakView:
     on_time: int
     late: int
     pending: int = 0  # on-time answers in rounds not revealed yet: they count at the reveal
+    calendar: tuple[tuple[date, str], ...] = ()
+    """The group's rounds in the calendar's weeks: (local date, ON_TIME/LATE/MISSED/OPEN)."""
+    today: date | None = None
+    """The group's today, where the calendar ends (None: no calendar)."""
 
 
 @dataclass(frozen=True)

@@ -14,11 +14,16 @@ from collections import Counter
 from datetime import date, datetime, timedelta
 
 from sqlalchemy import Integer, case, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from prepbot.core.commands import AnswerMode, Period
 from prepbot.core.events import Place
 from prepbot.core.text import local_time
 from prepbot.core.views import (
+    LATE,
+    MISSED,
+    ON_TIME,
+    OPEN,
     ErrorView,
     LeaderboardRow,
     LeaderboardView,
@@ -34,6 +39,7 @@ from prepbot.core.views import (
     TopicEntry,
     TopicsView,
     View,
+    calendar_start,
 )
 from prepbot.services.base import ServiceContext, local_today, open_rounds, schedule_of
 from prepbot.store.models import (
@@ -276,11 +282,15 @@ class QueryService:
                     Round.status != RoundStatus.REVEALED,
                 )
             )
+            today = local_today(self.ctx, subscription)
+            days = await member_calendar(session, subscription.id, member.id, today)
         ref = MemberRef(member.external_id, member.display_name)
-        if stats is None:
-            return StreakView(ref, 0, 0, 0, late or 0, pending or 0)
+        calendar = tuple(sorted((day, state) for day, (state, _) in days.items()))
+        current, best, on_time = (
+            (stats.current_streak, stats.best_streak, stats.on_time) if stats else (0, 0, 0)
+        )
         return StreakView(
-            ref, stats.current_streak, stats.best_streak, stats.on_time, late or 0, pending or 0
+            ref, current, best, on_time, late or 0, pending or 0, calendar=calendar, today=today
         )
 
     async def open_in_community(self, place: Place | None) -> dict[str, list[PendingReveal]]:
@@ -400,3 +410,42 @@ class QueryService:
     def today_of(self, subscription: Subscription) -> date:
         """Return today's date in the study group's time zone."""
         return local_today(self.ctx, subscription)
+
+
+async def member_calendar(
+    session: AsyncSession, subscription_id: int, member_id: int, today: date
+) -> dict[date, tuple[str, str]]:
+    """Return a member's streak calendar in a group: each round's date → (state, scenario id).
+
+    The weeks of ``calendar_start(today)`` to ``today``; a round still open is OPEN, a
+    revealed one ON_TIME, LATE or MISSED for this member. Days without a round are absent.
+    """
+    rounds = (
+        await session.execute(
+            select(Round.id, Round.local_date, Round.status, Round.scenario_id).where(
+                Round.subscription_id == subscription_id,
+                Round.local_date >= calendar_start(today),
+                Round.local_date <= today,
+                Round.status.in_((RoundStatus.POSTED, RoundStatus.REVEALED)),
+            )
+        )
+    ).all()
+    answers = dict(
+        (
+            await session.execute(
+                select(Answer.round_id, Answer.on_time).where(
+                    Answer.member_id == member_id, Answer.round_id.in_([r[0] for r in rounds])
+                )
+            )
+        ).all()
+    )
+    days: dict[date, tuple[str, str]] = {}
+    for round_id, day, status, scenario_id in rounds:
+        if status != RoundStatus.REVEALED:
+            state = OPEN
+        elif round_id not in answers:
+            state = MISSED
+        else:
+            state = ON_TIME if answers[round_id] else LATE
+        days[day] = (state, scenario_id)
+    return days

@@ -20,8 +20,20 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import case, func, select
 
 from prepbot.core.commands import Period
-from prepbot.core.views import LeaderboardView, MemberRef, StreakView
+from prepbot.core.views import (
+    CALENDAR_WEEKS,
+    LATE,
+    MISSED,
+    NO_ROUND,
+    ON_TIME,
+    OPEN,
+    LeaderboardView,
+    MemberRef,
+    StreakView,
+    calendar_start,
+)
 from prepbot.services.base import local_today
+from prepbot.services.queries import member_calendar
 from prepbot.store.models import (
     Answer,
     AnswerGrade,
@@ -38,7 +50,6 @@ if TYPE_CHECKING:
 
 TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]{16,64}")
 ROUNDS_PER_PAGE = 30
-CALENDAR_WEEKS = 12
 SHOWN_ROUNDS = (RoundStatus.POSTED, RoundStatus.REVEALED)
 HEADERS = {
     # The token is the only key: no search engine, no cache, no Referer to a thread link.
@@ -49,8 +60,7 @@ HEADERS = {
     "X-Content-Type-Options": "nosniff",
 }
 
-# What a day of a member's calendar can be, with its colour and legend.
-ON_TIME, LATE, MISSED, OPEN, NO_ROUND = "on-time", "late", "missed", "open", "none"
+# What a day of a member's calendar can be (core.views), with its colour and legend.
 DAY_STYLES = {
     ON_TIME: ("#2da44e", "answered on time"),
     LATE: ("#d4a72c", "answered late"),
@@ -342,45 +352,12 @@ class ArchivePages:
         self, sub: Subscription, member_id: int, today: date
     ) -> dict[date, tuple[str, str]]:
         """Return, for each day with a round in the calendar's weeks, (state, round title)."""
-        first = calendar_start(today)
         async with self.ctx.db.transaction() as session:
-            rounds = (
-                await session.execute(
-                    select(Round.id, Round.local_date, Round.status, Round.scenario_id).where(
-                        Round.subscription_id == sub.id,
-                        Round.local_date >= first,
-                        Round.local_date <= today,
-                        Round.status.in_(SHOWN_ROUNDS),
-                    )
-                )
-            ).all()
-            answers = dict(
-                (
-                    await session.execute(
-                        select(Answer.round_id, Answer.on_time).where(
-                            Answer.member_id == member_id,
-                            Answer.round_id.in_([r[0] for r in rounds]),
-                        )
-                    )
-                ).all()
-            )
-        days: dict[date, tuple[str, str]] = {}
-        for round_id, day, status, scenario_id in rounds:
-            scenario = self.ctx.catalog.get(scenario_id)
-            title = scenario.title if scenario is not None else scenario_id
-            if status != RoundStatus.REVEALED:
-                state = OPEN
-            elif round_id not in answers:
-                state = MISSED
-            else:
-                state = ON_TIME if answers[round_id] else LATE
-            days[day] = (state, title)
-        return days
-
-
-def calendar_start(today: date) -> date:
-    """Return the Monday the calendar starts on: ``CALENDAR_WEEKS`` weeks ending with today's."""
-    return today - timedelta(days=today.weekday()) - timedelta(weeks=CALENDAR_WEEKS - 1)
+            days = await member_calendar(session, sub.id, member_id, today)
+        return {
+            day: (state, scenario.title if (scenario := self.ctx.catalog.get(sid)) else sid)
+            for day, (state, sid) in days.items()
+        }
 
 
 CELL, GAP, LEFT, TOP = 14, 3, 30, 18

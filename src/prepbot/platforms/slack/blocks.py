@@ -29,6 +29,7 @@ from prepbot.core.text import (
     shared_more,
     status_lines,
     status_title,
+    streak_calendar_lines,
     withheld_text,
 )
 from prepbot.core.views import (
@@ -201,12 +202,16 @@ def feedback_blocks(view: FeedbackView) -> list[Block]:
 def streak_blocks(view: StreakView, mention: Mention = default_mention) -> list[Block]:
     """Render one member's streak and totals."""
     flame = "🔥 " if view.current else ""
-    return [
+    blocks = [
         _section(
             f"{flame}{mention(view.member)}: streak *{view.current}* (best {view.best}) · "
             f"{view.on_time} on time · {view.late} late{escape(pending_words(view.pending))}"
         )
     ]
+    if calendar := streak_calendar_lines(view):
+        *grid, legend = calendar
+        blocks += [_section(escape("\n".join(grid))), _context(escape(legend))]
+    return blocks
 
 
 def search_blocks(view: SearchResults) -> list[Block]:
