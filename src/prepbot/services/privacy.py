@@ -60,15 +60,20 @@ class PrivacyService:
             member = await self._member(session, place, member_id)
             if member is None:
                 return ForgetReport(found=False)
-            answers = await session.scalar(
-                select(func.count()).select_from(Answer).where(Answer.member_id == member.id)
-            )
-            groups = await session.scalar(
-                select(func.count(func.distinct(Round.subscription_id)))
-                .join(Answer, Answer.round_id == Round.id)
-                .where(Answer.member_id == member.id)
-            )
-            return ForgetReport(found=True, answers=int(answers or 0), groups=int(groups or 0))
+            return await self._held(session, member)
+
+    @staticmethod
+    async def _held(session: AsyncSession, member: Member) -> ForgetReport:
+        """Count a member's answers and the study groups they were given in."""
+        answers = await session.scalar(
+            select(func.count()).select_from(Answer).where(Answer.member_id == member.id)
+        )
+        groups = await session.scalar(
+            select(func.count(func.distinct(Round.subscription_id)))
+            .join(Answer, Answer.round_id == Round.id)
+            .where(Answer.member_id == member.id)
+        )
+        return ForgetReport(found=True, answers=int(answers or 0), groups=int(groups or 0))
 
     async def forget(self, place: Place, member_id: str) -> ForgetReport:
         """Erase a member from a place's community in one transaction; say what went."""
@@ -112,20 +117,13 @@ class PrivacyService:
                         for r, m in replies
                     ],
                 )
-            groups = await session.scalar(
-                select(func.count(func.distinct(Round.subscription_id)))
-                .join(Answer, Answer.round_id == Round.id)
-                .where(Answer.member_id == member.id)
-            )
-            answers = await session.scalar(
-                select(func.count()).select_from(Answer).where(Answer.member_id == member.id)
-            )
+            report = await self._held(session, member)
             # Answers, their replies and grades, streaks and preferences go with the member.
             await session.execute(delete(MemberStats).where(MemberStats.member_id == member.id))
             await session.execute(delete(Answer).where(Answer.member_id == member.id))
             await session.execute(delete(Member).where(Member.id == member.id))
-        log.info("erased a member's data on request (%s answers)", answers)
-        return ForgetReport(found=True, answers=int(answers or 0), groups=int(groups or 0))
+        log.info("erased a member's data on request (%s answers)", report.answers)
+        return report
 
     async def drop_old_answer_text(self, keep: timedelta, now: datetime) -> int:
         """Empty the text of answers to rounds revealed before ``now - keep``; return how many."""

@@ -470,7 +470,10 @@ class DiscordPlatform:
         community_id: str | None = None,
     ) -> bool:
         """Send a member their feedback as a direct message; False when their DMs are closed."""
-        message = render(feedback)
+        return await self._direct_message(member, render(feedback), "feedback")
+
+    async def _direct_message(self, member: MemberRef, message: DiscordMessage, what: str) -> bool:
+        """Send a member a direct message; False when their DMs are closed (or they are gone)."""
         try:
             user = self.client.get_user(int(member.id)) or await self.client.fetch_user(
                 int(member.id)
@@ -478,7 +481,7 @@ class DiscordPlatform:
             dm = user.dm_channel or await user.create_dm()
             await dm.send(embeds=message.embeds)
         except (discord.Forbidden, discord.NotFound) as error:
-            log.info("feedback for member %s not delivered: %s", member.id, error.text or error)
+            log.info("%s for member %s not delivered: %s", what, member.id, error.text or error)
             return False
         return True
 
@@ -527,17 +530,7 @@ class DiscordPlatform:
         community_id: str | None = None,
     ) -> bool:
         """Tell a member something privately, by direct message; False when their DMs are closed."""
-        message = render(Notice(text))
-        try:
-            user = self.client.get_user(int(member.id)) or await self.client.fetch_user(
-                int(member.id)
-            )
-            dm = user.dm_channel or await user.create_dm()
-            await dm.send(embeds=message.embeds)
-        except (discord.Forbidden, discord.NotFound) as error:
-            log.info("notice for member %s not delivered: %s", member.id, error.text or error)
-            return False
-        return True
+        return await self._direct_message(member, render(Notice(text)), "notice")
 
     async def find_question(
         self,

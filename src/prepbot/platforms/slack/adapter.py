@@ -62,7 +62,7 @@ from prepbot.core.views import (
     RevealCard,
 )
 from prepbot.platforms.pacing import Pacer
-from prepbot.platforms.slack.blocks import ANSWER_ACTION, escape, render
+from prepbot.platforms.slack.blocks import ANSWER_ACTION, SlackMessage, escape, render
 from prepbot.platforms.slack.events import PLATFORM, thread_event
 from prepbot.services import Services
 from prepbot.services.answers import AnswerOutcome
@@ -171,11 +171,20 @@ class SlackPlatform:
         False when Slack will not show it (they left the channel); a 429 holds the workspace
         for its Retry-After and is tried again, since an ephemeral that was refused was not made.
         """
-        message = render(feedback)
-        workspace = community_id or ""
+        return await self._ephemeral(channel_id, thread_id, member, render(feedback), community_id)
+
+    async def _ephemeral(
+        self,
+        channel_id: str,
+        thread_id: str,
+        member: MemberRef,
+        message: SlackMessage,
+        community_id: str | None,
+    ) -> bool:
+        """Show a member a message in a thread, only to them; False when Slack will not."""
         try:
             await self._paced(
-                [(self._feedback, workspace)],
+                [(self._feedback, community_id or "")],
                 lambda: self.client.chat_postEphemeral(
                     channel=channel_id,
                     user=member.id,
@@ -232,23 +241,9 @@ class SlackPlatform:
 
         False when Slack will not show it (they left the channel); paced like feedback.
         """
-        message = render(Notice(text))
-        try:
-            await self._paced(
-                [(self._feedback, community_id or "")],
-                lambda: self.client.chat_postEphemeral(
-                    channel=channel_id,
-                    user=member.id,
-                    text=message.text,
-                    blocks=message.blocks,
-                    thread_ts=thread_id,
-                ),
-            )
-        except SlackApiError as error:
-            if str(error.response.get("error", "")) in NOT_SHOWN_TO_MEMBER:
-                return False
-            raise
-        return True
+        return await self._ephemeral(
+            channel_id, thread_id, member, render(Notice(text)), community_id
+        )
 
     async def acknowledge(self, channel_id: str, message_id: str, on_time: bool) -> None:
         """React to a stored answer: ✅ on time, 🕓 late; a reaction already there is fine."""
