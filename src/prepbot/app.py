@@ -172,6 +172,7 @@ async def run_console(
     try:
         platform = ConsolePlatform(out, message_ids=f"c{secrets.token_hex(4)}-")
         app.services.ctx.platforms[platform.name] = platform
+        app.services.commands.public_url = None  # no web server in the terminal: no dead links
         session = ConsoleSession(app.services, platform, clock, settings.console.member)
         await session.start()
         source = lines(session) if callable(lines) else lines

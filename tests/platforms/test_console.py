@@ -547,3 +547,9 @@ async def test_schedule_topics_forgive_case_and_typos(database_url: str):
     output = await play(database_url, ["/prep schedule calibraton", "/prep schedule LLMs"])
     assert "Unknown topic: `calibraton` (did you mean `calibration`" in output
     assert "topics llm" in output.split("/prep schedule LLMs")[-1]
+
+
+async def test_the_archive_in_the_terminal_points_to_the_export_not_a_dead_link(database_url: str):
+    output = await play(database_url, ["/prep archive"])
+    assert "the terminal has none. `prepbot export DIR`" in output
+    assert "/archive/" not in output  # nothing in the terminal serves such a link

@@ -111,6 +111,10 @@ ADMIN = (
     "post-now",
     "reveal-now",
 )
+NO_ARCHIVE_SERVER = (
+    "The web archive is served while prepbot runs for Slack or Discord (on its HTTP server, "
+    "`http.port`); the terminal has none. `prepbot export DIR` writes this group's data to files."
+)
 SOMETHING_WRONG = "Something went wrong on my side; it has been logged. Try again soon."
 MENTION = re.compile(r"<@!?[^>]+>|@\S+")  # a member named in an audited command (not kept)
 MAX_AUDITED = 500  # characters of an admin command kept in the audit log
@@ -165,8 +169,9 @@ class CommandService:
         self.ctx, self.rounds, self.queries, self.admin = ctx, rounds, queries, admin
         self.status = status
         self.answers, self.private, self.privacy = answers, private, privacy
-        self.public_url = "http://127.0.0.1:8080"
-        """Where members open the web archive (``http.public_url``); set by the app."""
+        self.public_url: str | None = "http://127.0.0.1:8080"
+        """Where members open the web archive (``http.public_url``); None where nothing serves it
+        (the terminal); set by the app."""
 
     async def handle(self, invocation: Invocation) -> Response:
         """Answer one /prep invocation; errors become friendly messages."""
@@ -452,11 +457,14 @@ class CommandService:
             ).all()
             community = await session.get(Community, subscription.community_id)
         community_id = community.external_id if community is not None else place.community_id
-        lines = [
-            ("New archive link (the old one no longer works): " if rotate else "Archive: ")
-            + archive_url(self.public_url, token),
-            "Keep it within the group: anyone with the link can read the archive.",
-        ]
+        if self.public_url is None:
+            lines = [NO_ARCHIVE_SERVER]
+        else:
+            lines = [
+                ("New archive link (the old one no longer works): " if rotate else "Archive: ")
+                + archive_url(self.public_url, token),
+                "Keep it within the group: anyone with the link can read the archive.",
+            ]
         if rounds:
             lines.append("Recent rounds:")
         for round_ in rounds:
