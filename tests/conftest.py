@@ -18,7 +18,7 @@ BUILTIN_PACK = REPO / "content"
 SEED = REPO.parent / "shared" / "seeds" / "000_92348d59ce22f500.txt"
 POSTGRES_ENV = "TEST_POSTGRES_URL"
 TABLES = (
-    "answer_grades, member_preferences, held_replies, round_threads, deleted_replies, replies, "
+    "digests, answer_grades, member_preferences, held_replies, round_threads, deleted_replies, replies, "
     "answers, member_stats, rounds, "
     "members, subscriptions, "
     "communities, bot_state, audit_log"

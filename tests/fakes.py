@@ -6,7 +6,7 @@ import asyncio
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from prepbot.core.views import FeedbackView, MemberRef, QuestionCard, RevealCard
+from prepbot.core.views import DigestCard, FeedbackView, MemberRef, QuestionCard, RevealCard
 from prepbot.services.ports import ChannelUnavailable
 
 
@@ -28,6 +28,7 @@ class RecordingPlatform:
     closed_dms: set[str] = field(default_factory=set)  # members whose feedback is refused
     counts: list[tuple[str, str, int | None]] = field(default_factory=list)
     notices: list[tuple[str, str, MemberRef, str]] = field(default_factory=list)
+    digests: list[tuple[str, DigestCard, bytes | None]] = field(default_factory=list)
 
     async def post_question(
         self, channel_id: str, card: QuestionCard, *, community_id: str | None = None
@@ -110,6 +111,34 @@ class RecordingPlatform:
         for number, (channel, thread, _) in enumerate(self.reveals, start=1):
             if (channel, thread) == (channel_id, thread_id):
                 return f"r{number}"
+        return None
+
+    async def post_digest(
+        self,
+        channel_id: str,
+        card: DigestCard,
+        picture: bytes | None,
+        *,
+        community_id: str | None = None,
+    ) -> str:
+        if channel_id in self.gone:
+            raise ChannelUnavailable(self.gone[channel_id])
+        await asyncio.sleep(0)
+        self.digests.append((channel_id, card, picture))
+        await self._answer()
+        return f"d{len(self.digests)}"
+
+    async def find_digest(
+        self,
+        channel_id: str,
+        card: DigestCard,
+        *,
+        community_id: str | None = None,
+        since: datetime,
+    ) -> str | None:
+        for number, (channel, posted, _) in enumerate(self.digests, start=1):
+            if channel == channel_id and posted.period_end == card.period_end:
+                return f"d{number}"
         return None
 
     async def _answer(self) -> None:

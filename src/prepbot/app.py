@@ -13,7 +13,10 @@ import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
+
+from sqlalchemy.engine import make_url
 
 from prepbot.content.catalog import Catalog
 from prepbot.content.loader import load_packs
@@ -129,7 +132,10 @@ async def build_app(settings: Settings, clock: Clock, catalog: Catalog | None = 
         ),
     )
     services = Services.build(ctx)
-    services.commands.public_url = settings.http.base_url()  # /prep archive's links
+    services.ctx.public_url = settings.http.base_url()  # /prep archive's links
+    from prepbot.pictures import render_digest
+
+    services.digests.draw = render_digest  # each digest's picture, drawn in-process
     return App(db=db, services=services)
 
 
@@ -170,9 +176,11 @@ async def run_console(
         await lock.release()
         raise
     try:
-        platform = ConsolePlatform(out, message_ids=f"c{secrets.token_hex(4)}-")
+        platform = ConsolePlatform(
+            out, message_ids=f"c{secrets.token_hex(4)}-", pictures=pictures_dir(settings)
+        )
         app.services.ctx.platforms[platform.name] = platform
-        app.services.commands.public_url = None  # no web server in the terminal: no dead links
+        app.services.ctx.public_url = None  # no web server in the terminal: no dead links
         session = ConsoleSession(app.services, platform, clock, settings.console.member)
         await session.start()
         source = lines(session) if callable(lines) else lines
@@ -182,6 +190,14 @@ async def run_console(
     finally:
         await app.close()
         await lock.release()
+
+
+def pictures_dir(settings: Settings) -> Path | None:
+    """Return where the terminal saves digest pictures: beside an embedded database's file."""
+    url = make_url(settings.database.url)
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return None
+    return Path(url.database).resolve().parent / "prepbot-pictures"
 
 
 def chat_configured(settings: Settings) -> bool:

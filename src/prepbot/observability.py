@@ -33,6 +33,9 @@ class Metrics:
         self.rounds_revealed = Counter(
             "prepbot_rounds_revealed", "Rounds revealed.", ["platform"], registry=self.registry
         )
+        self.digests_posted = Counter(
+            "prepbot_digests_posted", "Weekly digests posted.", ["platform"], registry=self.registry
+        )
         self.answers = Counter(
             "prepbot_answer_events",
             "Reply events handled, by outcome (recorded, late, duplicate, edited, …).",

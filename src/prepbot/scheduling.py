@@ -1,15 +1,15 @@
 """Keeping time: posts and reveals on schedule, caught up after downtime, repaired after crashes.
 
 The database is the source of truth. ``RoundScheduler.tick()`` looks at it and does whatever is
-due: re-posts what a crash left half done, reveals overdue rounds (oldest first), then posts
-rounds whose time has come (or came less than the catch-up grace ago). Posts and reveals fan
-out fairly: communities (workspaces, servers) take turns, so a morning post to many of them
-keeps every one busy at its platform's own pace instead of queueing behind the first; at most
-``concurrency`` are in flight. APScheduler 3.x
-(``AsyncIOScheduler``) only decides *when* to look: a cron job per subscription at its post
-time, a date job per open round at its reveal time, and a steady safety tick; every job
-rebuilds from the database and nothing is kept in APScheduler's own stores. Only the process
-holding the leadership (``prepbot.leadership``) schedules. Imports no chat platform library.
+due: re-posts what a crash left half done, reveals overdue rounds (oldest first), posts
+rounds whose time has come (or came less than the catch-up grace ago), then weekly digests.
+Posts and reveals fan out fairly: communities (workspaces, servers) take turns, so a morning
+post to many of them keeps every one busy at its platform's own pace instead of queueing
+behind the first; at most ``concurrency`` are in flight. APScheduler 3.x (``AsyncIOScheduler``)
+only decides *when* to look: a cron job per subscription at its post time, a date job per open
+round at its reveal time, and a steady safety tick; every job rebuilds from the database and
+nothing is kept in APScheduler's own stores. Only the process holding the leadership
+(``prepbot.leadership``) schedules. Imports no chat platform library.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from prepbot.leadership import AlreadyRunning, Leadership
 from prepbot.observability import error_line
 from prepbot.services import Services
 from prepbot.services.base import schedule_of
+from prepbot.services.digests import DueDigest
 from prepbot.store.models import Community, Round, RoundStatus, Subscription
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,7 @@ class TickReport:
     revealed: list[int] = field(default_factory=list)
     repaired: list[int] = field(default_factory=list)
     skipped: list[tuple[int, date]] = field(default_factory=list)
+    digests: list[tuple[int, date]] = field(default_factory=list)
 
 
 class RoundScheduler:
@@ -129,6 +131,7 @@ class RoundScheduler:
             since=self.clock.now() - FEEDBACK_WINDOW
         )
         await self._post_due(report)
+        await self._post_digests(report)
         if self._jobs is not None:
             await self._sync_reveal_jobs()
         await self._expire_answer_text()
@@ -267,6 +270,21 @@ class RoundScheduler:
 
         fair = fair_order(due, key=lambda item: item[2])  # communities take turns
         await self._concurrently([post(group, day) for group, day, _ in fair])
+
+    async def _post_digests(self, report: TickReport) -> None:
+        """Finish abandoned digests, then post the weekly digests whose time has come.
+
+        They fan out like posts: communities take turns, several at once.
+        """
+        digests = self.services.digests
+        await digests.repair()
+        due = fair_order(await digests.due(), key=lambda item: item.community_id)
+
+        async def post(item: DueDigest) -> None:
+            if await digests.post(item) is not None:
+                report.digests.append((item.subscription_id, item.week.end))
+
+        await self._concurrently([post(item) for item in due])
 
     def _schedule_or_report(self, subscription: Subscription) -> Schedule | None:
         """Return a group's schedule, or report why it cannot have one and return None.

@@ -64,6 +64,8 @@ def test_an_active_group_shows_its_schedule_filters_and_what_comes_next():
         "Schedule: posts at 09:00 (mon-fri, Europe/London); reveal 17:00",
         "Filters: topics llm, rag; difficulty hard",
         "Answers: in the question's thread, for everyone to read (`answers=private` hides them)",
+        "Weekly digest: weekly, after the reveal of the week's last question "
+        "(`digest=off` stops it)",
         "Today (Mon 2 Mar): question posted, answers open",
         "Next question: Tue 3 Mar 09:00 Europe/London (in 19 h)",
         "Next reveal: Mon 2 Mar 17:00 Europe/London (in 3 h)",

@@ -38,7 +38,7 @@ from sqlalchemy import select
 
 from prepbot.app import App, build_app
 from prepbot.core.events import Place, PrivateAnswer, ThreadReply
-from prepbot.core.views import FeedbackView, MemberRef, QuestionCard, RevealCard
+from prepbot.core.views import DigestCard, FeedbackView, MemberRef, QuestionCard, RevealCard
 from prepbot.leadership import AlreadyRunning, Leadership, leadership_for
 from prepbot.scheduling import RoundScheduler, run_scheduling
 from prepbot.settings import Settings
@@ -166,6 +166,36 @@ class FilePlatform:
             {"kind": "feedback", "channel": channel_id, "thread": thread_id, "member": member.id}
         )
         return True
+
+    async def post_digest(
+        self,
+        channel_id: str,
+        card: DigestCard,
+        picture: bytes | None,
+        *,
+        community_id: str | None = None,
+    ) -> str:
+        """Record a group's weekly digest (no kill window: rounds are what the suite tests)."""
+        week = card.period_end.isoformat()
+        return self._append({"kind": "digest", "channel": channel_id, "week": week})
+
+    async def find_digest(
+        self,
+        channel_id: str,
+        card: DigestCard,
+        *,
+        community_id: str | None = None,
+        since: datetime,
+    ) -> str | None:
+        """Return the id of a digest already recorded for this channel and week."""
+        for post in self._posts():
+            if (post["kind"], post.get("channel"), post.get("week")) == (
+                "digest",
+                channel_id,
+                card.period_end.isoformat(),
+            ):
+                return str(post["id"])
+        return None
 
     def _posts(self) -> list[dict[str, object]]:
         if not self.path.exists():

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import time, timedelta
 from enum import StrEnum
 
+from prepbot.core.digests import parse_digest
 from prepbot.core.schedule import (
     ScheduleError,
     looks_like_timezone,
@@ -151,6 +152,7 @@ class ScheduleChange:
     topics: tuple[str, ...] | None = None
     difficulties: tuple[str, ...] | None = None
     answer_mode: str | None = None
+    digest: str | None = None  # auto, off or e.g. fri-17:00
 
 
 class AnswerMode:
@@ -233,6 +235,7 @@ ADMIN_COMMANDS = (Subscribe, Reschedule, Status, Pause, Resume, Unsubscribe, Pos
 
 SCHEDULE_ARGS = (
     "[HH:MM] [timezone] [days] [reveal=HH:MM|reveal=+6h] [answers=thread|private] "
+    "[digest=auto|off|fri-17:00] "
     "[easy|medium|hard] [topics…|all]"
 )
 USAGE: dict[str, str] = {
@@ -428,6 +431,8 @@ def _schedule_change(args: list[str], usage: str) -> ScheduleChange:
                         "or `private` (hidden until the reveal))"
                     )
                 once("answer_mode", mode, word)
+            elif lowered.startswith("digest="):
+                once("digest", parse_digest(word.split("=", 1)[1]), word)
             elif lowered.startswith("reveal="):
                 spec = word.split("=", 1)[1]
                 if spec.startswith("+"):
@@ -464,4 +469,5 @@ def _schedule_change(args: list[str], usage: str) -> ScheduleChange:
         topics=() if everything else tuple(dict.fromkeys(topics)) or None,
         difficulties=() if everything else tuple(dict.fromkeys(difficulties)) or None,
         answer_mode=values.get("answer_mode"),  # type: ignore[arg-type]
+        digest=values.get("digest"),  # type: ignore[arg-type]
     )

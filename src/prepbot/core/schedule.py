@@ -139,6 +139,10 @@ class Schedule:
             day += timedelta(days=1)
         return day
 
+    def at_local(self, day: date, at: time) -> datetime:
+        """Return the UTC moment of a local wall-clock time on ``day`` (gaps move forward)."""
+        return _resolve(datetime.combine(day, at), self.zone)
+
     def post_time(self, day: date) -> datetime:
         """Return when the round of ``day`` is posted, in UTC (gaps move forward, folds once)."""
         return _resolve(datetime.combine(day, self.post_at), self.zone)

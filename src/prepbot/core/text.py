@@ -9,6 +9,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from prepbot.core.digests import describe_digest
 from prepbot.core.rotation import FEW_LEFT, FEW_MATCHING
 from prepbot.core.views import (
     CALENDAR_WEEKS,
@@ -17,6 +18,8 @@ from prepbot.core.views import (
     NO_ROUND,
     ON_TIME,
     OPEN,
+    DigestCard,
+    DigestPoint,
     ErrorView,
     FeedbackView,
     HelpView,
@@ -110,6 +113,54 @@ def streak_calendar_lines(view: StreakView) -> list[str]:
     return [f"The last {CALENDAR_WEEKS} weeks (from {since}):", *rows, CALENDAR_LEGEND]
 
 
+def digest_title(card: DigestCard) -> str:
+    """Return a digest's heading: the group and the days it sums up."""
+    return (
+        f"📅 Weekly digest — #{card.group}, "
+        f"{card.period_start:%a %d %b} to {card.period_end:%a %d %b %Y}"
+    )
+
+
+def digest_point_line(point: DigestPoint) -> str:
+    """Return one key point of a digest with how often the week's graded answers made it."""
+    return f"{point.point} — {point.title} ({point.made}/{point.graded}, {point.share:.0%})"
+
+
+def digest_lines(card: DigestCard) -> list[str]:
+    """Return a digest as plain text lines: rounds, participation, coverage, milestones, leaders."""
+    lines = [digest_title(card)]
+    lines.append(
+        f"{card.answers:,} answer{'s' if card.answers != 1 else ''} from {card.members:,} "
+        f"member{'s' if card.members != 1 else ''} across {len(card.rounds)} "
+        f"question{'s' if len(card.rounds) != 1 else ''}."
+    )
+    lines.append("Questions:")
+    for round_ in card.rounds:
+        where = f" — {round_.link}" if round_.link else ""
+        lines.append(
+            f"• {round_.local_date:%a %d %b}: {round_.title}{where} "
+            f"({round_.on_time} on time, {round_.late} late)"
+        )
+    if card.most_covered:
+        lines.append("Covered most:")
+        lines += [f"• {digest_point_line(p)}" for p in card.most_covered]
+    if card.least_covered:
+        lines.append("Covered least (worth a second look):")
+        lines += [f"• {digest_point_line(p)}" for p in card.least_covered]
+    for milestone in card.milestones:
+        lines.append(f"🔥 {milestone.member.name} reached a {milestone.streak}-round streak")
+    if card.leaders:
+        lines.append("Leaders this week:")
+        lines += [
+            f"{rank}. {row.member.name} — {row.on_time} on time, {row.points} key points, "
+            f"streak {row.streak}"
+            for rank, row in enumerate(card.leaders, start=1)
+        ]
+    if card.archive_link:
+        lines.append(f"Archive: {card.archive_link}")
+    return lines
+
+
 def status_title(view: StatusView) -> str:
     """Return the heading of a study group's status."""
     return f"📋 Study group status — {view.channel}"
@@ -141,6 +192,7 @@ def status_lines(view: StatusView) -> list[tuple[str, str]]:
         ),
         ("Filters", "; ".join(filters) if filters else "none (every scenario in the bank)"),
         ("Answers", ANSWER_MODES.get(view.answer_mode, view.answer_mode)),
+        ("Weekly digest", describe_digest(view.digest)),
         (f"Today ({day:%a} {day.day} {day:%b})", today),
     ]
     if view.next_post is not None:

@@ -321,6 +321,77 @@ class StreakView:
     """The group's today, where the calendar ends (None: no calendar)."""
 
 
+DIGEST_LEADERS = 5  # members named as the week's leaders in a digest
+DIGEST_POINTS = 3  # key points shown as most and as least covered
+PICTURE_MEMBERS = 12  # members drawn in a digest picture's participation chart
+
+
+@dataclass(frozen=True)
+class DigestRound:
+    """One round of a digest's week: its question, a link to its thread and who answered."""
+
+    local_date: date
+    scenario_id: str
+    title: str
+    link: str | None  # the question's thread on its platform (None: the console)
+    on_time: int
+    late: int
+
+
+@dataclass(frozen=True)
+class DigestPoint:
+    """A key point of one of the week's rounds and how many graded answers made it."""
+
+    point: str
+    title: str  # the scenario it belongs to
+    made: int
+    graded: int
+
+    @property
+    def share(self) -> float:
+        """Return the fraction of graded answers that made the point."""
+        return self.made / self.graded if self.graded else 0.0
+
+
+@dataclass(frozen=True)
+class DigestMember:
+    """One member's week: answers on time and late, key points earned, current streak."""
+
+    member: MemberRef
+    on_time: int
+    late: int
+    points: int
+    streak: int
+
+
+@dataclass(frozen=True)
+class DigestCard:
+    """A study group's weekly digest: the week's rounds, participation, coverage and leaders.
+
+    ``calendar`` is the group's streak calendar (the CALENDAR_WEEKS weeks ending with
+    ``period_end``): each round's local date and how many members answered it on time.
+    """
+
+    group: str  # the channel's name
+    period_start: date
+    period_end: date
+    rounds: tuple[DigestRound, ...]
+    members: int  # distinct members who answered this week (on time or late)
+    answers: int  # answers this week
+    most_covered: tuple[DigestPoint, ...] = ()
+    least_covered: tuple[DigestPoint, ...] = ()
+    milestones: tuple[Milestone, ...] = ()
+    leaders: tuple[DigestMember, ...] = ()
+    participation: tuple[DigestMember, ...] = ()  # at most PICTURE_MEMBERS, most active first
+    calendar: tuple[tuple[date, int], ...] = ()
+    archive_link: str | None = None  # the group's web archive, when the bot serves one
+
+    @property
+    def picture_name(self) -> str:
+        """Return the picture's file name: unique per group and week, so a repair finds it."""
+        return f"prepbot-digest-{self.period_end.isoformat()}.png"
+
+
 @dataclass(frozen=True)
 class SearchResult:
     """One line of search results."""
@@ -404,6 +475,7 @@ class StatusView:
     eligible: int
     problems: tuple[StatusProblem, ...] = ()
     answer_mode: str = "thread"
+    digest: str = "auto"  # when the weekly digest goes out (core.digests' setting)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Use cases for platforms and the scheduler: rounds, answers, queries, admin, status, commands.
+"""Use cases for platforms and the scheduler: rounds, answers, queries, admin, digests, commands.
 
 Platform-neutral: nothing here imports ``slack_bolt`` or ``discord``.
 """
@@ -11,6 +11,7 @@ from prepbot.services.admin import AdminService
 from prepbot.services.answers import AnswerService
 from prepbot.services.base import ServiceContext
 from prepbot.services.commands import CommandService
+from prepbot.services.digests import DigestService
 from prepbot.services.privacy import PrivacyService
 from prepbot.services.private import PrivateAnswers
 from prepbot.services.queries import QueryService
@@ -31,6 +32,7 @@ class Services:
     status: StatusService
     private: PrivateAnswers
     privacy: PrivacyService
+    digests: DigestService
 
     @classmethod
     def build(cls, ctx: ServiceContext) -> Services:
@@ -59,4 +61,5 @@ class Services:
             status=status,
             private=private,
             privacy=privacy,
+            digests=DigestService(ctx, rounds.pause),
         )

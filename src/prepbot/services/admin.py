@@ -177,6 +177,8 @@ class AdminService:
         subscription.topics, subscription.difficulties = topics, difficulties
         if change.answer_mode is not None:
             subscription.answer_mode = change.answer_mode
+        if change.digest is not None:
+            subscription.digest = change.digest
 
     async def _notify(self, subscription: Subscription) -> None:
         for listener in self.listeners:

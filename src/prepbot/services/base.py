@@ -50,6 +50,9 @@ class ServiceContext:
     grading_deadline: float = 4.0
     # How long answer text is kept after its round's reveal (None: for good).
     keep_answer_text: timedelta | None = None
+    # Where members open the web archive (``http.public_url``); None where nothing serves it
+    # (the terminal).
+    public_url: str | None = "http://127.0.0.1:8080"
     # Called with (subscription id, thread id) once a round's thread is known.
     thread_listeners: list[Callable[[int, str], Awaitable[None]]] = field(default_factory=list)
 

@@ -169,9 +169,6 @@ class CommandService:
         self.ctx, self.rounds, self.queries, self.admin = ctx, rounds, queries, admin
         self.status = status
         self.answers, self.private, self.privacy = answers, private, privacy
-        self.public_url: str | None = "http://127.0.0.1:8080"
-        """Where members open the web archive (``http.public_url``); None where nothing serves it
-        (the terminal); set by the app."""
 
     async def handle(self, invocation: Invocation) -> Response:
         """Answer one /prep invocation; errors become friendly messages."""
@@ -457,12 +454,12 @@ class CommandService:
             ).all()
             community = await session.get(Community, subscription.community_id)
         community_id = community.external_id if community is not None else place.community_id
-        if self.public_url is None:
+        if self.ctx.public_url is None:
             lines = [NO_ARCHIVE_SERVER]
         else:
             lines = [
                 ("New archive link (the old one no longer works): " if rotate else "Archive: ")
-                + archive_url(self.public_url, token),
+                + archive_url(self.ctx.public_url, token),
                 "Keep it within the group: anyone with the link can read the archive.",
             ]
         if rounds:

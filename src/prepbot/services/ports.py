@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from prepbot.content.model import Rubric
 from prepbot.core.grading import Grade
-from prepbot.core.views import FeedbackView, MemberRef, QuestionCard, RevealCard
+from prepbot.core.views import DigestCard, FeedbackView, MemberRef, QuestionCard, RevealCard
 
 
 class ChannelUnavailable(Exception):
@@ -127,6 +127,33 @@ class ChatPlatform(Protocol):
         since: datetime,
     ) -> str | None:
         """Return the message id of the bot's own reveal in a round's thread, if it is there."""
+        ...
+
+    async def post_digest(
+        self,
+        channel_id: str,
+        card: DigestCard,
+        picture: bytes | None,
+        *,
+        community_id: str | None = None,
+    ) -> str:
+        """Post a study group's weekly digest in its channel; return the message's id.
+
+        ``picture`` is a PNG named ``card.picture_name`` (None: text only). Slack uploads it
+        with files_upload_v2, the digest's text as its comment; Discord attaches it. When the
+        upload is refused (no ``files:write`` scope, a file error) the text goes alone.
+        """
+        ...
+
+    async def find_digest(
+        self,
+        channel_id: str,
+        card: DigestCard,
+        *,
+        community_id: str | None = None,
+        since: datetime,
+    ) -> str | None:
+        """Return the message id of the bot's own post of this digest since ``since``, if any."""
         ...
 
 

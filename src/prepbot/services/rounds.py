@@ -418,7 +418,7 @@ class RoundService:
                 )
         except ChannelUnavailable as error:
             ctx.metrics.platform_errors.labels(platform_name, "channel_unavailable").inc()
-            await self._pause(round_.subscription_id, error.reason)
+            await self.pause(round_.subscription_id, error.reason)
             return card
         async with ctx.db.transaction() as session:
             await session.execute(
@@ -650,9 +650,10 @@ class RoundService:
             if round_ is not None and round_.status == RoundStatus.CLAIMED:
                 await session.delete(round_)
         if reason is not None:
-            await self._pause(subscription_id, reason)
+            await self.pause(subscription_id, reason)
 
-    async def _pause(self, subscription_id: int, reason: str) -> None:
+    async def pause(self, subscription_id: int, reason: str) -> None:
+        """Pause a study group whose channel the platform no longer lets the bot post in."""
         async with self.ctx.db.transaction() as session:
             subscription = await session.get(Subscription, subscription_id)
             if subscription is not None:

@@ -139,6 +139,7 @@ class StatusService:
             rotation_left=sum(1 for s in eligible if s not in used),
             rotation_cycle=cycle + 1,
             answer_mode=subscription.answer_mode,
+            digest=subscription.digest,
             eligible=len(eligible),
             problems=tuple(
                 StatusProblem(p.component, p.message, p.since)

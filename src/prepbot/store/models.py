@@ -111,6 +111,8 @@ class Subscription(Base):
     """``thread`` (replies in the question's thread) or ``private`` (hidden until the reveal)."""
     archive_token: Mapped[str | None] = mapped_column(String(64), nullable=True, unique=True)
     """The secret in the group's web archive link (None until ``/prep archive`` first runs)."""
+    digest: Mapped[str] = mapped_column(String(16), default="auto", server_default="auto")
+    """When the weekly digest goes out: ``auto``, ``off`` or a day and time like ``fri-17:00``."""
 
 
 class Round(Base):
@@ -298,6 +300,28 @@ class MemberStats(Base):
     on_time: Mapped[int] = mapped_column(Integer, default=0)
     current_streak: Mapped[int] = mapped_column(Integer, default=0)
     best_streak: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Digest(Base):
+    """A study group's weekly digest: claimed before it is posted, its message id after.
+
+    One row per group and week (``period_end``, the week's last local date), so a digest is
+    posted once however many processes tick. ``lease_until`` works as a round's does: only a
+    claim whose lease ran out without a message id is another process's to repair.
+    """
+
+    __tablename__ = "digests"
+    __table_args__ = (UniqueConstraint("subscription_id", "period_end"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subscription_id: Mapped[int] = mapped_column(ForeignKey("subscriptions.id", ondelete="CASCADE"))
+    period_start: Mapped[date] = mapped_column(Date)
+    period_end: Mapped[date] = mapped_column(Date)
+    claimed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    claimed_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    posted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    message_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class BotState(Base):

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import itertools
 from datetime import datetime
+from pathlib import Path
 from typing import TextIO
 
-from prepbot.core.text import render_text
+from prepbot.core.text import digest_lines, render_text
 from prepbot.core.views import (
+    DigestCard,
     FeedbackView,
     MemberRef,
     QuestionCard,
@@ -30,8 +32,9 @@ class ConsolePlatform:
 
     name = PLATFORM
 
-    def __init__(self, out: TextIO, message_ids: str = "m") -> None:
+    def __init__(self, out: TextIO, message_ids: str = "m", pictures: Path | None = None) -> None:
         self.out = out
+        self.pictures = pictures  # where digest pictures are saved (None: not saved)
         self._ids = itertools.count(1)
         self._prefix = message_ids
 
@@ -129,6 +132,35 @@ class ConsolePlatform:
         channel_id: str,
         thread_id: str,
         card: RevealCard,
+        *,
+        community_id: str | None = None,
+        since: datetime,
+    ) -> str | None:
+        """Return None, as for a question."""
+        return None
+
+    async def post_digest(
+        self,
+        channel_id: str,
+        card: DigestCard,
+        picture: bytes | None,
+        *,
+        community_id: str | None = None,
+    ) -> str:
+        """Print the weekly digest in #channel; save its picture next to the database."""
+        lines = digest_lines(card)
+        if picture is not None and self.pictures is not None:
+            self.pictures.mkdir(parents=True, exist_ok=True)
+            path = self.pictures / card.picture_name
+            path.write_bytes(picture)
+            lines.append(f"Picture: {path}")
+        self.show(f"── #{channel_id} ──\n" + "\n".join(lines))
+        return self.new_message_id()
+
+    async def find_digest(
+        self,
+        channel_id: str,
+        card: DigestCard,
         *,
         community_id: str | None = None,
         since: datetime,

@@ -4,7 +4,8 @@ Lines: ``/prep …`` is the slash command; ``/as NAME`` switches member; ``/edit
 ``/delete`` change the member's last reply; ``/answer TEXT`` answers privately in a study group
 that answers privately (it stands in for the Answer button's modal; ``/answer --withdraw``
 takes it back); ``/next-day`` reveals the open round, moves the
-console's clock to the next scheduled day and posts that day's question; ``/quit``, ``/exit``
+console's clock to the next scheduled day (printing the week's digest when a week ends) and
+posts that day's question; ``/quit``, ``/exit``
 or a bare ``exit`` or ``quit`` ends the session; any other line is a reply in the thread of
 the current question. The console's date lives in the database, so a
 second run continues where the first stopped. Imports no Slack or Discord library.
@@ -19,6 +20,7 @@ from sqlalchemy import select
 
 from prepbot.core.clock import ManualClock
 from prepbot.core.commands import WITHDRAW, ScheduleChange
+from prepbot.core.digests import OFF, DigestWeek
 from prepbot.core.events import (
     Invocation,
     Place,
@@ -33,6 +35,7 @@ from prepbot.platforms.console.platform import CHANNEL, COMMUNITY, PLATFORM, Con
 from prepbot.services import Services
 from prepbot.services.answers import AnswerStatus
 from prepbot.services.base import readable_schedule, schedule_of
+from prepbot.services.digests import DueDigest
 from prepbot.store.models import Answer, BotState, Member, Reply, Round, Subscription
 
 DATE_KEY = "console.date"
@@ -221,10 +224,22 @@ class ConsoleSession:
         self.subscription = subscription
         await self.services.rounds.reveal_open(subscription.id)
         next_day = readable_schedule(subscription).next_day(self.today)
+        await self._digest_if_week_ends(subscription, next_day)
         await self._save_date(next_day)
         self._set_day(next_day)
         self.platform.show(f"(the console's clock moves to {next_day:%A %d %B %Y})")
         await self._post_today()
+
+    async def _digest_if_week_ends(self, subscription: Subscription, next_day: date) -> None:
+        """Post the week's digest when the console's clock leaves a Monday-to-Sunday week."""
+        assert self.today is not None
+        monday = self.today - timedelta(days=self.today.weekday())
+        if subscription.digest == OFF or next_day < monday + timedelta(weeks=1):
+            return
+        week = DigestWeek(monday, monday + timedelta(days=6), due=self.clock.now())
+        await self.services.digests.post(
+            DueDigest(subscription.id, subscription.community_id, week)
+        )
 
     async def _post_today(self) -> None:
         subscription = self.subscription
