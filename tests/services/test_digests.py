@@ -54,7 +54,8 @@ async def play_week(
             group = await app.services.admin.subscription(where)
             assert group is not None
             round_ = await _round_of(app, group.id, day)
-            assert round_ is not None and round_.question_message_id, (where, day)
+            assert round_ is not None, (where, day)
+            assert round_.question_message_id, (where, day)
             thread = round_.question_message_id
             scenario = app.services.ctx.catalog.get(round_.scenario_id)
             assert scenario is not None
