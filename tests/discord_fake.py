@@ -26,7 +26,15 @@ share of REST calls with a 429, a 500, a held-back answer (a client timeout) or 
 message instead of a new one, as on Discord. One client (one
 gateway session) at a time. Direct messages: the bot can open a DM channel with a user and
 send in it, unless ``closed_dms`` names the user (403, code 50007, as Discord answers when a
-member's DMs are closed). The bot's own reactions are stored on the message. Messages keep
+member's DMs are closed). The bot's own reactions are stored on the message. Files come as
+discord.py sends them, ``multipart/form-data`` with ``payload_json`` and ``files[n]`` parts, on
+messages, forum posts, interaction responses, follow-ups and edits: each becomes an attachment
+(id, filename, size, url served by the fake, content_type guessed from the name when sent as
+``application/octet-stream``, as Discord sniffs it), its bytes kept in ``attachments``; an
+embed's ``attachment://<name>`` image or thumbnail becomes that attachment's URL, and an edit's
+``attachments`` list keeps the ones it names. Files over ``upload_limit`` bytes are answered
+413 (code 40005); ``deny_bot(channel_id, ATTACH_FILES)`` takes a permission from the bot in a
+channel (and its threads), so a message with files there is answered 403 (code 50013). Messages keep
 their components (rows of buttons, checked against Discord's limits) through sends and edits;
 ``press_button`` and ``submit_modal`` dispatch component (type 3) and modal-submit (type 5)
 interactions, ``redeliver`` sends one again with the same id, and a modal response (type 9)
@@ -43,6 +51,7 @@ import copy
 import hashlib
 import json
 import math
+import mimetypes
 import re
 import secrets
 import time
@@ -60,6 +69,7 @@ from tests.chaos import FAULT_KINDS, SLOW, Chaos, count_kinds
 
 __all__ = [
     "ALL_PERMISSIONS",
+    "ATTACH_FILES",
     "BOT_PERMISSIONS",
     "EVERYONE_PERMISSIONS",
     "FAULT_KINDS",
@@ -384,6 +394,8 @@ class FakeDiscord:
         self.closed_dms: set[int] = set()  # users whose DMs refuse the bot (50007)
         self.messages: dict[int, list[dict[str, Any]]] = {}
         self.attachments: dict[int, bytes] = {}
+        self.upload_limit = 10 * 1024 * 1024  # bytes of files in one request (a guild's default)
+        self.bot_denied: dict[int, int] = {}  # channel id → permission bits the bot lacks there
         self.commands: dict[int | None, list[dict[str, Any]]] = {}
         self.interactions: dict[str, _Interaction] = {}
         self.gateway_received: list[dict[str, Any]] = []
@@ -692,6 +704,19 @@ class FakeDiscord:
     def add_forum_channel(self, guild_id: int, channel_id: int, name: str) -> None:
         """Add a forum channel (type 15) to a guild."""
         self._add_channel(guild_id, channel_id, name, _FORUM)
+
+    def deny_bot(self, channel_id: int, permissions: int) -> None:
+        """Take permissions from the bot in a channel (and its threads), as an overwrite does."""
+        self.bot_denied[channel_id] = self.bot_denied.get(channel_id, 0) | permissions
+
+    def _check_bot_may(self, channel_id: int, permission: int) -> None:
+        """Raise Discord's Missing Permissions when the bot lacks one in a channel."""
+        channel = self._any_channel(channel_id)
+        denied = self.bot_denied.get(channel_id, 0)
+        if channel.get("parent_id"):
+            denied |= self.bot_denied.get(int(channel["parent_id"]), 0)
+        if denied & permission:
+            raise _Fail(403, 50013, "Missing Permissions")
 
     def member_permissions(self, guild_id: int, user_id: int) -> int:
         """Return a member's guild permissions as Discord computes them (owner/admin = all)."""
@@ -1498,6 +1523,7 @@ class FakeDiscord:
                 "guild_id": str(guild_id),
             }
             message["referenced_message"] = referenced
+        _show_attached_images(message)
         if channel["type"] in _THREAD_TYPES:
             message["position"] = channel["total_message_sent"]
         if extra:
@@ -1528,13 +1554,16 @@ class FakeDiscord:
             filename = str(info.get("filename") or upload.filename)
             url = f"{self.base_url}/attachments/{channel_id}/{attachment_id}/{filename}"
             self.attachments[attachment_id] = upload.data
+            content_type = upload.content_type
+            if content_type == "application/octet-stream":  # discord.py's; Discord sniffs
+                content_type = mimetypes.guess_type(filename)[0] or content_type
             attachment = {
                 "id": str(attachment_id),
                 "filename": filename,
                 "size": len(upload.data),
                 "url": url,
                 "proxy_url": url,
-                "content_type": upload.content_type,
+                "content_type": content_type,
             }
             if info.get("description"):
                 attachment["description"] = info["description"]
@@ -1937,6 +1966,8 @@ class FakeDiscord:
         if channel_match and int(channel_match.group(1)) in self.channel_errors:
             status, code, message = self.channel_errors[int(channel_match.group(1))]
             return _error_response(status, code, message, bucket)
+        if sum(len(upload.data) for upload in uploads) > self.upload_limit:
+            return _error_response(413, 40005, "Request entity too large", bucket)
         try:
             status, data = await handler(_Request(method, path, body, query, uploads), match)
         except _Fail as fail:
@@ -2208,6 +2239,8 @@ class FakeDiscord:
             raise _Fail(403, 50007, "Cannot send messages to this user")
         body = req.json if isinstance(req.json, dict) else {}
         _check_message_body(body, req.uploads)
+        if req.uploads:
+            self._check_bot_may(channel_id, ATTACH_FILES)
         nonce = body.get("nonce")
         if body.get("enforce_nonce") and nonce is not None:
             seen = self._nonces.get((str(self.bot_user_id), str(nonce)))
@@ -2233,13 +2266,30 @@ class FakeDiscord:
             raise _Fail(403, 50005, "Cannot edit a message authored by another user")
         body = req.json if isinstance(req.json, dict) else {}
         _check_message_body(body, req.uploads, partial=True)
-        self._apply_edit(message, body)
+        if req.uploads:
+            self._check_bot_may(channel_id, ATTACH_FILES)
+        self._apply_edit(message, body, uploads=req.uploads)
         await self._broadcast("MESSAGE_UPDATE", self._gateway_message(message))
         return 200, message
 
     def _apply_edit(
-        self, message: dict[str, Any], body: dict[str, Any], *, edited: bool = True
+        self,
+        message: dict[str, Any],
+        body: dict[str, Any],
+        *,
+        edited: bool = True,
+        uploads: list[_Upload] | None = None,
     ) -> None:
+        if uploads or "attachments" in body:
+            # The attachments list names the ones to keep (by id) and describes new files.
+            if "attachments" in body:
+                named = body["attachments"] or []
+                listed = {str(a.get("id")) for a in named if isinstance(a, dict)}
+                kept = [a for a in message["attachments"] if a["id"] in listed]
+            else:
+                kept = list(message["attachments"])
+            added = self._attachments(int(message["channel_id"]), body, uploads or [])
+            message["attachments"] = kept + added
         if "content" in body:
             message["content"] = body["content"] or ""
             channel = self._any_channel(int(message["channel_id"]))
@@ -2252,6 +2302,7 @@ class FakeDiscord:
             kept = message["flags"] & ~_SETTABLE_MESSAGE_FLAGS
             message["flags"] = kept | (int(body["flags"]) & _SETTABLE_MESSAGE_FLAGS)
         message["flags"] &= ~_FLAG_LOADING
+        _show_attached_images(message)
         if edited:  # completing a deferred ("thinking") message does not mark it edited
             message["edited_timestamp"] = _iso()
 
@@ -2303,6 +2354,8 @@ class FakeDiscord:
                     _form_error(["message"], "BASE_TYPE_REQUIRED", "This field is required")
                 )
             _check_message_body(first, req.uploads, path=["message"])
+            if req.uploads:
+                self._check_bot_may(channel_id, ATTACH_FILES)
             thread_id = snowflake()  # the starter message has the thread's id
             tags = [str(t) for t in body.get("applied_tags") or []]
             known_tags = {t["id"] for t in parent["available_tags"]}
@@ -2466,7 +2519,7 @@ class FakeDiscord:
             # The first followup after a deferred response replaces the "thinking" message
             # and keeps the deferral's visibility: its own ephemeral flag is ignored.
             message = original
-            self._apply_edit(message, body, edited=False)
+            self._apply_edit(message, body, edited=False, uploads=req.uploads)
             event = "MESSAGE_UPDATE"
         else:
             message = self._interaction_message(interaction, body, req.uploads)
@@ -2496,7 +2549,9 @@ class FakeDiscord:
         message = self._hook_message(interaction, match["mid"])
         body = req.json if isinstance(req.json, dict) else {}
         _check_message_body(body, req.uploads, partial=True)
-        self._apply_edit(message, body, edited=not message["flags"] & _FLAG_LOADING)
+        self._apply_edit(
+            message, body, edited=not message["flags"] & _FLAG_LOADING, uploads=req.uploads
+        )
         kind = "edit_original" if match["mid"] == "@original" else "edit_followup"
         interaction.responses.append({"kind": kind, "json": body, "message_id": message["id"]})
         if not message["flags"] & _FLAG_EPHEMERAL and self.echo_bot_messages:
@@ -2850,6 +2905,20 @@ def _check_commands(commands: list[Any]) -> None:
                     )
                 )
             _check_options(command.get("options") or [], at)
+
+
+def _show_attached_images(message: dict[str, Any]) -> None:
+    """Point an embed's ``attachment://<name>`` image or thumbnail at that attachment's URL."""
+    by_name = {a["filename"]: a for a in message.get("attachments") or []}
+    for embed in message.get("embeds") or []:
+        for key in ("image", "thumbnail"):
+            shown = embed.get(key)
+            url = shown.get("url") if isinstance(shown, dict) else None
+            if not isinstance(url, str) or not url.startswith("attachment://"):
+                continue
+            attachment = by_name.get(url.removeprefix("attachment://"))
+            if attachment is not None:
+                embed[key] = {"url": attachment["url"], "proxy_url": attachment["proxy_url"]}
 
 
 def _drop_nones(value: Any) -> Any:

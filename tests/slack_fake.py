@@ -13,6 +13,19 @@ answers until the test says; ``chaos`` answers a seeded random share of every We
 with a 429, a 500, a held-back answer (a client timeout) or a slow one (carried out, answered
 after a random delay), and records each in ``injected``.
 
+File uploads as ``files_upload_v2`` makes them: ``files.getUploadURLExternal`` (filename, length)
+hands out a file id and an upload URL on the fake; the bytes POSTed there (raw, as slack_sdk sends
+them, or as a multipart ``file`` part) are kept in ``uploaded_files`` (id → name, bytes);
+``files.completeUploadExternal`` checks each file was uploaded with its announced length and
+shares it in ``channel_id``: a message from the bot whose ``text`` is the ``initial_comment`` and
+whose ``files`` hold the file (id, name, title, mimetype, size). Both methods need ``files:write``
+in ``bot_scopes`` (else ``missing_scope``, as Slack answers an app installed without it) and a
+length within ``max_upload_bytes`` (else ``file_upload_size_restricted``). ``fail_next``,
+``slow_next`` and ``chaos`` reach them as any Web API method, and the upload URL as the method
+``UPLOAD`` (``"upload"``), whose answers are plain text like files.slack.com's. The fake's
+aiohttp server takes request lines up to 64 KiB: slack_sdk sends completeUploadExternal's
+``initial_comment`` in the query string.
+
 Modals: ``views.open`` records each opened view in ``views`` (a missing trigger_id is refused as
 Slack refuses it); ``chat.update`` edits a stored message in place, its blocks and metadata
 replaced. ``send_interaction`` delivers a ``block_actions`` or ``view_submission`` payload over
@@ -29,10 +42,12 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import copy
 import hashlib
 import hmac
 import itertools
 import json
+import mimetypes
 import re
 import time
 import uuid
@@ -42,12 +57,13 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import urlencode
 
-from aiohttp import ClientSession, WSCloseCode, WSMsgType, web
+from aiohttp import BodyPartReader, ClientSession, WSCloseCode, WSMsgType, web
 
 from tests.chaos import FAULT_KINDS, SLOW, Chaos, count_kinds
 
 __all__ = [
     "FAULT_KINDS",
+    "UPLOAD",
     "Call",
     "FakeSlack",
     "Injected",
@@ -65,6 +81,19 @@ __all__ = [
     "view_submission",
 ]
 
+UPLOAD = "upload"  # the method name the upload URL goes by in calls, faults and chaos
+BOT_SCOPES = frozenset(
+    {
+        "chat:write",
+        "commands",
+        "channels:history",
+        "groups:history",
+        "users:read",
+        "reactions:write",
+        "files:write",
+    }
+)
+MAX_REQUEST_LINE = 64 * 1024  # bytes of a request line the fake's server reads (aiohttp: 8190)
 _EPOCH = 1_767_225_600  # 2026-01-01T00:00:00Z
 _TS_STEP = 100  # Slack's fractions look like .000100, .000200, ...
 _ts_counter = itertools.count(1)
@@ -111,6 +140,16 @@ class _Slow:
     seconds: float
     processed: bool
     times: int
+
+
+@dataclass
+class _PendingFile:
+    """A file announced by files.getUploadURLExternal, until files.completeUploadExternal."""
+
+    filename: str
+    length: int
+    alt_txt: str | None
+    data: bytes | None = None
 
 
 @dataclass
@@ -183,6 +222,11 @@ class FakeSlack:
         self.socket_messages: list[dict[str, Any]] = []
         self.acks: dict[str, dict[str, Any]] = {}
         self.socket_connections = 0
+        self.bot_scopes: set[str] = set(BOT_SCOPES)  # drop "files:write" to refuse uploads
+        self.max_upload_bytes: int | None = None  # a workspace's file size restriction
+        self.uploaded_files: dict[str, tuple[str, bytes]] = {}  # file id → (name, bytes)
+        self.files: dict[str, dict[str, Any]] = {}  # completed files, as Slack describes them
+        self._pending_files: dict[str, _PendingFile] = {}
 
         self._faults: dict[str, list[_Fault]] = {}
         self._gates: dict[str, asyncio.Event] = {}
@@ -205,8 +249,9 @@ class FakeSlack:
         if self._runner is not None:
             raise RuntimeError("FakeSlack is already started")
         self._socket_ready = asyncio.Event()
-        app = web.Application()
+        app = web.Application(handler_args={"max_line_size": MAX_REQUEST_LINE})
         app.router.add_route("*", "/api/{method}", self._handle_api)
+        app.router.add_post("/upload/{file_id}", self._handle_upload)
         app.router.add_get("/link/", self._handle_socket)
         app.router.add_post("/respond/{rid}", self._handle_respond)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
@@ -649,6 +694,8 @@ class FakeSlack:
             "conversations.history": self._conversations_history,
             "conversations.info": self._conversations_info,
             "users.info": self._users_info,
+            "files.getUploadURLExternal": self._files_get_upload_url_external,
+            "files.completeUploadExternal": self._files_complete_upload_external,
         }
 
     def _auth_test(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -892,6 +939,130 @@ class FakeSlack:
             },
         }
 
+    # -- files -----------------------------------------------------------------------------
+
+    def _missing_files_write(self) -> dict[str, Any] | None:
+        if "files:write" in self.bot_scopes:
+            return None
+        return {
+            "ok": False,
+            "error": "missing_scope",
+            "needed": "files:write",
+            "provided": ",".join(sorted(self.bot_scopes)),
+        }
+
+    def _files_get_upload_url_external(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Announce a file: hand out its id and the URL its bytes go to."""
+        refused = self._missing_files_write()
+        if refused is not None:
+            return refused
+        filename = params.get("filename")
+        try:
+            length = int(params.get("length", ""))
+        except (TypeError, ValueError):
+            length = -1
+        if not filename or length < 1:
+            return {"ok": False, "error": "invalid_arguments"}
+        if self.max_upload_bytes is not None and length > self.max_upload_bytes:
+            return {"ok": False, "error": "file_upload_size_restricted"}
+        file_id = "F" + uuid.uuid4().hex[:10].upper()
+        alt_txt = params.get("alt_txt")
+        self._pending_files[file_id] = _PendingFile(
+            str(filename), length, str(alt_txt) if alt_txt else None
+        )
+        return {"ok": True, "upload_url": f"{self.base_url}/upload/{file_id}", "file_id": file_id}
+
+    async def _handle_upload(self, request: web.Request) -> web.StreamResponse:
+        """Take a file's bytes at its upload URL (no token: the URL is the credential)."""
+        file_id = request.match_info["file_id"]
+        data = await _upload_body(request)
+        params = {"file_id": file_id, "length": len(data)}
+        self.calls.append(Call(method=UPLOAD, params=params, token=None))
+        fault = self._take_fault(UPLOAD)
+        if fault is not None:
+            return _as_text(fault)
+        slow = self._take_slow(UPLOAD)
+        if slow is not None:
+            response = self._take_bytes(file_id, data) if slow.processed else _upload_text(500)
+            self.answered_late.append(Late(UPLOAD, params, slow.seconds, slow.processed))
+            await asyncio.sleep(slow.seconds)
+            return response
+        injected = self._chaos_fault(UPLOAD, params)
+        if injected is not None:
+            assert self._chaos is not None
+            if injected.kind == "429":
+                retry_after = injected.draw % (self._chaos.max_retry_after + 1)
+                return _upload_text(429, {"Retry-After": str(retry_after)})
+            if injected.kind == "500":
+                return _upload_text(500)
+            response = _upload_text(500)
+            if injected.processed:
+                response = self._take_bytes(file_id, data)
+            await asyncio.sleep(injected.delay if injected.kind == SLOW else self._chaos.hold)
+            return response
+        return self._take_bytes(file_id, data)
+
+    def _take_bytes(self, file_id: str, data: bytes) -> web.Response:
+        pending = self._pending_files.get(file_id)
+        if pending is None:
+            return _upload_text(404)
+        pending.data = data
+        self.uploaded_files[file_id] = (pending.filename, data)
+        return web.Response(text=f"OK - {len(data)}", content_type="text/plain")
+
+    def _files_complete_upload_external(self, params: dict[str, Any]) -> dict[str, Any]:
+        """Finish uploads and share the files in ``channel_id`` with the initial comment."""
+        refused = self._missing_files_write()
+        if refused is not None:
+            return refused
+        raw = params.get("files")
+        try:
+            described = json.loads(raw) if isinstance(raw, str) else raw
+        except ValueError:
+            return {"ok": False, "error": "invalid_arguments"}
+        if not isinstance(described, list) or not described:
+            return {"ok": False, "error": "invalid_arguments"}
+        channel = params.get("channel_id") or None
+        if channel is not None and channel in self.channel_errors:
+            return {"ok": False, "error": self.channel_errors[channel]}
+        ready: list[tuple[str, str, _PendingFile]] = []
+        for entry in described:
+            file_id = str(entry.get("id", "")) if isinstance(entry, dict) else ""
+            pending = self._pending_files.get(file_id)
+            if pending is None or pending.data is None:
+                return {"ok": False, "error": "file_not_found"}
+            if len(pending.data) != pending.length:
+                return {"ok": False, "error": "file_upload_length_mismatch"}
+            ready.append((file_id, str(entry.get("title") or pending.filename), pending))
+        shown: list[dict[str, Any]] = []
+        for file_id, title, pending in ready:
+            del self._pending_files[file_id]
+            assert pending.data is not None
+            self.files[file_id] = {
+                "id": file_id,
+                "name": pending.filename,
+                "title": title,
+                "mimetype": mimetypes.guess_type(pending.filename)[0] or "application/octet-stream",
+                "size": len(pending.data),
+                "user": self.bot_user_id,
+                "alt_txt": pending.alt_txt,
+            }
+            shown.append(self.files[file_id])
+        if channel is not None:
+            message: dict[str, Any] = {
+                "type": "message",
+                "ts": next_ts(),
+                "user": self.bot_user_id,
+                "bot_id": self.bot_id,
+                "app_id": self.app_id,
+                "text": str(params.get("initial_comment") or ""),
+                "team": self.team_id,
+                "upload": True,
+                "files": [copy.deepcopy(f) for f in shown],
+            }
+            self._store(channel, message, params.get("thread_ts") or None)
+        return {"ok": True, "files": [{"id": f["id"], "title": f["title"]} for f in shown]}
+
     # -- history ---------------------------------------------------------------------------
 
     def _find(self, channel: str, ts: Any) -> dict[str, Any] | None:
@@ -936,6 +1107,30 @@ async def _read_params(request: web.Request) -> dict[str, Any]:
         with contextlib.suppress(ValueError):
             params["blocks"] = json.loads(blocks)
     return params
+
+
+async def _upload_body(request: web.Request) -> bytes:
+    """Return a file's bytes: the raw body slack_sdk sends, or a multipart ``file`` part."""
+    if request.content_type.startswith("multipart/"):
+        reader = await request.multipart()
+        while (part := await reader.next()) is not None:
+            if isinstance(part, BodyPartReader) and part.name in ("file", "filename"):
+                return bytes(await part.read())
+        return b""
+    return await request.read()
+
+
+def _upload_text(status: int, headers: dict[str, str] | None = None) -> web.Response:
+    """Answer an upload URL in plain text, as files.slack.com does."""
+    reasons = {404: "Not Found", 429: "ratelimited", 500: "Internal Server Error"}
+    text = reasons.get(status, "error")
+    return web.Response(status=status, text=text, content_type="text/plain", headers=headers)
+
+
+def _as_text(response: web.Response) -> web.Response:
+    """Return a queued fault's answer as the upload URL gives it: plain text, same headers."""
+    headers = {k: v for k, v in response.headers.items() if k.lower() == "retry-after"}
+    return _upload_text(response.status, headers)
 
 
 def _bearer(header: str | None) -> str | None:

@@ -241,6 +241,14 @@ ON_TIME = re.compile(r"Answered on time:(.*?)(?:Late answers:|🔥|$)", re.S)
 MENTION = re.compile(r"<@!?([A-Z0-9]+)>")
 
 
+def is_digest(message: dict[str, Any]) -> bool:
+    """Say whether a bot message on Discord is a weekly digest (not a question)."""
+    return any(
+        str((embed.get("footer") or {}).get("text", "")).startswith("prepbot weekly digest")
+        for embed in message.get("embeds") or []
+    )
+
+
 def on_time_credits(text: str) -> set[str]:
     """Return the member ids a reveal credits as on time."""
     found = ON_TIME.search(text)
@@ -489,6 +497,7 @@ class DiscordWorld:
             Post(channel, str(m.get("nonce")), m["id"], int(m["id"]) in self.fake.threads)
             for channel in self.channels
             for m in self._bot(int(channel))
+            if not is_digest(m)
         ]
 
     def key_of(self, channel: str, day: date, scenario: str) -> str:

@@ -19,6 +19,10 @@ SCOPES_FOR_METHOD = {
     "reactions_add": {"reactions:write"},
     "conversations_replies": {"channels:history", "groups:history"},
     "users_info": {"users:read"},
+    # files_upload_v2 calls files.getUploadURLExternal, then files.completeUploadExternal.
+    "files_upload_v2": {"files:write"},
+    "files_getUploadURLExternal": {"files:write"},
+    "files_completeUploadExternal": {"files:write"},
     "auth_test": set(),
 }
 

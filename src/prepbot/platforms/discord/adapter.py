@@ -17,6 +17,11 @@ modal holding the member's stored answer; the modal's submission is handled from
 interaction (its custom id names the round's thread), so it needs no state in this process:
 it is stored (committed) first, then acknowledged privately. The question is edited in place
 to show how many answered; a member who replies in the thread is reminded by direct message.
+
+A study group's weekly digest is an embed with its picture attached (a forum gets it as a new
+post); when Discord refuses the file (too large, no Attach Files permission) the embed goes
+alone. ``/prep streak`` attaches the member's calendar as a picture, drawn off the event loop,
+with the text calendar kept in the embed.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import io
 import logging
 import re
 from collections import Counter
@@ -49,6 +55,7 @@ from prepbot.core.events import (
     ThreadReply,
 )
 from prepbot.core.views import (
+    DigestCard,
     ErrorView,
     FeedbackView,
     MemberRef,
@@ -56,14 +63,21 @@ from prepbot.core.views import (
     QuestionCard,
     Response,
     RevealCard,
+    StreakView,
+    View,
 )
+from prepbot.pictures import render_streak_calendar
 from prepbot.platforms.discord.embeds import (
     ANSWER_BUTTON,
     ANSWER_EMOJI,
     ANSWER_LABEL,
     DiscordMessage,
     clip,
+    digest_footer,
+    digest_message,
+    digest_thread_name,
     render,
+    with_picture,
 )
 from prepbot.services import Services
 from prepbot.services.answers import AnswerOutcome
@@ -99,6 +113,8 @@ MAX_ANSWER = 4000  # characters: Discord's most for a text input
 PREFILL_WITHIN = 1.5  # seconds the stored answer may take to load before the modal opens empty
 STORE_WITHIN = 2.5  # seconds a submitted answer may take to store before the reply is deferred
 THREAD_ARCHIVED = 50083  # "Thread is archived"
+FILE_REFUSED = {40005, 50013}  # "Request entity too large"; "Missing Permissions" (Attach Files)
+STREAK_PICTURE = "streak-calendar.png"  # the file name of /prep streak's calendar picture
 BOT_PERMISSIONS = discord.Permissions(
     view_channel=True,
     send_messages=True,
@@ -107,6 +123,7 @@ BOT_PERMISSIONS = discord.Permissions(
     embed_links=True,
     read_message_history=True,
     add_reactions=True,  # ✅ on an answer once it is stored, 🕓 on a late one
+    attach_files=True,  # the weekly digest's picture
 )
 
 
@@ -172,6 +189,11 @@ def edited_reply(
         content if isinstance(content, str) else "",
         at,
     )
+
+
+def file_refused(error: discord.HTTPException) -> bool:
+    """Say whether Discord refused a message for its attachment (too large, no Attach Files)."""
+    return error.status == 413 or error.code in FILE_REFUSED
 
 
 def _timestamp(value: Any) -> datetime | None:
@@ -595,6 +617,115 @@ class DiscordPlatform:
             raise ChannelUnavailable(f"Discord: {error.status} {error.text or error}") from None
         return None
 
+    async def post_digest(
+        self,
+        channel_id: str,
+        card: DigestCard,
+        picture: bytes | None,
+        *,
+        community_id: str | None = None,
+    ) -> str:
+        """Post a weekly digest: an embed showing its attached picture; return the message's id.
+
+        In a forum it starts a post of its own (the post's id is its first message's). When
+        Discord refuses the file (413 / 40005 too large, 50013 no Attach Files) the embed goes
+        alone. Nobody is mentioned. discord.py waits out 429s and retries server errors; a
+        text channel's send carries a nonce, so a send retried within minutes is not doubled.
+        """
+        try:
+            channel = await self.channel(int(channel_id))
+            if not isinstance(channel, discord.TextChannel | discord.ForumChannel):
+                raise ChannelUnavailable(
+                    f"Discord: channel {channel_id} is not a text or forum channel"
+                )
+            if picture is not None:
+                try:
+                    return await self._send_digest(channel, card, picture)
+                except discord.HTTPException as error:
+                    if not file_refused(error):
+                        raise
+                    log.warning(
+                        "Discord refused the digest picture in channel %s (%s %s: %s); "
+                        "sending the digest without it",
+                        channel_id,
+                        error.status,
+                        error.code,
+                        error.text,
+                    )
+            return await self._send_digest(channel, card, None)
+        except (discord.NotFound, discord.Forbidden) as error:
+            raise ChannelUnavailable(f"Discord: {error.status} {error.text or error}") from None
+
+    async def _send_digest(
+        self,
+        channel: discord.TextChannel | discord.ForumChannel,
+        card: DigestCard,
+        picture: bytes | None,
+    ) -> str:
+        """Send a digest's embed, with its picture attached when given; return the message id."""
+        message = digest_message(card, card.picture_name if picture is not None else None)
+        files: list[discord.File] = []
+        if picture is not None:
+            alt = f"Weekly digest chart, {card.period_start} to {card.period_end}"
+            files.append(
+                discord.File(io.BytesIO(picture), filename=card.picture_name, description=alt)
+            )
+        if isinstance(channel, discord.ForumChannel):
+            created = await channel.create_thread(
+                name=digest_thread_name(card),
+                embeds=message.embeds,
+                files=files or discord.utils.MISSING,
+                allowed_mentions=discord.AllowedMentions.none(),
+                auto_archive_duration=self.archive_minutes,
+            )
+            return str(created.message.id)
+        sent = await channel.send(
+            embeds=message.embeds,
+            files=files or discord.utils.MISSING,
+            allowed_mentions=discord.AllowedMentions.none(),
+            nonce=nonce("digest", channel.id, card.period_end),
+        )
+        return str(sent.id)
+
+    async def find_digest(
+        self,
+        channel_id: str,
+        card: DigestCard,
+        *,
+        community_id: str | None = None,
+        since: datetime,
+    ) -> str | None:
+        """Look for the bot's post of this digest since ``since``; return its message id.
+
+        In a text channel: the channel's history, a bot message with the picture's file name
+        or the digest's footer (which names the week). In a forum: the forum's known posts by
+        the bot with the digest's name (a post's id is its first message's).
+        """
+        me = self.client.user
+        if me is None:
+            return None
+        footer = digest_footer(card)
+        try:
+            channel = await self.channel(int(channel_id))
+            if isinstance(channel, discord.ForumChannel):
+                name = digest_thread_name(card)
+                for thread in channel.threads:
+                    if thread.owner_id == me.id and thread.name == name:
+                        return str(thread.id)
+                return None
+            if not isinstance(channel, discord.TextChannel):
+                return None
+            async for message in channel.history(limit=LOOKUP_LIMIT, after=since):
+                if message.author.id != me.id:
+                    continue
+                if any(a.filename == card.picture_name for a in message.attachments) or any(
+                    e.footer.text == footer for e in message.embeds
+                ):
+                    return str(message.id)
+        except (discord.NotFound, discord.Forbidden) as error:
+            raise ChannelUnavailable(f"Discord: {error.status} {error.text or error}") from None
+        return None
+
     async def _open_thread(self, message: discord.Message, name: str) -> None:
         """Start the round's thread on a found question unless it has one."""
         try:
@@ -971,17 +1102,50 @@ class DiscordRuntime:
     async def _answer(
         self, interaction: discord.Interaction, response: Response, private: bool
     ) -> None:
-        """Send a command's views; a private group's question (``/prep today``) gets Answer."""
-        messages: list[DiscordMessage] = [render(view) for view in response.views]
-        for message in messages:
+        """Send a command's views; a private group's question (``/prep today``) gets Answer.
+
+        A streak with a calendar also gets the calendar as a picture (the text calendar stays
+        in the embed, for when the picture cannot be drawn or sent).
+        """
+        for view in response.views:
+            message = render(view)
+            picture = await self._picture_of(view)
+            ephemeral = private or response.private
+            if picture is not None:
+                try:
+                    await interaction.followup.send(
+                        content=message.content or discord.utils.MISSING,
+                        embeds=with_picture(message.embeds, STREAK_PICTURE),
+                        file=discord.File(io.BytesIO(picture), filename=STREAK_PICTURE),
+                        view=self.platform.answer_view(message),
+                        ephemeral=ephemeral,
+                        allowed_mentions=discord.AllowedMentions.none(),
+                    )
+                    interaction.extras[THINKING_IN_PUBLIC] = False
+                    continue
+                except discord.HTTPException as error:
+                    if not file_refused(error):
+                        raise
+                    log.warning("Discord refused the streak picture: %s", error)
             await interaction.followup.send(
                 content=message.content or discord.utils.MISSING,
                 embeds=message.embeds,
                 view=self.platform.answer_view(message),
-                ephemeral=private or response.private,
+                ephemeral=ephemeral,
                 allowed_mentions=discord.AllowedMentions.none(),
             )
             interaction.extras[THINKING_IN_PUBLIC] = False
+
+    @staticmethod
+    async def _picture_of(view: View) -> bytes | None:
+        """Draw a streak's calendar as a PNG off the event loop; None without one or on failure."""
+        if not isinstance(view, StreakView) or view.today is None:
+            return None
+        try:
+            return await asyncio.to_thread(render_streak_calendar, view)
+        except Exception:  # the text calendar is in the embed: the member still sees it
+            log.warning("could not draw the streak calendar of %s", view.member.id, exc_info=True)
+            return None
 
     async def topic_choices(self, current: str) -> list[app_commands.Choice[str]]:
         """Return up to 25 topics for what the member has typed, best first."""

@@ -4,7 +4,9 @@ Discord's limits are kept: title 256, description 4096, 25 fields of 1,024, 6,00
 10 embeds per message. Member mentions go in the message content (embeds never ping). A
 private-mode question says it carries the Answer button (``DiscordMessage.answer_button``:
 the adapter attaches it); a reveal publishes the group's private answers, with their
-authors' names (never pings), folded to fit. Builds discord.py ``Embed`` objects only; no
+authors' names (never pings), folded to fit. A weekly digest is one embed (its picture, when
+attached, as the embed's image; a footer naming the week, which a repair finds it by) that
+names members in bold and mentions nobody. Builds discord.py ``Embed`` objects only; no
 network, no database.
 """
 
@@ -18,6 +20,8 @@ from prepbot.core.text import (
     SHARED_TITLE,
     answer_here,
     coverage_lines,
+    digest_point_line,
+    digest_title,
     local_time,
     render_text,
     rotation_notice,
@@ -27,6 +31,8 @@ from prepbot.core.text import (
     withheld_text,
 )
 from prepbot.core.views import (
+    DigestCard,
+    DigestPoint,
     ErrorView,
     MemberRef,
     PendingReveal,
@@ -53,6 +59,9 @@ SHARED_NAME = 64  # an author's name in the reveal, at most
 SHARED_EACH_AT_MOST = 1000  # characters of one shared answer, at most (before folding)
 SHARED_EACH_AT_LEAST = 120  # characters of one shared answer, at least: past that, counted
 SHARED_ROOM = 2500  # characters the shared answers get even when the insights are long
+DIGEST_COLOUR = 0x0EA5E9
+DIGEST_FOOTER = "prepbot weekly digest · week ending "  # + the ISO date: a repair's marker
+FOLDED = "…and more than fits here."
 
 
 @dataclass
@@ -241,6 +250,129 @@ def shared_embed(answers: tuple[SharedAnswer, ...], room: int) -> discord.Embed:
             break
         budget -= len(text) - room + 50
     return discord.Embed(title=title, description=clip(text, room), colour=SHARED_COLOUR)
+
+
+def digest_message(card: DigestCard, picture: str | None = None) -> DiscordMessage:
+    """Return a weekly digest as one embed; ``picture`` names an attached image to show in it.
+
+    The rounds and the week's answers are the description, coverage, streak milestones and
+    leaders are fields, and the footer names the week (``digest_footer``). The title links to
+    the group's archive when there is one. Members are named in bold: nobody is mentioned.
+    """
+    embed = discord.Embed(
+        title=clip(digest_title(card), TITLE),
+        url=card.archive_link or None,
+        colour=DIGEST_COLOUR,
+    )
+    fields: list[tuple[str, list[str]]] = []
+    if card.most_covered:
+        fields.append(("✅ Covered most", _point_lines(card.most_covered)))
+    if card.least_covered:
+        fields.append(("🔍 Covered least (worth a second look)", _point_lines(card.least_covered)))
+    if card.milestones:
+        streaks = [
+            f"• {_bold_name(m.member.name)} reached a {m.streak}-round streak"
+            for m in card.milestones
+        ]
+        fields.append(("🔥 Streak milestones", streaks))
+    if card.leaders:
+        leaders = [
+            f"{rank}. {_bold_name(row.member.name)} — {row.on_time:,} on time · "
+            f"{row.points:,} key points · streak {row.streak}"
+            for rank, row in enumerate(card.leaders, start=1)
+        ]
+        fields.append(("🏆 Leaders this week", leaders))
+    for name, lines in fields:
+        embed.add_field(name=name, value=fold_lines(lines, FIELD_VALUE), inline=False)
+    embed.set_footer(text=digest_footer(card))
+    if picture is not None:
+        embed.set_image(url=f"attachment://{picture}")
+    room = min(DESCRIPTION, TOTAL - len(embed))
+    archive = [f"📚 Every round so far: {_link('the study group archive', card.archive_link)}"]
+    embed.description = fold_lines(
+        _digest_lines(card), room, tail=["", *archive] if card.archive_link else []
+    )
+    return DiscordMessage(embeds=[embed])
+
+
+def digest_footer(card: DigestCard) -> str:
+    """Return a digest's footer: it names the week, so the bot's own post can be found again."""
+    return f"{DIGEST_FOOTER}{card.period_end.isoformat()}"
+
+
+def digest_thread_name(card: DigestCard) -> str:
+    """Return the name of a digest's forum post: 'Weekly digest — Mon 23 Nov to Sun 29 Nov 2026'."""
+    start, end = card.period_start, card.period_end
+    return clip(f"Weekly digest — {start:%a %d %b} to {end:%a %d %b %Y}", 100)
+
+
+def with_picture(embeds: list[discord.Embed], filename: str) -> list[discord.Embed]:
+    """Return copies of ``embeds`` whose first shows the attached picture ``filename``."""
+    if not embeds:
+        return []
+    first = embeds[0].copy()
+    first.set_image(url=f"attachment://{filename}")
+    return [first, *embeds[1:]]
+
+
+def fold_lines(lines: list[str], limit: int, *, tail: list[str] | None = None) -> str:
+    """Join lines within ``limit`` characters, dropping the last ones (and saying so).
+
+    ``tail`` (a link that must survive) is kept after the fold when it fits.
+    """
+    end = tail or []
+    joined = "\n".join([*lines, *end])
+    if len(joined) <= limit:
+        return joined
+    kept = [clip(line, limit) for line in lines]
+    while kept and len("\n".join([*kept, FOLDED, *end])) > limit:
+        kept.pop()
+    return clip("\n".join([*kept, FOLDED, *end]), limit)
+
+
+def _digest_lines(card: DigestCard) -> list[str]:
+    """Return a digest's description: the week's questions, then how many answered."""
+    lines = ["**Questions**"]
+    for round_ in card.rounds:
+        lines.append(
+            f"• {round_.local_date:%a %d %b} — {_link(round_.title, round_.link)} — "
+            f"{round_.on_time:,} answered on time, {round_.late:,} late"
+        )
+    if not card.rounds:
+        lines.append("No questions this week.")
+    if card.answers:
+        answers = f"{card.answers:,} answer{'s' if card.answers != 1 else ''}"
+        members = f"{card.members:,} member{'s' if card.members != 1 else ''}"
+        lines += ["", f"👥 {answers} from {members}"]
+    else:
+        lines += ["", "👥 No answers this week."]
+    return lines
+
+
+def _point_lines(points: tuple[DigestPoint, ...]) -> list[str]:
+    """Return a digest's key points, each with how often the graded answers made it."""
+    return [f"• {_plain(digest_point_line(point))}" for point in points]
+
+
+def _plain(text: str) -> str:
+    """Return text that Discord shows as written: no markdown, no mention (nobody pinged)."""
+    flat = discord.utils.escape_mentions(discord.utils.escape_markdown(" ".join(text.split())))
+    return flat.replace("<@", "<\u200b@").replace("<#", "<\u200b#")  # any id's length
+
+
+def _bold_name(name: str) -> str:
+    """Return a member's name in bold, never a mention."""
+    return f"**{clip(_plain(name), SHARED_NAME) or '…'}**"
+
+
+def _link(label: str, url: str | None) -> str:
+    """Return a markdown link, its label escaped; the label alone, in bold, without a URL."""
+    text = _plain(label) or "…"
+    if not url:
+        return f"**{text}**"
+    text = text.replace("[", "\\[").replace("]", "\\]")
+    safe = url.replace(" ", "%20").replace("(", "%28").replace(")", "%29")
+    return f"[{text}]({safe})"
 
 
 def channel_link(pending: PendingReveal) -> str:

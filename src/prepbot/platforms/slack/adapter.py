@@ -7,7 +7,9 @@ privately, the question's Answer button opens a modal (prefilled with the member
 answer); its submission is stored before it is acknowledged, so the modal closes only once the
 answer is committed, and stays open with the reason when it could not be. The question's
 running count is edited in place with ``chat.update``. Questions and reveals go out
-through ``chat.postMessage`` with rate-limit and server-error retries; a channel that is gone
+through ``chat.postMessage`` with rate-limit and server-error retries; a weekly digest's picture
+is uploaded with ``files_upload_v2`` (the digest's text as its comment), and the digest goes as
+text alone when Slack refuses the upload (no ``files:write`` scope). A channel that is gone
 raises ChannelUnavailable, which pauses only its own study group. In HTTP mode a request is
 checked against Slack's signature before bolt sees it; a command or event from a workspace
 this bot's token does not belong to is refused. Whether a member is an admin is asked again
@@ -35,11 +37,14 @@ from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 from slack_bolt.response import BoltResponse
-from slack_sdk.errors import SlackApiError
+from slack_sdk.errors import SlackApiError, SlackRequestError
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncRateLimitErrorRetryHandler,
     AsyncServerErrorRetryHandler,
 )
+from slack_sdk.http_retry.request import HttpRequest
+from slack_sdk.http_retry.response import HttpResponse
+from slack_sdk.http_retry.state import RetryState
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import select
@@ -52,7 +57,9 @@ from prepbot.core.events import (
     ReplyEdited,
     ThreadReply,
 )
+from prepbot.core.text import digest_title
 from prepbot.core.views import (
+    DigestCard,
     ErrorView,
     FeedbackView,
     MemberRef,
@@ -62,7 +69,13 @@ from prepbot.core.views import (
     RevealCard,
 )
 from prepbot.platforms.pacing import Pacer
-from prepbot.platforms.slack.blocks import ANSWER_ACTION, SlackMessage, escape, render
+from prepbot.platforms.slack.blocks import (
+    ANSWER_ACTION,
+    SlackMessage,
+    digest_message,
+    escape,
+    render,
+)
 from prepbot.platforms.slack.events import PLATFORM, thread_event
 from prepbot.services import Services
 from prepbot.services.answers import AnswerOutcome
@@ -132,6 +145,8 @@ class SlackPlatform:
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
     ) -> None:
         self.client = _answering_429s(client)  # this class waits out 429s itself
+        self.bot_user_id: str | None = None  # the runtime sets it: a repair finds our uploads
+        self._refused: set[tuple[str, str]] = set()  # (workspace, error) of refused uploads
         self._limit = asyncio.Semaphore(concurrency)
         self.rate_limit_retries = rate_limit_retries
         interval = 60 / messages_per_minute_per_workspace
@@ -144,7 +159,8 @@ class SlackPlatform:
         self, channel_id: str, card: QuestionCard, *, community_id: str | None = None
     ) -> str:
         """Post the question of the day; its ts is the thread answers go to."""
-        return await self._post(channel_id, card, None, community_id, _marker(QUESTION, card))
+        message = render(card)
+        return await self._post(channel_id, message, None, community_id, _marker(QUESTION, card))
 
     async def post_reveal(
         self,
@@ -155,7 +171,8 @@ class SlackPlatform:
         community_id: str | None = None,
     ) -> str:
         """Post the reveal in the round's thread."""
-        return await self._post(channel_id, card, thread_id, community_id, _marker(REVEAL, card))
+        message = render(card)
+        return await self._post(channel_id, message, thread_id, community_id, _marker(REVEAL, card))
 
     async def send_feedback(
         self,
@@ -296,6 +313,121 @@ class SlackPlatform:
                 return str(message["ts"])
         return None
 
+    async def post_digest(
+        self,
+        channel_id: str,
+        card: DigestCard,
+        picture: bytes | None,
+        *,
+        community_id: str | None = None,
+    ) -> str:
+        """Post a weekly digest: its picture uploaded with the digest's text as the comment.
+
+        The upload (files_upload_v2) is paced like a post; a 429 from any of its steps holds
+        and is tried again: a 429 shared nothing. When Slack refuses the upload (no
+        ``files:write``, a file error) a warning is logged once per workspace and reason, and
+        the digest is posted as text alone, with message metadata a repair finds it by. A
+        server error or a lost answer is raised as it is: completeUploadExternal may have
+        shared the file, so the repair looks (``find_digest``) before it posts again.
+
+        Returns the ts of a digest posted as text. An upload returns the ts of the message
+        that shares the file when Slack's answer names it, else ``file:<file id>``: Slack's
+        completeUploadExternal answers with the file's id and title only, and shares the file
+        a moment later (``files.info`` would need the files:read scope).
+        """
+        workspace = community_id or ""
+        message = digest_message(card)
+        if picture is not None:
+            try:
+                return await self._upload_digest(channel_id, card, picture, message, workspace)
+            except SlackApiError as error:
+                status = error.response.status_code
+                if status >= 500 or status == 429:  # may have shared it; or still rate-limited
+                    raise
+                self._upload_refused(workspace, str(error.response.get("error", "")))
+            except SlackRequestError as error:  # the bytes were refused: nothing was shared
+                self._upload_refused(workspace, str(error))
+        return await self._post(channel_id, message, None, community_id, _digest_marker(card))
+
+    async def _upload_digest(
+        self,
+        channel_id: str,
+        card: DigestCard,
+        picture: bytes,
+        message: SlackMessage,
+        workspace: str,
+    ) -> str:
+        """Upload a digest's picture into its channel; return the sharing message's ts or id."""
+
+        def upload() -> Awaitable[Any]:
+            self._channels.sent(channel_id)
+            return self.client.files_upload_v2(
+                channel=channel_id,
+                file=picture,
+                filename=card.picture_name,
+                title=digest_title(card),
+                alt_txt=f"{digest_title(card)}: the week's answers, coverage and streaks",
+                initial_comment=message.text,
+            )
+
+        response = await self._paced(
+            [(self._channels, channel_id), (self._workspaces, workspace)], upload
+        )
+        files = response.get("files") or []
+        uploaded = files[0] if files and isinstance(files[0], dict) else {}
+        shares = uploaded.get("shares") or {}
+        for kind in ("public", "private"):
+            for share in (shares.get(kind) or {}).get(channel_id) or []:
+                if share.get("ts"):
+                    return str(share["ts"])
+        return f"file:{uploaded.get('id', '')}"
+
+    def _upload_refused(self, workspace: str, reason: str) -> None:
+        """Log, once per workspace and reason, that a digest goes without its picture."""
+        if (workspace, reason) in self._refused:
+            log.info("Slack refused a digest picture (%s); posting the text alone", reason)
+            return
+        self._refused.add((workspace, reason))
+        hint = " (give the Slack app the files:write scope)" if reason == "missing_scope" else ""
+        log.warning(
+            "Slack refused to upload a digest picture in workspace %s: %s%s; digests there "
+            "are posted as text alone",
+            workspace or "unknown",
+            reason,
+            hint,
+        )
+
+    async def find_digest(
+        self,
+        channel_id: str,
+        card: DigestCard,
+        *,
+        community_id: str | None = None,
+        since: datetime,
+    ) -> str | None:
+        """Look in the channel's messages since ``since`` for the bot's post of this digest.
+
+        An upload is found by its file's name (unique per group and week), a text-only post
+        by its metadata. ``since`` is taken an hour early: a clock that is off between this
+        host and Slack must not hide the post.
+        """
+        wanted = _digest_marker(card)
+        oldest = f"{(since - DIGEST_CLOCK_SLACK).timestamp():.6f}"
+        async for message in self._history(
+            self.client.conversations_history, channel=channel_id, oldest=oldest
+        ):
+            if _carries(message, wanted):
+                return str(message["ts"])
+            from_bot = bool(message.get("bot_id")) or (
+                self.bot_user_id is not None and message.get("user") == self.bot_user_id
+            )
+            files = message.get("files") or []
+            if from_bot and any(
+                isinstance(f, dict) and f.get("name") == card.picture_name for f in files
+            ):
+                return str(message["ts"])
+        return None
+
     async def _history(
         self, method: Callable[..., Awaitable[Any]], **params: Any
     ) -> AsyncIterator[dict[str, Any]]:
@@ -324,13 +456,12 @@ class SlackPlatform:
     async def _post(
         self,
         channel_id: str,
-        view: QuestionCard | RevealCard,
+        message: SlackMessage,
         thread_ts: str | None,
         team_id: str | None,
         marker: dict[str, Any],
     ) -> str:
         """Send one message when its channel and workspace allow; wait out and retry 429s."""
-        message = render(view)
         workspace = team_id or ""  # a caller that does not know shares one conservative pace
 
         def post() -> Awaitable[Any]:
@@ -382,7 +513,8 @@ class SlackPlatform:
         raise AssertionError("unreachable: the last attempt returns or raises")
 
 
-QUESTION, REVEAL = "prepbot_question", "prepbot_reveal"
+QUESTION, REVEAL, DIGEST = "prepbot_question", "prepbot_reveal", "prepbot_digest"
+DIGEST_CLOCK_SLACK = timedelta(hours=1)  # a digest is looked for from this long before `since`
 ON_TIME_REACTION, LATE_REACTION = "white_check_mark", "clock4"  # ✅ and 🕓
 NOT_SHOWN_TO_MEMBER = {"user_not_in_channel", "user_not_found", "user_disabled"}
 LOOKUP_PAGES = 5  # pages of 200 messages a repair looks through for the bot's own post
@@ -393,6 +525,11 @@ def _marker(kind: str, card: QuestionCard | RevealCard) -> dict[str, Any]:
     round_date = card.round_date if isinstance(card, QuestionCard) else None
     payload = {"scenario": card.scenario_id, "date": f"{round_date or ''}"}
     return {"event_type": kind, "event_payload": payload}
+
+
+def _digest_marker(card: DigestCard) -> dict[str, Any]:
+    """Return the message metadata that names the week a text-only digest sums up."""
+    return {"event_type": DIGEST, "event_payload": {"period_end": card.period_end.isoformat()}}
 
 
 def _carries(message: dict[str, Any], marker: dict[str, Any]) -> bool:
@@ -412,11 +549,38 @@ def _answering_429s(client: AsyncWebClient) -> AsyncWebClient:
     workspace and is not spent holding a connection slot. A 5xx or a dropped connection may
     come after Slack made the message, and chat.postMessage has no idempotency key: sending
     again there could post twice. Those failures go to the round's repair instead, which
-    looks for the message (by its metadata) before posting again.
+    looks for the message (by its metadata) before posting again. The one exception is a
+    429 from a file upload URL (step 2 of files_upload_v2), waited out in place.
     """
     poster = copy.copy(client)
-    poster.retry_handlers = []
+    poster.retry_handlers = [_UploadRateLimits(client.base_url)]
     return poster
+
+
+class _UploadRateLimits(AsyncRateLimitErrorRetryHandler):
+    """Wait out a 429 from a file upload URL, and nothing else.
+
+    slack_sdk reports a refused upload of the bytes as a SlackRequestError that carries no
+    headers, so the Retry-After could not reach SlackPlatform's own wait; the bytes were not
+    taken and nothing was shared, so sending them again doubles nothing. A Web API method's
+    429 still comes to SlackPlatform, which holds the workspace.
+    """
+
+    def __init__(self, api_url: str, max_retry_count: int = 5) -> None:
+        super().__init__(max_retry_count=max_retry_count)
+        self.api_url = api_url
+
+    async def _can_retry_async(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> bool:
+        """Say whether this is a rate-limited upload of a file's bytes."""
+        uploading = not request.url.startswith(self.api_url)
+        return uploading and response is not None and response.status_code == 429
 
 
 def _retry_after(headers: Any) -> float:
@@ -487,6 +651,7 @@ class SlackRuntime:
         self.share_connections()
         identity = await self.client.auth_test()
         self.team_id, self.bot_user_id = str(identity["team_id"]), identity.get("user_id")
+        self.platform.bot_user_id = self.bot_user_id
         if identity.get("is_enterprise_install") and identity.get("enterprise_id"):
             self.enterprise_id = str(identity["enterprise_id"])
         self.services.ctx.platforms[PLATFORM] = self.platform

@@ -4,8 +4,11 @@ Owns the translation of ``prepbot.core.views`` into Block Kit dicts that Slack a
 escaping, mentions, Slack date tokens, and staying within Slack's limits (3000 characters a
 section, 150 a header, 10 elements a context block, 50 blocks a message). A private-mode
 question carries the Answer button (action id ``prep_answer``) and its running count; a reveal
-publishes the private answers, folded to a budget. Pure: it only builds dicts and sends
-nothing. Must not import slack_bolt, slack_sdk, the database or the services.
+publishes the private answers, folded to a budget. A weekly digest is rendered twice: as
+mrkdwn text within 4,000 characters (the comment of its uploaded picture) and as blocks (when it
+goes without a picture); it names members in bold and never mentions them. Pure: it only
+builds dicts and sends nothing. Must not import slack_bolt, slack_sdk, the database or the
+services.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from prepbot.core.text import (
     STUFFED_NOTE,
     answer_here,
     coverage_lines,
+    digest_point_line,
+    digest_title,
     feedback_title,
     local_time,
     pending_words,
@@ -33,6 +38,8 @@ from prepbot.core.text import (
     withheld_text,
 )
 from prepbot.core.views import (
+    DigestCard,
+    DigestPoint,
     ErrorView,
     FeedbackView,
     HelpView,
@@ -68,6 +75,8 @@ ANSWER_BUTTON = "✍️ Answer"
 SHARED_BUDGET = 12_000  # characters of private answers a reveal publishes, at most
 SHARED_EACH_AT_MOST = 2_500  # one answer's share, at most (a section holds 3,000)
 SHARED_EACH_AT_LEAST = 300  # one answer's share, at least: fewer answers shown, not stubs
+DIGEST_COMMENT_MAX = 4000  # characters of a digest's text as its picture's comment, at most
+DIGEST_FOLDED = "…and more than fits in one message."
 
 Block = dict[str, Any]
 Mention = Callable[[MemberRef], str]
@@ -267,6 +276,27 @@ def error_blocks(view: ErrorView) -> list[Block]:
     return [_section(f":warning: {escape(view.text)}")]
 
 
+def digest_message(card: DigestCard) -> SlackMessage:
+    """Render a weekly digest: mrkdwn text for its picture's comment, and blocks to post alone.
+
+    The text stays within DIGEST_COMMENT_MAX characters, its last lines folded away (the
+    archive link kept); the blocks within Slack's 50. Members are named in bold, never pinged.
+    """
+    title = digest_title(card)
+    parts = _digest_parts(card)
+    tail = [_archive_line(card.archive_link)] if card.archive_link else []
+    blocks = [_header(title)]
+    for lines in parts:
+        blocks += _sections(lines)
+    text_lines = [f"*{_inline(title)}*"]
+    for lines in parts:
+        text_lines += ["", *(_clip(line, MAX_SECTION_TEXT) for line in lines)]
+    text = _fold_lines(text_lines, ["", *tail] if tail else [], DIGEST_COMMENT_MAX)
+    return SlackMessage(
+        text=text, blocks=_fit(blocks, [_context(*tail)] if tail else [], DIGEST_FOLDED)
+    )
+
+
 # -- the parts of question and reveal cards -------------------------------------------------
 
 
@@ -384,6 +414,60 @@ def _credit_lines(card: RevealCard, mention: Mention) -> list[str]:
     return lines
 
 
+def _digest_parts(card: DigestCard) -> list[list[str]]:
+    """Return a digest's mrkdwn lines, grouped: rounds, answers, coverage, streaks, leaders."""
+    rounds = ["*Questions*"]
+    for round_ in card.rounds:
+        title = " ".join(round_.title.split()) or ELLIPSIS
+        shown = link(round_.link, title) if round_.link else f"*{_inline(title)}*"
+        rounds.append(
+            f"• {round_.local_date:%a %d %b} — {shown} — {round_.on_time:,} answered on time, "
+            f"{round_.late:,} late"
+        )
+    if not card.rounds:
+        rounds.append("No questions this week.")
+    if card.answers:
+        answers = f"{card.answers:,} answer{'s' if card.answers != 1 else ''}"
+        members = f"{card.members:,} member{'s' if card.members != 1 else ''}"
+        participation = f"👥 {answers} from {members}"
+    else:
+        participation = "👥 No answers this week."
+    parts = [rounds, [participation]]
+    if card.most_covered:
+        parts.append(["*✅ Covered most*", *_point_lines(card.most_covered)])
+    if card.least_covered:
+        heading = "*🔍 Covered least* (worth a second look)"
+        parts.append([heading, *_point_lines(card.least_covered)])
+    if card.milestones:
+        streaks = [
+            f"• {_bold_name(m.member)} reached a {m.streak}-round streak" for m in card.milestones
+        ]
+        parts.append(["*🔥 Streak milestones*", *streaks])
+    if card.leaders:
+        leaders = [
+            f"{rank}. {_bold_name(row.member)} — {row.on_time:,} on time · "
+            f"{row.points:,} key points · streak {row.streak}"
+            for rank, row in enumerate(card.leaders, start=1)
+        ]
+        parts.append(["*🏆 Leaders this week*", *leaders])
+    return parts
+
+
+def _point_lines(points: tuple[DigestPoint, ...]) -> list[str]:
+    """Return a digest's key points, each with how often the graded answers made it."""
+    return [f"• {escape(digest_point_line(point))}" for point in points]
+
+
+def _bold_name(member: MemberRef) -> str:
+    """Return a member's name in bold, never a mention (a name's own asterisks dropped)."""
+    return f"*{_inline(member.name.replace('*', '')) or ELLIPSIS}*"
+
+
+def _archive_line(url: str) -> str:
+    """Return the line that links a digest to its group's web archive."""
+    return f"📚 Every round so far: {link(url, 'the study group archive')}"
+
+
 def _withheld(pending: tuple[PendingReveal, ...]) -> Block:
     """Say that an open round's reveal is withheld here, and where and when it comes."""
     return _section(withheld_text(pending, "this workspace", _channel_link))
@@ -426,6 +510,17 @@ def _listing(prefix: str, items: Sequence[str], suffix: str = "") -> list[str]:
             size += slack_length(piece)
     lines.append(current + suffix)
     return lines
+
+
+def _fold_lines(lines: list[str], tail: list[str], limit: int) -> str:
+    """Join lines within ``limit``, dropping the last ones (and saying so); keep the tail."""
+    joined = "\n".join([*lines, *tail])
+    if slack_length(joined) <= limit:
+        return joined
+    kept = list(lines)
+    while kept and slack_length("\n".join([*kept, DIGEST_FOLDED, *tail])) > limit:
+        kept.pop()
+    return _clip("\n".join([*kept, DIGEST_FOLDED, *tail]), limit)
 
 
 def _clip(text: str, limit: int, *, mrkdwn: bool = True) -> str:
