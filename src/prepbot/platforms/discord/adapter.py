@@ -1319,6 +1319,7 @@ def build_prep_group(runtime: DiscordRuntime) -> app_commands.Group:
         "topics": "Topic ids to draw questions from, separated by spaces; all for every topic",
         "difficulty": "easy, medium or hard; several separated by spaces",
         "answers": "thread: answers in the open; private: hidden until the reveal",
+        "digest": "Weekly digest: auto (after the week's last reveal), off, or e.g. fri-17:00",
     }
 
     def schedule_command(name: str, description: str) -> app_commands.Command[Any, Any, None]:
@@ -1331,11 +1332,22 @@ def build_prep_group(runtime: DiscordRuntime) -> app_commands.Group:
             topics: str | None = None,
             difficulty: str | None = None,
             answers: Literal["thread", "private"] | None = None,
+            digest: str | None = None,
         ) -> None:
             revealing = f"reveal={reveal}" if reveal else None
             mode = f"answers={answers}" if answers else None
+            weekly = f"digest={digest}" if digest else None
             await runtime.run(
-                interaction, name, time, timezone, days, revealing, mode, difficulty, topics
+                interaction,
+                name,
+                time,
+                timezone,
+                days,
+                revealing,
+                mode,
+                weekly,
+                difficulty,
+                topics,
             )
 
         described = app_commands.autocomplete(topics=topics_auto)(
