@@ -33,6 +33,7 @@ from prepbot.core.clock import ManualClock
 from prepbot.core.commands import Period, ScheduleChange
 from prepbot.core.events import Place
 from prepbot.core.views import MemberRef
+from prepbot.services import tallies
 from prepbot.settings import Settings
 from prepbot.store.models import Answer, Member, Round
 
@@ -97,6 +98,8 @@ async def seed(app: App, members: int, groups: int, days: int, history: int) -> 
                 ),
                 {"group": group.id},
             )
+    async with app.db.transaction() as session:  # rows written directly: count them up
+        await tallies.recount(session, app.db.dialect)  # as `prepbot db recount` does
     async with app.db.transaction() as session:  # what autovacuum does after a bulk load
         await session.execute(text("ANALYZE"))
     return ids

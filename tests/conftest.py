@@ -18,9 +18,8 @@ BUILTIN_PACK = REPO / "content"
 SEED = REPO.parent / "shared" / "seeds" / "000_92348d59ce22f500.txt"
 POSTGRES_ENV = "TEST_POSTGRES_URL"
 TABLES = (
-    "digests, answer_grades, member_preferences, held_replies, round_threads, deleted_replies, "
-    "replies, "
-    "answers, member_stats, rounds, "
+    "member_tallies, digests, answer_grades, member_preferences, held_replies, round_threads, "
+    "deleted_replies, replies, answers, member_stats, rounds, "
     "members, subscriptions, "
     "communities, bot_state, audit_log"
 )

@@ -18,6 +18,7 @@ import pytest
 from sqlalchemy import select
 
 from prepbot.core.schedule import Schedule
+from prepbot.services import tallies
 from prepbot.store.db import Database
 from prepbot.store.models import Answer, Member, MemberStats, Round, RoundStatus, Subscription
 from tests.fuzzing import in_ci
@@ -69,6 +70,7 @@ class Tally:
     reveals: dict[str, list[Record]] = field(default_factory=lambda: defaultdict(list))
     rounds: dict[str, Key] = field(default_factory=dict)  # question id -> round
     feedback: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
+    digests: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
     seen: int = 0
 
     def update(self, records: list[Record]) -> None:
@@ -79,6 +81,8 @@ class Tally:
                 self.rounds[str(record["id"])] = key
             elif record["kind"] == "feedback":  # a member's private feedback on a round
                 self.feedback[(str(record["thread"]), str(record["member"]))] += 1
+            elif record["kind"] == "digest":  # a group's weekly digest
+                self.digests[(str(record["channel"]), str(record["week"]))] += 1
             else:
                 self.reveals[str(record["thread"])].append(record)
         self.seen = len(records)
@@ -97,6 +101,7 @@ class Tally:
             f"{k} posted {len(ids)} times" for k, ids in self.questions.items() if len(ids) > 1
         ]
         found += [f"{t} revealed {len(r)} times" for t, r in self.reveals.items() if len(r) > 1]
+        found += [f"digest {k} posted {n} times" for k, n in self.digests.items() if n > 1]
         found += [f"reveal in unknown thread {t}" for t in self.reveals if t not in self.rounds]
         found += [f"feedback {k} sent {n} times" for k, n in self.feedback.items() if n > 1]
         return found
@@ -273,6 +278,7 @@ class CrashRun:
             assert found.late[key] == self.late[key], f"{key}: {self.context()}"
         expected = _streaks(self.rounds, self.on_time, self.steps[-1])
         assert found.stats == expected, f"streaks applied once, in order; {self.context()}"
+        assert found.tallies == found.recounted, f"leaderboard tallies; {self.context()}"
 
 
 @dataclass
@@ -281,6 +287,8 @@ class DatabaseState:
     on_time: dict[Key, set[str]]
     late: dict[Key, set[str]]
     stats: dict[tuple[str, str], tuple[int, int, int]]  # (channel, member) -> totals
+    tallies: dict[tallies.Key, tallies.Counts] = field(default_factory=dict)  # as stored
+    recounted: dict[tallies.Key, tallies.Counts] = field(default_factory=dict)  # from answers
 
 
 async def _database_state(url: str) -> DatabaseState:
@@ -323,6 +331,8 @@ async def _database_state(url: str) -> DatabaseState:
                     row.current_streak,
                     row.best_streak,
                 )
+            state.tallies = await tallies.stored(session)
+            state.recounted = await tallies.counted(session)
     finally:
         await db.close()
     return state

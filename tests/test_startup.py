@@ -154,7 +154,7 @@ def test_db_upgrade_hides_the_database_password(postgres_url: str, tmp_path: Pat
     assert done.returncode == 0, done.stderr
     assert PASSWORD not in done.stdout + done.stderr
     shown = make_url(url).render_as_string(hide_password=True)
-    assert done.stdout == f"database {shown} is at revision 0011\n"
+    assert done.stdout == f"database {shown} is at revision 0012\n"
 
 
 def test_db_upgrade_of_an_unreachable_server_hides_the_password(tmp_path: Path):

@@ -465,6 +465,23 @@ def _database_run(work: Callable[[Any], Coroutine[Any, Any, Any]]) -> Any:
         _fail(str(StartupError("database.url", f"cannot use {url}: {reason}")))
 
 
+@db_app.command("recount")
+def db_recount() -> None:
+    """Rebuild the leaderboard tallies from the stored answers; say how many were off."""
+    from prepbot.services.tallies import recount
+
+    async def work(db: Any) -> int:
+        await db.upgrade()
+        async with db.deciding() as session:  # answers and reveals being stored finish first
+            return await recount(session, db.dialect)
+
+    wrong = _database_run(work)
+    _say(
+        "tallies recounted from the answers: "
+        + (f"{wrong:,} were off and are fixed" if wrong else "all matched")
+    )
+
+
 @db_app.command("current")
 def db_current() -> None:
     """Print the database's schema revision (and whether it is the newest this prepbot has)."""

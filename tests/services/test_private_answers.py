@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, date, datetime
 
 import pytest
@@ -194,18 +195,20 @@ async def test_a_burst_of_answers_edits_the_count_a_few_times_not_once_per_answe
 ):
     app.services.private.pace = 0.5
     _round_id, thread = await open_round(app)
+    started = time.monotonic()
     await asyncio.gather(
         *(
             app.services.answers.answer_privately(submit(thread, f"s{n}", f"m{n}", "Yes."))
             for n in range(40)
         )
     )
-    for _ in range(100):
+    took = time.monotonic() - started  # a loaded machine stores the burst more slowly
+    for _ in range(200):
         await asyncio.sleep(0.05)
         if platform.counts and platform.counts[-1][2] == 40:
             break
     assert platform.counts[-1][2] == 40
-    assert len(platform.counts) <= 3
+    assert len(platform.counts) <= 3 + int(took / 0.5)  # one edit per pace at most, not 40
 
 
 async def test_prep_answer_stores_privately_and_says_so(app: App, platform: RecordingPlatform):

@@ -300,6 +300,7 @@ async def test_the_leaderboard_cut_breaks_ties_by_streak_then_late_then_name(app
 
     from sqlalchemy import insert
 
+    from prepbot.services import tallies
     from prepbot.store.models import Member, MemberStats
 
     subscription = await subscribe(app, place())
@@ -360,6 +361,8 @@ async def test_the_leaderboard_cut_breaks_ties_by_streak_then_late_then_name(app
                     best_streak=streak,
                 )
             )
+    async with app.db.transaction() as session:  # rows written directly: count them up
+        await tallies.recount(session, app.db.dialect)
     board = await app.services.queries.leaderboard([subscription], "#c1", Period.ALL, MONDAY)
     expected = sorted(
         (-on_time, -streak, -late, name.lower(), name)

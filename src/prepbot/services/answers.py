@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from prepbot.core.commands import AnswerMode
 from prepbot.core.events import Place, PrivateAnswer, ReplyDeleted, ReplyEdited, ThreadReply
 from prepbot.core.views import MemberRef
+from prepbot.services import tallies
 from prepbot.services.base import ServiceContext
 from prepbot.store.models import (
     PRIVATE_REPLY,
@@ -298,6 +299,8 @@ class AnswerService:
             answer.updated_at = event.at
             return AnswerOutcome(AnswerStatus.EDITED, round_.id)
         await session.execute(delete(Answer).where(Answer.id == answer.id))
+        if round_.status == RoundStatus.REVEALED and not answer.on_time:
+            await self._tally_late(session, [(round_.id, answer.member_id)], -1)
         status = AnswerStatus.WITHDRAWN if answer.on_time else AnswerStatus.REMOVED
         return AnswerOutcome(status, round_.id)
 
@@ -690,6 +693,31 @@ class AnswerService:
             await session.execute(update(Member), renamed)
         return {(c, e): id_ for id_, c, e, _ in rows}
 
+    async def _tally_late(
+        self, session: AsyncSession, answers: Sequence[tuple[int, int]], change: int
+    ) -> None:
+        """Count late answers (round, member) stored (+1) or removed (-1) on the leaderboards."""
+        if not answers:
+            return
+        rounds = {
+            round_id: (subscription_id, day)
+            for round_id, subscription_id, day in (
+                await session.execute(
+                    select(Round.id, Round.subscription_id, Round.local_date).where(
+                        Round.id.in_({round_id for round_id, _ in answers})
+                    )
+                )
+            ).all()
+        }
+        await tallies.add_rows(
+            session,
+            self.ctx.db.dialect,
+            [
+                (rounds[round_id][0], member_id, rounds[round_id][1], (0, change, 0))
+                for round_id, member_id in answers
+            ],
+        )
+
     async def _answers_of(
         self, session: AsyncSession, wanted: dict[tuple[int, int], tuple[bool, datetime]]
     ) -> dict[tuple[int, int], tuple[int, bool]]:
@@ -701,20 +729,25 @@ class AnswerService:
         rows = list((await session.execute(known)).all())
         missing = sorted(wanted.keys() - {(r, m) for _, r, m, _ in rows})
         if missing:
-            await session.execute(
-                self.ctx.insert_ignore(Answer.__table__).on_conflict_do_nothing(),
-                [
-                    {
-                        "round_id": round_id,
-                        "member_id": member_id,
-                        "on_time": wanted[(round_id, member_id)][0],
-                        "text": "",
-                        "first_reply_at": wanted[(round_id, member_id)][1],
-                        "updated_at": wanted[(round_id, member_id)][1],
-                    }
-                    for round_id, member_id in missing
-                ],
-            )
+            new = [
+                {
+                    "round_id": round_id,
+                    "member_id": member_id,
+                    "on_time": wanted[(round_id, member_id)][0],
+                    "text": "",
+                    "first_reply_at": wanted[(round_id, member_id)][1],
+                    "updated_at": wanted[(round_id, member_id)][1],
+                }
+                for round_id, member_id in missing
+            ]
+            insert = self.ctx.insert_ignore(Answer.__table__).on_conflict_do_nothing()
+            if on_time := [row for row in new if row["on_time"]]:
+                await session.execute(insert, on_time)
+            if late := [row for row in new if not row["on_time"]]:  # to revealed rounds
+                made = await session.execute(
+                    insert.returning(Answer.round_id, Answer.member_id), late
+                )
+                await self._tally_late(session, [(r, m) for r, m in made.all()], +1)
             created = columns.where(tuple_(Answer.round_id, Answer.member_id).in_(missing))
             rows += (await session.execute(created)).all()
         return {(r, m): (id_, bool(on_time)) for id_, r, m, on_time in rows}

@@ -69,8 +69,12 @@ class ServiceContext:
 
     def insert_ignore(self, model: Any) -> Any:
         """Return an INSERT for a model or table that can do nothing on a unique-key conflict."""
-        dialect = postgresql if self.db.dialect == "postgresql" else sqlite
-        return dialect.insert(model)
+        return insert_ignore(self.db.dialect, model)
+
+
+def insert_ignore(dialect: str, model: Any) -> Any:
+    """Return a dialect's INSERT for a model or table, with ON CONFLICT clauses."""
+    return (postgresql if dialect == "postgresql" else sqlite).insert(model)
 
 
 def process_name() -> str:

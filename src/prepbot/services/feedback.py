@@ -26,6 +26,7 @@ from prepbot.content.model import Rubric, Scenario
 from prepbot.core.events import Place
 from prepbot.core.grading import Grade, grade
 from prepbot.core.views import ErrorView, FeedbackView, MemberRef, PointCoverage
+from prepbot.services import tallies
 from prepbot.services.base import ServiceContext, community_for
 from prepbot.services.ports import ChannelUnavailable, ChatPlatform
 from prepbot.store.models import (
@@ -282,12 +283,45 @@ class FeedbackService:
                 )
             },
         )
-        async with ctx.db.transaction() as session:  # executemany, batched by the driver
+        # executemany, batched by the driver. A reveal counts the points it finds; points
+        # changed after it move the tallies, so this takes turns with a reveal in progress
+        # (SQLite: the deciding lock; PostgreSQL: a share lock on the round's row).
+        async with ctx.db.deciding() as session:
+            revealed = await session.scalar(
+                select(Round.status == RoundStatus.REVEALED)
+                .where(Round.id == round_.id)
+                .with_for_update(read=True)
+            )
+            before: dict[int, int] = {}
+            if revealed:
+                before = dict(
+                    (
+                        await session.execute(
+                            select(Answer.id, Answer.points).where(
+                                Answer.id.in_([answer_id for answer_id, _, _ in answers])
+                            )
+                        )
+                    ).all()
+                )
             await session.execute(upsert, rows)
             await session.execute(
                 update(Answer),
                 [{"id": row["answer_id"], "points": row["points"]} for row in rows],
             )
+            if revealed:
+                await tallies.add_rows(
+                    session,
+                    ctx.db.dialect,
+                    [
+                        (
+                            round_.subscription_id,
+                            member_id,
+                            round_.local_date,
+                            (0, 0, g.points - before.get(answer_id, g.points)),
+                        )
+                        for (answer_id, member_id, _), g in zip(answers, grades, strict=True)
+                    ],
+                )
 
     def _report(self, grader: object, answers: int) -> None:
         """Show in /healthz when an LLM grader fell back to the rubric for a whole batch."""

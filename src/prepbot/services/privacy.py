@@ -29,6 +29,7 @@ from prepbot.store.models import (
     HeldReply,
     Member,
     MemberStats,
+    MemberTally,
     Reply,
     Round,
     RoundStatus,
@@ -120,6 +121,7 @@ class PrivacyService:
             report = await self._held(session, member)
             # Answers, their replies and grades, streaks and preferences go with the member.
             await session.execute(delete(MemberStats).where(MemberStats.member_id == member.id))
+            await session.execute(delete(MemberTally).where(MemberTally.member_id == member.id))
             await session.execute(delete(Answer).where(Answer.member_id == member.id))
             await session.execute(delete(Member).where(Member.id == member.id))
         log.info("erased a member's data on request (%s answers)", report.answers)

@@ -13,8 +13,9 @@ import random
 from collections import Counter
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import Integer, case, func, select
+from sqlalchemy import Integer, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import ColumnElement
 
 from prepbot.core.commands import AnswerMode, Period
 from prepbot.core.events import Place
@@ -41,12 +42,14 @@ from prepbot.core.views import (
     View,
     calendar_start,
 )
+from prepbot.services import tallies
 from prepbot.services.base import ServiceContext, local_today, open_rounds, schedule_of
 from prepbot.store.models import (
     Answer,
     Community,
     Member,
     MemberStats,
+    MemberTally,
     Round,
     RoundStatus,
     Subscription,
@@ -165,71 +168,99 @@ class QueryService:
         """
         since = period_start(period, today)
         ids = [s.id for s in subscriptions]
-        tallies = (
-            select(
-                Answer.member_id,
-                func.sum(case((Answer.on_time.is_(True), 1), else_=0)).label("on_time"),
-                func.sum(case((Answer.on_time.is_(False), 1), else_=0)).label("late"),
-                func.sum(Answer.points).label("points"),
-            )
-            .join(Round, Round.id == Answer.round_id)
-            .where(Round.subscription_id.in_(ids), Round.status == RoundStatus.REVEALED)
-            .group_by(Answer.member_id)
-        )
-        if since is not None:
-            tallies = tallies.where(Round.local_date >= since)
-        counted = tallies.subquery()
-        if len(ids) == 1:  # one group: its streak row, looked up by primary key
-            streaks = select(MemberStats).where(MemberStats.subscription_id == ids[0]).subquery()
-            best = streaks.c.current_streak
-        else:  # a community: each member's best current streak over its groups
-            streaks = (
-                select(MemberStats.member_id, func.max(MemberStats.current_streak).label("best"))
-                .where(MemberStats.subscription_id.in_(ids))
-                .group_by(MemberStats.member_id)
-                .subquery()
-            )
-            best = streaks.c.best
-        ranked = select(
-            counted.c.member_id,
-            counted.c.on_time.cast(Integer).label("on_time"),
-            counted.c.late.cast(Integer).label("late"),
-            counted.c.points.cast(Integer).label("points"),
-            func.coalesce(best, 0).label("streak"),
-        ).outerjoin(streaks, streaks.c.member_id == counted.c.member_id)
-        if not self.ctx.db.is_sqlite:  # rank before looking up names: only the top rows need one
-            ranked = ranked.order_by(
-                counted.c.on_time.desc(),
-                counted.c.points.desc(),
-                func.coalesce(best, 0).desc(),
-                counted.c.late.desc(),
-            ).fetch(LEADERBOARD_SIZE, with_ties=True)  # SQLite has no WITH TIES
-        top = ranked.subquery()
-        query = (
-            select(
-                Member.external_id,
-                Member.display_name,
-                top.c.on_time,
-                top.c.late,
-                top.c.streak,
-                top.c.points,
-            )
-            .join(top, top.c.member_id == Member.id)
-            .order_by(
-                top.c.on_time.desc(),
-                top.c.points.desc(),
-                top.c.streak.desc(),
-                top.c.late.desc(),
-                func.lower(Member.display_name),
-            )
-            .limit(LEADERBOARD_SIZE)
-        )
-        still_open = (
-            select(func.count())
-            .select_from(Round)
-            .where(Round.subscription_id.in_(ids), Round.status == RoundStatus.POSTED)
+        kind = {Period.WEEK: tallies.WEEK, Period.MONTH: tallies.MONTH, Period.ALL: tallies.ALL}
+        tally = MemberTally
+        in_period = (
+            tally.subscription_id.in_(ids),
+            tally.period == kind[period],
+            tally.period_start == (since or tallies.ALL_TIME),
         )
         async with self.ctx.db.transaction() as session:
+            if len(ids) == 1:  # one group: its tallies, read down the ranking index
+                cutoff = (
+                    await session.execute(
+                        select(tally.on_time, tally.points)
+                        .where(*in_period)
+                        .order_by(tally.on_time.desc(), tally.points.desc())
+                        .offset(LEADERBOARD_SIZE - 1)
+                        .limit(1)
+                    )
+                ).first()
+                shown: tuple[ColumnElement[bool], ...] = in_period
+                if cutoff is not None:  # the top rows and their ties: an index range
+                    on_time, points = cutoff
+                    shown += (
+                        or_(
+                            tally.on_time > on_time,
+                            and_(tally.on_time == on_time, tally.points >= points),
+                        ),
+                    )
+                counted = (
+                    select(tally.member_id, tally.on_time, tally.late, tally.points)
+                    .where(*shown)
+                    .subquery()
+                )
+                streaks = (
+                    select(MemberStats).where(MemberStats.subscription_id == ids[0]).subquery()
+                )
+                best = streaks.c.current_streak
+            else:  # a community: each member's sums over its groups
+                counted = (
+                    select(
+                        tally.member_id,
+                        func.sum(tally.on_time).label("on_time"),
+                        func.sum(tally.late).label("late"),
+                        func.sum(tally.points).label("points"),
+                    )
+                    .where(*in_period)
+                    .group_by(tally.member_id)
+                    .subquery()
+                )
+                streaks = (
+                    select(
+                        MemberStats.member_id, func.max(MemberStats.current_streak).label("best")
+                    )
+                    .where(MemberStats.subscription_id.in_(ids))
+                    .group_by(MemberStats.member_id)
+                    .subquery()
+                )
+                best = streaks.c.best
+            ranked = (
+                select(
+                    counted.c.member_id,
+                    counted.c.on_time.cast(Integer).label("on_time"),
+                    counted.c.late.cast(Integer).label("late"),
+                    counted.c.points.cast(Integer).label("points"),
+                    func.coalesce(best, 0).label("streak"),
+                )
+                .outerjoin(streaks, streaks.c.member_id == counted.c.member_id)
+                .where(counted.c.on_time + counted.c.late > 0)
+            )
+            top = ranked.subquery()
+            query = (
+                select(
+                    Member.external_id,
+                    Member.display_name,
+                    top.c.on_time,
+                    top.c.late,
+                    top.c.streak,
+                    top.c.points,
+                )
+                .join(top, top.c.member_id == Member.id)
+                .order_by(
+                    top.c.on_time.desc(),
+                    top.c.points.desc(),
+                    top.c.streak.desc(),
+                    top.c.late.desc(),
+                    func.lower(Member.display_name),
+                )
+                .limit(LEADERBOARD_SIZE)
+            )
+            still_open = (
+                select(func.count())
+                .select_from(Round)
+                .where(Round.subscription_id.in_(ids), Round.status == RoundStatus.POSTED)
+            )
             found = (await session.execute(query)).all()
             waiting = await session.scalar(still_open) or 0
         rows: list[LeaderboardRow] = []

@@ -28,6 +28,7 @@ from prepbot.core.commands import AnswerMode
 from prepbot.core.rotation import FEW_LEFT, RECENT, Candidate, Pick, matching, next_pick
 from prepbot.core.streaks import milestone_reached
 from prepbot.core.views import MemberRef, Milestone, QuestionCard, RevealCard, SharedAnswer
+from prepbot.services import tallies
 from prepbot.services.base import ServiceContext, member_ref, open_rounds, schedule_of
 from prepbot.services.feedback import FeedbackService, RoundCoverage
 from prepbot.services.ports import ChannelUnavailable
@@ -317,6 +318,18 @@ class RoundService:
             subscription = await session.get(Subscription, round_.subscription_id)
             assert subscription is not None
             milestones = await self._update_stats(session, round_)
+            await tallies.add(
+                session,
+                ctx.db.dialect,
+                round_.subscription_id,
+                round_.local_date,
+                select(
+                    Answer.member_id.label("member_id"),
+                    case((Answer.on_time.is_(True), 1), else_=0).label("on_time"),
+                    case((Answer.on_time.is_(True), 0), else_=1).label("late"),
+                    Answer.points.label("points"),
+                ).where(Answer.round_id == round_.id),
+            )
         async with self._owning(round_id):
             return await self._post_reveal(round_id, milestones, look_first=False)
 

@@ -324,6 +324,39 @@ class Digest(Base):
     message_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
+class MemberTally(Base):
+    """A member's answers and key points in one study group over one period, for leaderboards.
+
+    ``period`` is ``week``, ``month`` or ``all``; ``period_start`` its first local date (the
+    Monday, the 1st, or 2000-01-01 for all time). Counts only rounds already revealed; kept
+    in step by ``services.tallies`` in the transactions that change them.
+    """
+
+    __tablename__ = "member_tallies"
+    __table_args__ = (
+        Index(
+            "ix_member_tallies_rank",
+            "subscription_id",
+            "period",
+            "period_start",
+            "on_time",
+            "points",
+        ),
+    )
+
+    subscription_id: Mapped[int] = mapped_column(
+        ForeignKey("subscriptions.id", ondelete="CASCADE"), primary_key=True
+    )
+    period: Mapped[str] = mapped_column(String(5), primary_key=True)
+    period_start: Mapped[date] = mapped_column(Date, primary_key=True)
+    member_id: Mapped[int] = mapped_column(
+        ForeignKey("members.id", ondelete="CASCADE"), primary_key=True
+    )
+    on_time: Mapped[int] = mapped_column(Integer, default=0)
+    late: Mapped[int] = mapped_column(Integer, default=0)
+    points: Mapped[int] = mapped_column(Integer, default=0)
+
+
 class BotState(Base):
     """Small named values the bot keeps between runs, such as the console's date."""
 
