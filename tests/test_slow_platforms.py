@@ -485,6 +485,9 @@ async def discord_running(
                 "api_url": fake.api_base,
                 "gateway_url": fake.gateway_url,
                 "guild_ids": [GUILD],
+                # The product's deadline on each REST exchange (30 s by default), short here so
+                # a late answer becomes a timeout quickly.
+                **({"request_timeout_seconds": patience} if patience is not None else {}),
             },
         }
     )
@@ -493,11 +496,6 @@ async def discord_running(
     runtime = DiscordRuntime(configured.discord, app.services)
     try:
         await runtime.start(timeout=30)
-        if patience is not None:
-            # discord.py sets no REST timeout of its own (aiohttp's default is 5 minutes): a
-            # late answer is only slow. Give its session a short one to make it a timeout.
-            session: Any = getattr(runtime.client.http, "_HTTPClient__session")  # noqa: B009
-            session._timeout = aiohttp.ClientTimeout(total=patience)
         yield app, runtime
     finally:
         await runtime.stop()

@@ -263,6 +263,13 @@ class DiscordSettings(BaseModel):
     thread_archive_minutes: Literal[60, 1440, 4320, 10080] = Field(
         default=1440, description="How long a question's thread stays open without messages."
     )
+    request_timeout_seconds: float = Field(
+        default=30,
+        gt=0,
+        le=600,
+        description="Give up on a REST call Discord has not answered in this long "
+        "(rate-limit waits not counted).",
+    )
     admin_ids: list[int] = Field(
         default_factory=list,
         description="Member ids that may run admin commands besides Manage Server.",

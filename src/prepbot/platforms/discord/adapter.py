@@ -39,6 +39,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal, TypeVar
 
+import aiohttp
 import discord
 import yarl
 from discord import app_commands
@@ -189,6 +190,24 @@ def edited_reply(
         content if isinstance(content, str) else "",
         at,
     )
+
+
+def bound_requests(client: discord.Client, seconds: float) -> None:
+    """Give each of the client's REST exchanges a deadline, so a hung call cannot hold on.
+
+    discord.py leaves aiohttp's five-minute default; one call Discord never answers would hold
+    a scheduler tick (and a shutdown waiting for it) that long. The deadline is per HTTP
+    exchange: discord.py's own waits for rate limits come between exchanges and still run.
+    A call that times out raises TimeoutError; a post is repaired by looking for it first.
+    """
+    request = client.http.request
+    deadline = aiohttp.ClientTimeout(total=seconds)
+
+    async def bounded(route: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("timeout", deadline)
+        return await request(route, **kwargs)
+
+    client.http.request = bounded  # type: ignore[method-assign]
 
 
 def file_refused(error: discord.HTTPException) -> bool:
@@ -832,6 +851,7 @@ class DiscordRuntime:
         self.services = services
         point_at(settings)
         self.client = PrepClient(self)
+        bound_requests(self.client, settings.request_timeout_seconds)
         self.platform = DiscordPlatform(
             self.client, settings.thread_archive_minutes, self.open_answer
         )
