@@ -113,12 +113,14 @@ class LimitedSlack:
     workspaces: dict[str, Bucket] = field(default_factory=dict)
     channel_buckets: dict[str, Bucket] = field(default_factory=dict)
     ts: int = 0
+    lookups: int = 0
 
     def app(self) -> web.Application:
         """Return the aiohttp application serving the Web API at /api/."""
         app = web.Application()
         app.router.add_post("/api/chat.postMessage", self.post_message)
         app.router.add_post("/api/auth.test", self.auth_test)
+        app.router.add_post("/api/conversations.history", self.history)
         app.router.add_get("/stats", self.stats)
         return app
 
@@ -174,6 +176,11 @@ class LimitedSlack:
         message = {"type": "message", "ts": ts, "user": "UBOT", "bot_id": "BBOT", "text": text}
         return web.json_response({"ok": True, "channel": channel, "ts": ts, "message": message})
 
+    async def history(self, request: web.Request) -> web.Response:
+        """Answer a repair's look for the bot's own post: none made (not rate-limited here)."""
+        self.lookups += 1
+        return web.json_response({"ok": True, "messages": [], "has_more": False})
+
     async def stats(self, request: web.Request) -> web.Response:
         """Return what was accepted and refused so far."""
         span = (self.last - self.first) if self.first is not None and self.last else 0.0
@@ -184,6 +191,7 @@ class LimitedSlack:
                 "duplicates": self.duplicates,
                 "channels": len(self.channels),
                 "span": span,
+                "lookups": self.lookups,
             }
         )
 
@@ -302,11 +310,44 @@ class Outcome:
     posted_rounds: int
 
 
+async def crash_mid_fan_out(app: App) -> None:
+    """Leave every group's round claimed by a process that died before posting it."""
+    scenarios = app.services.ctx.catalog.scenarios
+    gone = datetime.now(UTC) - timedelta(minutes=1)  # leases run on real time
+    async with app.db.transaction() as session:
+        ids = (await session.scalars(select(Subscription.id).order_by(Subscription.id))).all()
+        session.add_all(
+            Round(
+                subscription_id=group,
+                local_date=DAY,
+                scenario_id=scenarios[n % len(scenarios)].id,
+                cycle=0,
+                status=RoundStatus.CLAIMED,
+                claimed_at=POST_AT,
+                reveal_due_at=POST_AT + timedelta(hours=8),
+                claimed_by="gone:1:dead",
+                lease_until=gone,
+            )
+            for n, group in enumerate(ids)
+        )
+
+
 async def fan_out(
-    app: App, per_minute: float | None, args: argparse.Namespace, timeout: float
+    app: App,
+    per_minute: float | None,
+    args: argparse.Namespace,
+    timeout: float,
+    *,
+    crashed: bool = False,
 ) -> Outcome:
-    """Tick the real scheduler until every channel has its question; time it."""
+    """Tick the real scheduler until every channel has its question; time it.
+
+    ``crashed``: every round is already claimed by a dead process, so the tick's repair (which
+    looks for each post in the channel's history first) does the whole fan-out.
+    """
     expected = args.workspaces * args.channels
+    if crashed:
+        await crash_mid_fan_out(app)
     fake = await FakeProcess.start(per_minute, args.burst)
     try:
         settings = Settings.model_validate(
@@ -361,6 +402,7 @@ async def run_one(url: str, args: argparse.Namespace) -> list[str]:
         minimum = args.channels / (args.per_minute / 60)
         base = await fan_out(app, None, args, timeout=args.timeout)
         limited = await fan_out(app, args.per_minute, args, timeout=args.timeout)
+        repaired = await fan_out(app, args.per_minute, args, timeout=args.timeout, crashed=True)
         name = app.db.dialect
         rows = []
         for label, outcome, ratio in (
@@ -369,6 +411,12 @@ async def run_one(url: str, args: argparse.Namespace) -> list[str]:
                 f"{args.per_minute}/min per workspace, 1/s per channel",
                 limited,
                 f"{limited.elapsed / minimum:.2f}x minimum",
+            ),
+            (
+                "the same limits, after a crash: every round claimed by a dead process, "
+                "repaired (history looked up first)",
+                repaired,
+                f"{repaired.elapsed / minimum:.2f}x minimum",
             ),
         ):
             complete = "" if outcome.channels == expected else f" ({outcome.channels} channels!)"

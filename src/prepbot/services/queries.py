@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 from datetime import date, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Integer, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -163,8 +164,8 @@ class QueryService:
         The ranking rule: on-time answers first, then key points (what the rubric grader
         credited across those answers), then current streak, then late answers, then name.
         Showing up every day stays what counts most; points break ties between the regulars.
-        The database ranks and returns only the top rows, so the cost does not grow with the
-        number of members sent back to Python.
+        Read from the per-member tallies (``services.tallies``): a group's board reads its
+        rank index down to the cut, so the cost grows with neither members nor history.
         """
         since = period_start(period, today)
         ids = [s.id for s in subscriptions]
@@ -175,93 +176,16 @@ class QueryService:
             tally.period == kind[period],
             tally.period_start == (since or tallies.ALL_TIME),
         )
+        still_open = (
+            select(func.count())
+            .select_from(Round)
+            .where(Round.subscription_id.in_(ids), Round.status == RoundStatus.POSTED)
+        )
         async with self.ctx.db.transaction() as session:
-            if len(ids) == 1:  # one group: its tallies, read down the ranking index
-                cutoff = (
-                    await session.execute(
-                        select(tally.on_time, tally.points)
-                        .where(*in_period)
-                        .order_by(tally.on_time.desc(), tally.points.desc())
-                        .offset(LEADERBOARD_SIZE - 1)
-                        .limit(1)
-                    )
-                ).first()
-                shown: tuple[ColumnElement[bool], ...] = in_period
-                if cutoff is not None:  # the top rows and their ties: an index range
-                    on_time, points = cutoff
-                    shown += (
-                        or_(
-                            tally.on_time > on_time,
-                            and_(tally.on_time == on_time, tally.points >= points),
-                        ),
-                    )
-                counted = (
-                    select(tally.member_id, tally.on_time, tally.late, tally.points)
-                    .where(*shown)
-                    .subquery()
-                )
-                streaks = (
-                    select(MemberStats).where(MemberStats.subscription_id == ids[0]).subquery()
-                )
-                best = streaks.c.current_streak
-            else:  # a community: each member's sums over its groups
-                counted = (
-                    select(
-                        tally.member_id,
-                        func.sum(tally.on_time).label("on_time"),
-                        func.sum(tally.late).label("late"),
-                        func.sum(tally.points).label("points"),
-                    )
-                    .where(*in_period)
-                    .group_by(tally.member_id)
-                    .subquery()
-                )
-                streaks = (
-                    select(
-                        MemberStats.member_id, func.max(MemberStats.current_streak).label("best")
-                    )
-                    .where(MemberStats.subscription_id.in_(ids))
-                    .group_by(MemberStats.member_id)
-                    .subquery()
-                )
-                best = streaks.c.best
-            ranked = (
-                select(
-                    counted.c.member_id,
-                    counted.c.on_time.cast(Integer).label("on_time"),
-                    counted.c.late.cast(Integer).label("late"),
-                    counted.c.points.cast(Integer).label("points"),
-                    func.coalesce(best, 0).label("streak"),
-                )
-                .outerjoin(streaks, streaks.c.member_id == counted.c.member_id)
-                .where(counted.c.on_time + counted.c.late > 0)
-            )
-            top = ranked.subquery()
-            query = (
-                select(
-                    Member.external_id,
-                    Member.display_name,
-                    top.c.on_time,
-                    top.c.late,
-                    top.c.streak,
-                    top.c.points,
-                )
-                .join(top, top.c.member_id == Member.id)
-                .order_by(
-                    top.c.on_time.desc(),
-                    top.c.points.desc(),
-                    top.c.streak.desc(),
-                    top.c.late.desc(),
-                    func.lower(Member.display_name),
-                )
-                .limit(LEADERBOARD_SIZE)
-            )
-            still_open = (
-                select(func.count())
-                .select_from(Round)
-                .where(Round.subscription_id.in_(ids), Round.status == RoundStatus.POSTED)
-            )
-            found = (await session.execute(query)).all()
+            if len(ids) == 1:
+                found = await self._group_top(session, ids[0], in_period)
+            else:
+                found = await self._community_top(session, ids, in_period)
             waiting = await session.scalar(still_open) or 0
         rows: list[LeaderboardRow] = []
         for position, (external_id, name, answered, missed, current, points) in enumerate(found, 1):
@@ -276,6 +200,143 @@ class QueryService:
         return LeaderboardView(
             scope=scope, period=label[period], since=since, rows=tuple(rows), open_rounds=waiting
         )
+
+    @staticmethod
+    async def _group_top(
+        session: AsyncSession, subscription_id: int, in_period: tuple[ColumnElement[bool], ...]
+    ) -> list[tuple[str, str, int, int, int, int]]:
+        """Return one group's top rows, reading its tallies down the rank index.
+
+        (external id, name, on time, late, streak, points), ranked. Only the rows at or above
+        the 20th row's on-time answers and points are read — the board and its ties — and
+        streaks and names are looked up by key for those alone, so the cost does not grow with
+        the group's members or history (ties at the cut are the exception: all are read).
+        """
+        tally = MemberTally
+        cutoff = (
+            await session.execute(
+                select(tally.on_time, tally.points)
+                .where(*in_period)
+                .order_by(tally.on_time.desc(), tally.points.desc())
+                .offset(LEADERBOARD_SIZE - 1)
+                .limit(1)
+            )
+        ).first()
+        shown = in_period
+        if cutoff is not None:
+            on_time, points = cutoff
+            above = or_(
+                tally.on_time > on_time, and_(tally.on_time == on_time, tally.points >= points)
+            )
+            shown = (*in_period, above)
+        candidates = (
+            await session.execute(
+                select(tally.member_id, tally.on_time, tally.late, tally.points).where(
+                    *shown, tally.on_time + tally.late > 0
+                )
+            )
+        ).all()
+        streaks: dict[int, int] = {}
+        names: dict[int, tuple[str, str]] = {}
+        members = [row.member_id for row in candidates]
+        for start in range(0, len(members), 1000):
+            chunk = members[start : start + 1000]
+            streaks.update(
+                (
+                    await session.execute(
+                        select(MemberStats.member_id, MemberStats.current_streak).where(
+                            MemberStats.subscription_id == subscription_id,
+                            MemberStats.member_id.in_(chunk),
+                        )
+                    )
+                ).all()
+            )
+
+        def rank_key(row: Any) -> tuple[int, int, int, int]:
+            return (-row.on_time, -row.points, -streaks.get(row.member_id, 0), -row.late)
+
+        ordered = sorted(candidates, key=rank_key)
+        if len(ordered) > LEADERBOARD_SIZE:  # names break the last ties: look up only those
+            last = rank_key(ordered[LEADERBOARD_SIZE - 1])
+            ordered = ordered[:LEADERBOARD_SIZE] + [
+                row for row in ordered[LEADERBOARD_SIZE:] if rank_key(row) == last
+            ]
+        wanted = [row.member_id for row in ordered]
+        for start in range(0, len(wanted), 1000):
+            rows = await session.execute(
+                select(Member.id, Member.external_id, Member.display_name).where(
+                    Member.id.in_(wanted[start : start + 1000])
+                )
+            )
+            names.update({id_: (external, name) for id_, external, name in rows.all()})
+        ordered = [row for row in ordered if row.member_id in names]
+        ordered.sort(key=lambda row: (*rank_key(row), names[row.member_id][1].lower()))
+        return [
+            (
+                *names[row.member_id],
+                row.on_time,
+                row.late,
+                streaks.get(row.member_id, 0),
+                row.points,
+            )
+            for row in ordered[:LEADERBOARD_SIZE]
+        ]
+
+    @staticmethod
+    async def _community_top(
+        session: AsyncSession, ids: list[int], in_period: tuple[ColumnElement[bool], ...]
+    ) -> list[Any]:
+        """Return a community's top rows: each member's tallies summed over its groups."""
+        tally = MemberTally
+        counted = (
+            select(
+                tally.member_id,
+                func.sum(tally.on_time).label("on_time"),
+                func.sum(tally.late).label("late"),
+                func.sum(tally.points).label("points"),
+            )
+            .where(*in_period)
+            .group_by(tally.member_id)
+            .subquery()
+        )
+        streaks = (
+            select(MemberStats.member_id, func.max(MemberStats.current_streak).label("best"))
+            .where(MemberStats.subscription_id.in_(ids))
+            .group_by(MemberStats.member_id)
+            .subquery()
+        )
+        top = (
+            select(
+                counted.c.member_id,
+                counted.c.on_time.cast(Integer).label("on_time"),
+                counted.c.late.cast(Integer).label("late"),
+                counted.c.points.cast(Integer).label("points"),
+                func.coalesce(streaks.c.best, 0).label("streak"),
+            )
+            .outerjoin(streaks, streaks.c.member_id == counted.c.member_id)
+            .where(counted.c.on_time + counted.c.late > 0)
+            .subquery()
+        )
+        query = (
+            select(
+                Member.external_id,
+                Member.display_name,
+                top.c.on_time,
+                top.c.late,
+                top.c.streak,
+                top.c.points,
+            )
+            .join(top, top.c.member_id == Member.id)
+            .order_by(
+                top.c.on_time.desc(),
+                top.c.points.desc(),
+                top.c.streak.desc(),
+                top.c.late.desc(),
+                func.lower(Member.display_name),
+            )
+            .limit(LEADERBOARD_SIZE)
+        )
+        return list((await session.execute(query)).all())
 
     async def streak(self, subscription: Subscription, who: MemberRef | str) -> View:
         """Return a member's streak in a study group; name a member by id or display name."""
