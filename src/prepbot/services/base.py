@@ -5,16 +5,19 @@ Imports no chat platform library; platforms are reached only through the ChatPla
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
+import logging
 import os
 import secrets
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import date, time, timedelta
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -27,6 +30,8 @@ from prepbot.observability import Metrics, Problems
 from prepbot.services.ports import AnswerGrader, ChatPlatform
 from prepbot.store.db import Database
 from prepbot.store.models import Community, Member, Round, RoundStatus, Subscription
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -174,3 +179,46 @@ def open_rounds(subscription_id: int) -> Select[Round]:
         .where(Round.subscription_id == subscription_id, Round.status == RoundStatus.POSTED)
         .order_by(Round.local_date)
     )
+
+
+class Leases:
+    """Rows (rounds, digests) this process is publishing, each with a lease it keeps renewing.
+
+    A row in flight names its owner (``claimed_by``) and a lease (``lease_until``); while the
+    block of ``owning`` runs, the lease is pushed forward every third of its length, however
+    slow the platform is, so only a row whose owner died (or lost the database) looks
+    abandoned to another process.
+    """
+
+    def __init__(self, ctx: ServiceContext, model: Any, what: str) -> None:
+        self.ctx, self.model, self.what = ctx, model, what
+        self.in_flight: set[int] = set()
+
+    @contextlib.asynccontextmanager
+    async def owning(self, row_id: int) -> AsyncIterator[None]:
+        """Hold a row in flight: renew its lease until the block ends."""
+        self.in_flight.add(row_id)
+        renewer = asyncio.create_task(self._renew(row_id), name=f"lease-{self.what}-{row_id}")
+        try:
+            yield
+        finally:
+            renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewer
+            self.in_flight.discard(row_id)
+
+    async def _renew(self, row_id: int) -> None:
+        """Push a row's lease forward every third of its length; a failed renewal is retried."""
+        ctx, model = self.ctx, self.model
+        while True:
+            await asyncio.sleep(ctx.lease.total_seconds() / 3)
+            try:
+                async with ctx.db.transaction() as session:
+                    await session.execute(
+                        update(model)
+                        .where(model.id == row_id, model.claimed_by == ctx.owner)
+                        .values(lease_until=ctx.lease_clock.now() + ctx.lease)
+                        .execution_options(synchronize_session=False)
+                    )
+            except Exception as error:  # the database blinked: the next renewal tries again
+                log.warning("could not renew the lease of %s %s: %r", self.what, row_id, error)

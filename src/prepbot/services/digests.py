@@ -14,9 +14,8 @@ library; platforms are reached through the ChatPlatform port.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
@@ -39,7 +38,7 @@ from prepbot.core.views import (
     calendar_start,
 )
 from prepbot.observability import error_line
-from prepbot.services.base import ServiceContext, schedule_of
+from prepbot.services.base import Leases, ServiceContext, schedule_of
 from prepbot.services.ports import ChannelUnavailable
 from prepbot.store.models import (
     Answer,
@@ -76,7 +75,7 @@ class DigestService:
     def __init__(self, ctx: ServiceContext, pause: Callable[[int, str], Awaitable[None]]) -> None:
         self.ctx = ctx
         self._pause = pause  # pauses a group whose channel is gone (RoundService.pause)
-        self._in_flight: set[int] = set()  # digests this process is posting right now
+        self._leases = Leases(ctx, Digest, "digest")  # digests this process is posting now
         self.draw: Draw | None = None  # the picture renderer; None: text only (set by the app)
 
     async def due(self) -> list[DueDigest]:
@@ -191,7 +190,7 @@ class DigestService:
 
     async def _take_over(self, digest_id: int) -> bool:
         ctx = self.ctx
-        if digest_id in self._in_flight:
+        if digest_id in self._leases.in_flight:
             return False
         now = ctx.lease_clock.now()
         async with ctx.db.transaction() as session:
@@ -207,38 +206,10 @@ class DigestService:
             )
         return bool(taken.rowcount == 1)  # type: ignore[attr-defined]
 
-    @contextlib.asynccontextmanager
-    async def _owning(self, digest_id: int) -> AsyncIterator[None]:
-        """Hold a digest in flight: renew its lease until the block ends."""
-        self._in_flight.add(digest_id)
-        renewer = asyncio.create_task(self._renew(digest_id))
-        try:
-            yield
-        finally:
-            renewer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renewer
-            self._in_flight.discard(digest_id)
-
-    async def _renew(self, digest_id: int) -> None:
-        ctx = self.ctx
-        while True:
-            await asyncio.sleep(ctx.lease.total_seconds() / 3)
-            try:
-                async with ctx.db.transaction() as session:
-                    await session.execute(
-                        update(Digest)
-                        .where(Digest.id == digest_id, Digest.claimed_by == ctx.owner)
-                        .values(lease_until=ctx.lease_clock.now() + ctx.lease)
-                        .execution_options(synchronize_session=False)
-                    )
-            except Exception as error:  # the database blinked: the next renewal tries again
-                log.warning("could not renew the lease of digest %s: %s", digest_id, error)
-
     async def _publish(self, digest_id: int, *, look_first: bool) -> str | None:
         """Build, draw and post a claimed digest; store its message id."""
         ctx = self.ctx
-        async with self._owning(digest_id):
+        async with self._leases.owning(digest_id):
             async with ctx.db.transaction() as session:
                 digest = await session.get(Digest, digest_id)
                 assert digest is not None

@@ -13,10 +13,7 @@ reveal's transaction. Imports no chat platform library.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
 
@@ -29,7 +26,7 @@ from prepbot.core.rotation import FEW_LEFT, RECENT, Candidate, Pick, matching, n
 from prepbot.core.streaks import milestone_reached
 from prepbot.core.views import MemberRef, Milestone, QuestionCard, RevealCard, SharedAnswer
 from prepbot.services import tallies
-from prepbot.services.base import ServiceContext, member_ref, open_rounds, schedule_of
+from prepbot.services.base import Leases, ServiceContext, member_ref, open_rounds, schedule_of
 from prepbot.services.feedback import FeedbackService, RoundCoverage
 from prepbot.services.ports import ChannelUnavailable
 from prepbot.store.models import (
@@ -69,45 +66,17 @@ class RoundService:
     def __init__(self, ctx: ServiceContext) -> None:
         self.ctx = ctx
         self.feedback = FeedbackService(ctx)
-        self._in_flight: set[int] = set()  # rounds this process is posting or revealing now
+        self._leases = Leases(ctx, Round, "round")  # rounds this process posts or reveals now
+        self._owning = self._leases.owning
 
     def in_flight(self) -> frozenset[int]:
         """Return the rounds this process is posting or revealing right now."""
-        return frozenset(self._in_flight)
-
-    @contextlib.asynccontextmanager
-    async def _owning(self, round_id: int) -> AsyncIterator[None]:
-        """Hold a round in flight: renew its lease until the block ends, however long it takes."""
-        self._in_flight.add(round_id)
-        renewer = asyncio.create_task(self._renew(round_id), name=f"lease-{round_id}")
-        try:
-            yield
-        finally:
-            renewer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renewer
-            self._in_flight.discard(round_id)
-
-    async def _renew(self, round_id: int) -> None:
-        """Push a round's lease forward every third of its length; a failed renewal is retried."""
-        ctx = self.ctx
-        while True:
-            await asyncio.sleep(ctx.lease.total_seconds() / 3)
-            try:
-                async with ctx.db.transaction() as session:
-                    await session.execute(
-                        update(Round)
-                        .where(Round.id == round_id, Round.claimed_by == ctx.owner)
-                        .values(lease_until=ctx.lease_clock.now() + ctx.lease)
-                        .execution_options(synchronize_session=False)
-                    )
-            except Exception as error:  # the database blinked: the next renewal tries again
-                log.warning("could not renew the lease of round %s: %r", round_id, error)
+        return frozenset(self._leases.in_flight)
 
     async def take_over(self, round_id: int) -> bool:
         """Become the owner of an abandoned round (its lease ran out); False if it is not that."""
         ctx = self.ctx
-        if round_id in self._in_flight:
+        if round_id in self._leases.in_flight:
             return False
         now = ctx.lease_clock.now()
         async with ctx.db.transaction() as session:

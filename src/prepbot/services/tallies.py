@@ -10,7 +10,7 @@ the answers (``prepbot db recount``) and says what differed. Imports no chat pla
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import date, timedelta
 from typing import Any
 
@@ -79,19 +79,7 @@ async def add_rows(
             total = merged.setdefault((subscription_id, member_id, period, start), [0, 0, 0])
             for index, value in enumerate(counts):
                 total[index] += value
-    rows = [
-        {
-            "subscription_id": s,
-            "member_id": m,
-            "period": p,
-            "period_start": d,
-            "on_time": c[0],
-            "late": c[1],
-            "points": c[2],
-        }
-        for (s, m, p, d), c in sorted(merged.items())
-        if any(c)
-    ]
+    rows = [_row(key, counts) for key, counts in sorted(merged.items()) if any(counts)]
     if not rows:
         return
     insert = insert_ignore(dialect, MemberTally)
@@ -163,18 +151,21 @@ async def recount(session: AsyncSession, dialect: str) -> int:
     have = await stored(session)
     wrong = sum(1 for key in wanted.keys() | have.keys() if wanted.get(key) != have.get(key))
     await session.execute(delete(MemberTally))
-    rows = [
-        {
-            "subscription_id": s,
-            "member_id": m,
-            "period": p,
-            "period_start": d,
-            "on_time": c[0],
-            "late": c[1],
-            "points": c[2],
-        }
-        for (s, m, p, d), c in sorted(wanted.items())
-    ]
+    rows = [_row(key, counts) for key, counts in sorted(wanted.items())]
     for start in range(0, len(rows), 5_000):
         await session.execute(insert_ignore(dialect, MemberTally), rows[start : start + 5_000])
     return wrong
+
+
+def _row(key: Key, counts: Sequence[int]) -> dict[str, Any]:
+    """Return a tally's row from its key and (on time, late, points)."""
+    subscription_id, member_id, period, start = key
+    return {
+        "subscription_id": subscription_id,
+        "member_id": member_id,
+        "period": period,
+        "period_start": start,
+        "on_time": counts[0],
+        "late": counts[1],
+        "points": counts[2],
+    }
