@@ -120,7 +120,7 @@ class LimitedSlack:
         app = web.Application()
         app.router.add_post("/api/chat.postMessage", self.post_message)
         app.router.add_post("/api/auth.test", self.auth_test)
-        app.router.add_post("/api/conversations.history", self.history)
+        app.router.add_route("*", "/api/conversations.history", self.history)  # slack_sdk GETs
         app.router.add_get("/stats", self.stats)
         return app
 

@@ -292,3 +292,26 @@ async def test_a_long_digest_arrives_as_the_whole_folded_comment(
     assert message["text"] == digest_message(card).text
     assert slack_length(message["text"]) > DIGEST_COMMENT_MAX - 200
     assert message["files"][0]["name"] == card.picture_name
+
+
+def test_an_error_without_a_json_body_has_an_empty_code_not_a_crash():
+    """A proxy's HTML 502 (or a 405) reaches the adapter as a SlackApiError whose body is text."""
+    from slack_sdk.errors import SlackApiError
+    from slack_sdk.web.slack_response import SlackResponse
+
+    from prepbot.platforms.slack.adapter import error_code
+
+    def failed(data: Any) -> SlackApiError:
+        response = SlackResponse(
+            client=None,
+            http_verb="GET",
+            api_url="http://127.0.0.1/api/x",
+            req_args={},
+            data=data,
+            headers={},
+            status_code=502,
+        )
+        return SlackApiError("failed", response)
+
+    assert error_code(failed("<html>Bad gateway</html>")) == ""
+    assert error_code(failed({"ok": False, "error": "ratelimited"})) == "ratelimited"

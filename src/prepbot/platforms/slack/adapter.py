@@ -211,7 +211,7 @@ class SlackPlatform:
                 ),
             )
         except SlackApiError as error:
-            if str(error.response.get("error", "")) in NOT_SHOWN_TO_MEMBER:
+            if error_code(error) in NOT_SHOWN_TO_MEMBER:
                 return False
             raise
         return True
@@ -271,7 +271,7 @@ class SlackPlatform:
                 name=ON_TIME_REACTION if on_time else LATE_REACTION,
             )
         except SlackApiError as error:
-            if error.response.get("error") != "already_reacted":
+            if error_code(error) != "already_reacted":
                 raise
 
     async def find_question(
@@ -344,7 +344,7 @@ class SlackPlatform:
                 status = error.response.status_code
                 if status >= 500 or status == 429:  # may have shared it; or still rate-limited
                     raise
-                self._upload_refused(workspace, str(error.response.get("error", "")))
+                self._upload_refused(workspace, error_code(error))
             except SlackRequestError as error:  # the bytes were refused: nothing was shared
                 self._upload_refused(workspace, str(error))
         return await self._post(channel_id, message, None, community_id, _digest_marker(card))
@@ -442,7 +442,7 @@ class SlackPlatform:
                     cursor=cursor,
                 )
             except SlackApiError as error:
-                code = str(error.response.get("error", ""))
+                code = error_code(error)
                 if code in CHANNEL_GONE:
                     raise ChannelUnavailable(f"Slack: {code} ({CHANNEL_GONE[code]})") from None
                 raise
@@ -497,7 +497,7 @@ class SlackPlatform:
                 try:
                     return await call()
                 except SlackApiError as error:
-                    code = str(error.response.get("error", ""))
+                    code = error_code(error)
                     if code in CHANNEL_GONE:
                         raise ChannelUnavailable(f"Slack: {code} ({CHANNEL_GONE[code]})") from None
                     if error.response.status_code != 429 or attempt == self.rate_limit_retries:
@@ -581,6 +581,15 @@ class _UploadRateLimits(AsyncRateLimitErrorRetryHandler):
         """Say whether this is a rate-limited upload of a file's bytes."""
         uploading = not request.url.startswith(self.api_url)
         return uploading and response is not None and response.status_code == 429
+
+
+def error_code(error: SlackApiError) -> str:
+    """Return a Web API error's code ("ratelimited", "channel_not_found"; "" if none).
+
+    A proxy's HTML 502 or a 405 carries no JSON body: its code is "", never a crash.
+    """
+    data = error.response.data
+    return str(data.get("error", "")) if isinstance(data, dict) else ""
 
 
 def _retry_after(headers: Any) -> float:
@@ -821,7 +830,7 @@ class SlackRuntime:
         try:
             user = (await self.client.users_info(user=user_id))["user"]
         except SlackApiError as error:
-            log.warning("users.info %s failed: %s", user_id, error.response.get("error"))
+            log.warning("users.info %s failed: %s", user_id, error_code(error) or error)
             return
         profile = user.get("profile") or {}
         self._names[user_id] = (
@@ -916,7 +925,7 @@ class SlackRuntime:
                     trigger_id=str(body["trigger_id"]), view=answer_modal(stored, metadata)
                 )
             except SlackApiError as error:  # the press expired (3 s): pressing again works
-                log.warning("could not open the answer modal: %s", error.response.get("error"))
+                log.warning("could not open the answer modal: %s", error_code(error) or error)
 
     async def _on_answer_submitted(
         self, ack: Callable[..., Awaitable[Any]], body: dict[str, Any], view: dict[str, Any]
