@@ -79,7 +79,7 @@ class DigestService:
         self.draw: Draw | None = None  # the picture renderer; None: text only (set by the app)
 
     async def due(self) -> list[DueDigest]:
-        """Return the digests whose time has come and that nobody has claimed yet."""
+        """Return the digests whose time has come, unclaimed, of weeks with a revealed round."""
         now = self.ctx.clock.now()
         async with self.ctx.db.transaction() as session:
             groups = (
@@ -117,7 +117,28 @@ class DigestService:
                     )
                 ).all()
             )
-        return [d for d in wanted if (d.subscription_id, d.week.end) not in claimed]
+            wanted = [d for d in wanted if (d.subscription_id, d.week.end) not in claimed]
+            if not wanted:
+                return []
+            had_rounds = set(  # a week without a revealed round has nothing to sum up
+                (
+                    await session.execute(
+                        select(Round.subscription_id, Round.local_date).where(
+                            Round.subscription_id.in_({d.subscription_id for d in wanted}),
+                            Round.local_date >= min(d.week.start for d in wanted),
+                            Round.status == RoundStatus.REVEALED,
+                        )
+                    )
+                ).all()
+            )
+        days: dict[int, list[date]] = {}
+        for subscription_id, day in had_rounds:
+            days.setdefault(subscription_id, []).append(day)
+        return [
+            d
+            for d in wanted
+            if any(d.week.start <= day <= d.week.end for day in days.get(d.subscription_id, ()))
+        ]
 
     async def post(self, item: DueDigest) -> str | None:
         """Claim and post one group's digest; return its message id (None: not posted now).
