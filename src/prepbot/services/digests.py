@@ -194,10 +194,14 @@ class DigestService:
         async with ctx.db.transaction() as session:
             abandoned = (
                 await session.scalars(
-                    select(Digest.id).where(
+                    select(Digest.id)
+                    .join(Subscription, Subscription.id == Digest.subscription_id)
+                    .join(Community, Community.id == Subscription.community_id)
+                    .where(
                         Digest.message_id.is_(None),
                         or_(Digest.lease_until.is_(None), Digest.lease_until < now),
                         Digest.claimed_at >= ctx.clock.now() - DIGEST_GRACE,
+                        Community.platform.in_(list(ctx.platforms)),  # ones this process runs
                     )
                 )
             ).all()
