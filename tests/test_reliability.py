@@ -278,7 +278,7 @@ class CrashRun:
             assert found.late[key] == self.late[key], f"{key}: {self.context()}"
         expected = _streaks(self.rounds, self.on_time, self.steps[-1])
         assert found.stats == expected, f"streaks applied once, in order; {self.context()}"
-        assert found.tallies == found.recounted, f"leaderboard tallies; {self.context()}"
+        assert found.stored_tallies == found.recounted, f"leaderboard tallies; {self.context()}"
 
 
 @dataclass
@@ -287,7 +287,7 @@ class DatabaseState:
     on_time: dict[Key, set[str]]
     late: dict[Key, set[str]]
     stats: dict[tuple[str, str], tuple[int, int, int]]  # (channel, member) -> totals
-    tallies: dict[tallies.Key, tallies.Counts] = field(default_factory=dict)  # as stored
+    stored_tallies: dict[tallies.Key, tallies.Counts] = field(default_factory=dict)
     recounted: dict[tallies.Key, tallies.Counts] = field(default_factory=dict)  # from answers
 
 
@@ -331,7 +331,7 @@ async def _database_state(url: str) -> DatabaseState:
                     row.current_streak,
                     row.best_streak,
                 )
-            state.tallies = await tallies.stored(session)
+            state.stored_tallies = await tallies.stored(session)
             state.recounted = await tallies.counted(session)
     finally:
         await db.close()

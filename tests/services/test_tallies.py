@@ -36,7 +36,9 @@ async def assert_tallies_match(app: App) -> None:
         assert await tallies.stored(session) == await tallies.counted(session)
 
 
-async def board_from_answers(app: App, subscription_id: int, period: Period, today: date) -> list:
+async def board_from_answers(
+    app: App, subscription_id: int, period: Period, today: date
+) -> list[tuple[str, int, int, int]]:
     """Rank a group from its answers directly: the rule the tallies must reproduce."""
     since = period_start(period, today)
     async with app.db.transaction() as session:

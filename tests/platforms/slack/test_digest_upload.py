@@ -311,7 +311,7 @@ def test_an_error_without_a_json_body_has_an_empty_code_not_a_crash():
             headers={},
             status_code=502,
         )
-        return SlackApiError("failed", response)
+        return SlackApiError("failed", response)  # type: ignore[no-untyped-call]
 
     assert error_code(failed("<html>Bad gateway</html>")) == ""
     assert error_code(failed({"ok": False, "error": "ratelimited"})) == "ratelimited"
