@@ -10,13 +10,11 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
-from io import BytesIO
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from PIL import Image
 
 from prepbot.app import App
 from prepbot.core.views import (
@@ -25,62 +23,31 @@ from prepbot.core.views import (
     DigestPoint,
     DigestRound,
     MemberRef,
-    Milestone,
 )
 from prepbot.platforms.discord.adapter import DiscordPlatform, DiscordRuntime
 from prepbot.platforms.discord.embeds import DESCRIPTION, TOTAL, digest_message
 from prepbot.services.ports import ChannelUnavailable
+from tests import digest_cards as cards
+from tests.digest_cards import END, png
 from tests.discord_fake import ATTACH_FILES, FakeDiscord
 from tests.platforms.discord.test_discord_app import ALICE, BOB, GONE, GUILD, OWNER, TEXT, running
 
 FORUM = 3000
-END = date(2026, 11, 29)  # a Sunday
 WEEK_NAME = "Weekly digest — Mon 23 Nov to Sun 29 Nov 2026"
 
 
-def png(colour: tuple[int, int, int] = (40, 120, 200)) -> bytes:
-    """Return a small real PNG."""
-    out = BytesIO()
-    Image.new("RGB", (64, 32), colour).save(out, format="PNG")
-    return out.getvalue()
-
-
 def digest_card(end: date = END, **changes: Any) -> DigestCard:
-    """Return a week's digest of two rounds, with coverage, a milestone and leaders.
+    """Return a two-round week whose members' names look like mentions and titles like markdown.
 
-    Its members' names look like mentions: a digest must ping nobody all the same.
+    A digest must ping nobody all the same.
     """
-    start = end - timedelta(days=6)
-    alice = MemberRef(str(ALICE), f"<@{ALICE}> alice")
-    bob = MemberRef(str(BOB), "@everyone bob")
-    fields: dict[str, Any] = {
-        "group": "study",
-        "period_start": start,
-        "period_end": end,
-        "rounds": (
-            DigestRound(
-                start,
-                "gpu-sync",
-                "Gradient sync [8 GPUs]",
-                "https://discord.com/channels/100/2000/2001",
-                5,
-                2,
-            ),
-            DigestRound(start + timedelta(days=2), "rag-evals", "RAG *evals* drift", None, 3, 0),
-        ),
-        "members": 7,
-        "answers": 10,
-        "most_covered": (DigestPoint("Use ring all-reduce", "Gradient sync [8 GPUs]", 6, 7),),
-        "least_covered": (DigestPoint("Check label drift", "RAG *evals* drift", 1, 3),),
-        "milestones": (Milestone(alice, 10),),
-        "leaders": (
-            DigestMember(alice, on_time=2, late=0, points=9, streak=10),
-            DigestMember(bob, on_time=1, late=1, points=4, streak=2),
-        ),
-        "archive_link": "https://prep.example.org/archive/abc",
-    }
-    fields.update(changes)
-    return DigestCard(**fields)
+    return cards.digest_card(
+        end,
+        people=(MemberRef(str(ALICE), f"<@{ALICE}> alice"), MemberRef(str(BOB), "@everyone bob")),
+        titles=("Gradient sync [8 GPUs]", "RAG *evals* drift"),
+        link="https://discord.com/channels/100/2000/2001",
+        **changes,
+    )
 
 
 @pytest.fixture

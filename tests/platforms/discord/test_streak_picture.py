@@ -6,41 +6,20 @@ interaction, the deferral and its ephemeral follow-up) against the loopback fake
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from io import BytesIO
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 from PIL import Image
 
-from prepbot.app import App
 from prepbot.core.views import StreakView
 from prepbot.platforms.discord import adapter
-from prepbot.platforms.discord.adapter import DiscordRuntime
 from tests.discord_fake import FakeDiscord
-from tests.platforms.discord.test_discord_app import ADMIN, ALICE, GUILD, OWNER, TEXT, running
+from tests.platforms.discord.test_discord_app import ADMIN, ALICE, GUILD, TEXT
 
 EPHEMERAL = 64
 PICTURE = "streak-calendar.png"
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeDiscord]:
-    async with FakeDiscord() as server:
-        server.add_guild(GUILD, "Prep Guild", owner_id=OWNER)
-        server.add_member(GUILD, ADMIN, "ada", manage_guild=True)
-        server.add_member(GUILD, ALICE, "alice")
-        server.add_text_channel(GUILD, TEXT, "study")
-        with server.patch_discord():
-            yield server
-
-
-@pytest.fixture
-async def bot(tmp_path: Path, fake: FakeDiscord) -> AsyncIterator[tuple[App, DiscordRuntime]]:
-    async with running(f"sqlite:///{tmp_path / 'prepbot.db'}", fake) as started:
-        yield started
 
 
 async def answered_round(fake: FakeDiscord) -> None:

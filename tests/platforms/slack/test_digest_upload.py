@@ -11,11 +11,9 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
-from io import BytesIO
 from typing import Any
 
 import pytest
-from PIL import Image
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -25,7 +23,6 @@ from prepbot.core.views import (
     DigestPoint,
     DigestRound,
     MemberRef,
-    Milestone,
 )
 from prepbot.platforms.slack.adapter import SlackPlatform
 from prepbot.platforms.slack.blocks import (
@@ -36,54 +33,26 @@ from prepbot.platforms.slack.blocks import (
     slack_length,
 )
 from prepbot.services.ports import ChannelUnavailable
+from tests import digest_cards as cards
+from tests.digest_cards import END, png
 from tests.slack_fake import UPLOAD, FakeSlack
 
 CHANNEL, OTHER = "C0DIGEST", "C0OTHER"
 TEAM = "T0001"
-END = date(2026, 11, 29)  # a Sunday
 # The fake's message timestamps count from 2026-01-01: a repair looking "since" then sees them.
 SINCE = datetime(2026, 1, 1, tzinfo=UTC)
 ALICE, BOB = MemberRef("U0ALICE", "alice"), MemberRef("U0BOB", "bob *the* <builder>")
 
 
-def png(colour: tuple[int, int, int] = (40, 120, 200)) -> bytes:
-    """Return a small real PNG."""
-    out = BytesIO()
-    Image.new("RGB", (64, 32), colour).save(out, format="PNG")
-    return out.getvalue()
-
-
 def digest_card(end: date = END, **changes: Any) -> DigestCard:
-    """Return a week's digest of two rounds, with coverage, a milestone and leaders."""
-    start = end - timedelta(days=6)
-    fields: dict[str, Any] = {
-        "group": "study",
-        "period_start": start,
-        "period_end": end,
-        "rounds": (
-            DigestRound(
-                start,
-                "gpu-sync",
-                "Gradient sync across 8 GPUs",
-                "https://example.slack.com/archives/C0DIGEST/p1",
-                5,
-                2,
-            ),
-            DigestRound(start + timedelta(days=2), "rag-evals", "RAG evals <&> drift", None, 3, 0),
-        ),
-        "members": 7,
-        "answers": 10,
-        "most_covered": (DigestPoint("Use ring all-reduce", "Gradient sync across 8 GPUs", 6, 7),),
-        "least_covered": (DigestPoint("Check label drift", "RAG evals <&> drift", 1, 3),),
-        "milestones": (Milestone(ALICE, 10),),
-        "leaders": (
-            DigestMember(ALICE, on_time=2, late=0, points=9, streak=10),
-            DigestMember(BOB, on_time=1, late=1, points=4, streak=2),
-        ),
-        "archive_link": "https://prep.example.org/archive/abc",
-    }
-    fields.update(changes)
-    return DigestCard(**fields)
+    """Return a two-round week whose names and titles carry Slack's special characters."""
+    return cards.digest_card(
+        end,
+        people=(ALICE, BOB),
+        titles=("Gradient sync across 8 GPUs", "RAG evals <&> drift"),
+        link="https://example.slack.com/archives/C0DIGEST/p1",
+        **changes,
+    )
 
 
 @pytest.fixture
