@@ -1,8 +1,10 @@
-"""The container files: Dockerfile, .dockerignore, docker-compose.yml and .env.example.
+"""The container files: Dockerfile, .dockerignore, docker-compose.yml, .env.example, deploy/.
 
 Nothing here builds an image or starts a container (no Docker daemon is needed). The compose
 file is validated by Debian's docker-compose v1 (``apt-get install -y --no-install-recommends
-docker-compose``), the oldest tool it must work with.
+docker-compose``), the oldest tool it must work with, with and without its ``replicas``
+profile; deploy/haproxy.cfg by Debian's haproxy (``haproxy -c``), which
+tests/test_load_balancer.py also runs in front of real replicas.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ DOCKERFILE = REPO / "Dockerfile"
 DOCKERIGNORE = REPO / ".dockerignore"
 COMPOSE = REPO / "docker-compose.yml"
 ENV_EXAMPLE = REPO / ".env.example"
+HAPROXY_CFG = REPO / "deploy" / "haproxy.cfg"
+REPLICAS = "replicas"  # the compose profile of the load-balanced setup
 
 # Slack bot/user/app tokens and Discord bot tokens; "xoxb-…" in a comment is not a token.
 TOKEN_PATTERNS = [
@@ -134,7 +138,8 @@ def test_env_file_is_ignored_by_git():
     assert ".env" in lines
 
 
-def test_debian_docker_compose_accepts_the_file(tmp_path: Path):
+@pytest.mark.parametrize("profiles", [[], [REPLICAS]], ids=["default", REPLICAS])
+def test_debian_docker_compose_accepts_the_file(tmp_path: Path, profiles: list[str]):
     executable = shutil.which("docker-compose")
     if executable is None:
         pytest.fail(
@@ -145,13 +150,16 @@ def test_debian_docker_compose_accepts_the_file(tmp_path: Path):
     shutil.copy(COMPOSE, tmp_path / "docker-compose.yml")
     shutil.copy(DOCKERFILE, tmp_path / "Dockerfile")
     shutil.copy(ENV_EXAMPLE, tmp_path / ".env")
+    (tmp_path / "deploy").mkdir()
+    shutil.copy(HAPROXY_CFG, tmp_path / "deploy" / "haproxy.cfg")
     env = {
         key: value
         for key, value in os.environ.items()
         if not key.startswith(("POSTGRES_", "PREPBOT_", "COMPOSE_"))
     }
+    flags = [word for profile in profiles for word in ("--profile", profile)]
     result = subprocess.run(
-        [executable, "-f", "docker-compose.yml", "config", "-q"],
+        [executable, "-f", "docker-compose.yml", *flags, "config", "-q"],
         cwd=tmp_path,
         env=env,
         capture_output=True,
@@ -160,6 +168,94 @@ def test_debian_docker_compose_accepts_the_file(tmp_path: Path):
         check=False,
     )
     assert result.returncode == 0, result.stderr + result.stdout
+
+
+# --- the `replicas` profile: HAProxy in front of two prepbots (docs/replicas.md) ------------
+
+
+def profiles_of(service: dict[str, Any]) -> list[str]:
+    return list(service.get("profiles") or [])
+
+
+def test_replicas_profile_adds_haproxy_and_a_replica_and_nothing_else(compose: dict[str, Any]):
+    services = compose["services"]
+    assert profiles_of(services["haproxy"]) == [REPLICAS]
+    assert profiles_of(services["prepbot-replica"]) == [REPLICAS]
+    # Without the profile, `up` starts what it always did.
+    assert not profiles_of(services["db"])
+    assert not profiles_of(services["prepbot"])
+    assert {name for name, s in services.items() if not profiles_of(s)} == {"db", "prepbot"}
+
+
+def test_replicas_share_one_database_and_one_configuration(compose: dict[str, Any]):
+    prepbot, replica = compose["services"]["prepbot"], compose["services"]["prepbot-replica"]
+    assert environment_of(replica) == environment_of(prepbot)
+    assert "@db:5432/" in environment_of(replica)["PREPBOT_DATABASE__URL"]
+    assert replica["env_file"] == prepbot["env_file"]
+    assert replica["image"] == prepbot["image"]
+    assert replica["depends_on"] == {"db": {"condition": "service_healthy"}}
+    assert replica["healthcheck"] == prepbot["healthcheck"]
+    assert not replica.get("ports"), "only haproxy receives Slack's requests"
+
+
+def test_haproxy_mounts_the_config_read_only(compose: dict[str, Any]):
+    haproxy = compose["services"]["haproxy"]
+    assert haproxy["image"].startswith("haproxy:2.")
+    mounts = [str(volume).split(":") for volume in haproxy["volumes"]]
+    assert ["./deploy/haproxy.cfg", "/usr/local/etc/haproxy/haproxy.cfg", "ro"] in mounts
+    assert HAPROXY_CFG.is_file()
+
+
+def test_haproxy_targets_each_replica_where_it_serves(
+    compose: dict[str, Any], dockerfile: list[tuple[str, str]]
+):
+    from prepbot.settings import SlackSettings
+
+    env = environment_of(compose["services"]["haproxy"])
+    slack_port = SlackSettings().http_port  # the replicas set no PREPBOT_SLACK__HTTP_PORT
+    health_port = image_environment(dockerfile)["PREPBOT_HTTP__PORT"]
+    for n, service in enumerate(["prepbot", "prepbot-replica"], 1):
+        assert env[f"LB_REPLICA{n}"] == f"{service}:{slack_port}"
+        assert env[f"LB_REPLICA{n}_HEALTH_PORT"] == health_port
+    read = set(re.findall(r"\$\{(LB_[A-Z0-9_]+)-", HAPROXY_CFG.read_text(encoding="utf-8")))
+    assert set(env) <= read, "compose sets a variable deploy/haproxy.cfg does not read"
+
+
+def test_haproxy_accepts_the_config():
+    from tests.test_load_balancer import haproxy_executable
+
+    # The file's defaults are addresses (127.0.0.1), so checking it looks up no names.
+    env = {key: value for key, value in os.environ.items() if not key.startswith("LB_")}
+    result = subprocess.run(
+        [haproxy_executable(), "-c", "-f", str(HAPROXY_CFG)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "Configuration file is valid" in output
+    assert "WARNING" not in output, output
+    assert "ALERT" not in output, output
+
+
+def test_haproxy_config_retries_within_slacks_three_seconds():
+    from tests.test_load_balancer import haproxy_seconds, haproxy_settings
+
+    settings = haproxy_settings()
+    assert {"conn-failure", "empty-response", "response-timeout"} <= set(settings["retry-on"])
+    assert int(settings["retries"][0]) >= 1
+    assert "option redispatch" in settings
+    assert "option http-buffer-request" in settings  # L7 retries need the whole request
+    assert settings["balance"] == ["roundrobin"]
+    assert settings["option httpchk"] == ["GET", "/healthz"]
+    # A hung replica's request is sent to another one early enough for it to answer within
+    # the 3 s Slack waits: at least 1.5 s left after a failed connection and a timeout.
+    first_try = haproxy_seconds(settings["timeout connect"][0])
+    first_try += haproxy_seconds(settings["timeout server"][0])
+    assert first_try <= 1.5
 
 
 # --- Dockerfile -----------------------------------------------------------------------------
@@ -232,7 +328,8 @@ def test_dockerfile_entrypoint_is_prepbot(dockerfile: list[tuple[str, str]]):
     assert json.loads(entrypoints[-1])[0] == "prepbot"
 
 
-def test_dockerfile_environment_refuses_the_terminal_fallback(dockerfile: list[tuple[str, str]]):
+def image_environment(dockerfile: list[tuple[str, str]]) -> dict[str, str]:
+    """The ENV of the Dockerfile's final stage."""
     env: dict[str, str] = {}
     for keyword, arguments in final_stage(dockerfile):
         if keyword == "ENV":
@@ -240,6 +337,11 @@ def test_dockerfile_environment_refuses_the_terminal_fallback(dockerfile: list[t
                 key, sep, value = word.partition("=")
                 if sep:
                     env[key] = value
+    return env
+
+
+def test_dockerfile_environment_refuses_the_terminal_fallback(dockerfile: list[tuple[str, str]]):
+    env = image_environment(dockerfile)
     assert env["PREPBOT_REQUIRE_PLATFORM"] == "true"
     assert env["PREPBOT_HTTP__HOST"] == "0.0.0.0"
     assert env["PREPBOT_HTTP__PORT"] == "8080"
