@@ -122,7 +122,8 @@ def before_statement(app: App, wanted: Callable[[str], bool], then: Callable[[],
             fired = True
             await_only(then())  # the database's caller waits here; the event loop runs on
 
-    event.listen(app.db.engine.sync_engine, "before_cursor_execute", hook)
+    for engine in {app.db.engine, app.db.writer_engine}:  # the answer writer has its own
+        event.listen(engine.sync_engine, "before_cursor_execute", hook)
 
 
 async def question_posted_but_unanswered(app: App, fake: FakeSlack) -> tuple[Any, Any, str]:

@@ -6,7 +6,7 @@ import asyncio
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from prepbot.app import App
 from prepbot.core.clock import ManualClock
@@ -385,7 +385,7 @@ async def test_an_answer_stored_while_the_round_is_revealed_is_in_the_reveal_or_
     thread = outcome.round.question_message_id
     assert thread is not None
     round_read = asyncio.Event()
-    found_round = AnswerService._rounds_of
+    found_round = AnswerService._threads_of
 
     async def slow(self: AnswerService, *args: object, **kwargs: object) -> object:
         found = await found_round(self, *args, **kwargs)  # type: ignore[arg-type]
@@ -393,7 +393,7 @@ async def test_an_answer_stored_while_the_round_is_revealed_is_in_the_reveal_or_
         await asyncio.sleep(0.5)  # the reveal runs now
         return found
 
-    monkeypatch.setattr(AnswerService, "_rounds_of", slow)
+    monkeypatch.setattr(AnswerService, "_threads_of", slow)
     answering = asyncio.create_task(app.services.answers.record(reply(thread, "m1", "alice")))
     await round_read.wait()
     cards = await app.services.rounds.reveal_open(subscription.id)
@@ -402,3 +402,32 @@ async def test_an_answer_stored_while_the_round_is_revealed_is_in_the_reveal_or_
         on_time = await session.scalar(select(Answer.on_time))
     credited = [m.id for card in cards for m in card.on_time]
     assert (on_time, credited) in [(True, ["alice"]), (False, [])], answered
+
+
+async def test_an_answer_is_stored_after_the_database_dropped_the_writers_connection(
+    app: App, platform: RecordingPlatform
+):
+    """The answer writer does not ping before a batch: a dropped connection is replaced."""
+    if app.db.is_sqlite:
+        pytest.skip("an embedded SQLite database has no server to drop a connection")
+    subscription = await subscribe(app, place())
+    outcome = await app.services.rounds.post_round(subscription.id, MONDAY)
+    assert outcome is not None
+    assert outcome.round.question_message_id is not None
+    thread = outcome.round.question_message_id
+    first = await app.services.answers.record(reply(thread, "m1", "alice"))
+    assert first.status == AnswerStatus.RECORDED
+    # The server ends every other session of this database, as a restart or failover does.
+    async with app.db.engine.connect() as connection:
+        ended = await connection.scalar(
+            text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        )
+    assert ended
+    second = await app.services.answers.record(reply(thread, "m2", "bob", "ring all-reduce"))
+    assert second.status == AnswerStatus.RECORDED
+    async with app.db.transaction() as session:
+        texts = sorted((await session.scalars(select(Answer.text))).all())
+    assert texts == ["my answer", "ring all-reduce"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -19,17 +20,20 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import delete, func, select, tuple_, update
+from sqlalchemy import bindparam, delete, func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql import Executable
 
 from prepbot.core.commands import AnswerMode
 from prepbot.core.events import Place, PrivateAnswer, ReplyDeleted, ReplyEdited, ThreadReply
 from prepbot.core.views import MemberRef
 from prepbot.services import tallies
-from prepbot.services.base import ServiceContext
+from prepbot.services.base import ServiceContext, insert_ignore
+from prepbot.store.db import is_dropped_connection
 from prepbot.store.models import (
     PRIVATE_REPLY,
     Answer,
+    Base,
     Community,
     DeletedReply,
     HeldReply,
@@ -81,6 +85,107 @@ COUNT_CHANGES = {AnswerStatus.RECORDED, AnswerStatus.WITHDRAWN}
 BATCH_LIMIT = 256  # new replies stored in one transaction, at most
 HELD_FOR = timedelta(days=2)  # a held reply whose thread never became a round's is dropped
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _Statements:
+    """The statements that store a batch of replies, built once per dialect.
+
+    Built once, each keeps its compiled form and cache key: a batch only binds values. They
+    are Core statements run on the session's connection, so no ORM state is built per batch.
+    """
+
+    threads: Executable  # keys -> the posted or revealed round of each thread
+    deleted: Executable  # keys -> (round, message) pairs deleted before
+    members: Executable  # keys -> (community, external id) members known
+    add_members: Executable
+    rename_members: Executable
+    answers: Executable  # keys -> (round, member) answers known (locked on PostgreSQL)
+    add_answers: Executable
+    add_late_answers: Executable  # returns the ones this call inserted
+    add_replies: Executable  # returns the ones this call inserted
+    reply_texts: Executable  # ids -> the replies of those answers, in posted order
+    join_texts: Executable
+
+
+@functools.cache
+def _statements(dialect: str) -> _Statements:
+    """Return the batch statements of ``dialect`` ('sqlite' or 'postgresql')."""
+    tables = Base.metadata.tables
+    rounds, threads, groups = tables["rounds"], tables["round_threads"], tables["subscriptions"]
+    communities, members, answers = tables["communities"], tables["members"], tables["answers"]
+    replies, deleted = tables["replies"], tables["deleted_replies"]
+    keys: Any = bindparam("keys", expanding=True)
+    by_thread = (
+        select(
+            rounds.c.id,
+            rounds.c.status,
+            groups.c.community_id,
+            communities.c.platform,
+            communities.c.external_id,
+            groups.c.channel_id,
+            threads.c.message_id,
+            groups.c.answer_mode,
+        )
+        .select_from(
+            rounds.join(threads, threads.c.round_id == rounds.c.id)
+            .join(groups, groups.c.id == threads.c.subscription_id)
+            .join(communities, communities.c.id == groups.c.community_id)
+        )
+        .where(
+            tuple_(
+                communities.c.platform,
+                communities.c.external_id,
+                groups.c.channel_id,
+                threads.c.message_id,
+            ).in_(keys),
+            rounds.c.status.in_([RoundStatus.POSTED, RoundStatus.REVEALED]),
+        )
+        .order_by(rounds.c.id)
+    )
+    known_answers = select(answers.c.id, answers.c.round_id, answers.c.member_id, answers.c.on_time)
+    known_answers = known_answers.where(tuple_(answers.c.round_id, answers.c.member_id).in_(keys))
+    if dialect == "postgresql":
+        by_thread = by_thread.with_for_update(read=True, of=rounds)  # a reveal waits for answers
+        # Another process joining texts waits for us (and we for it, in id order).
+        known_answers = known_answers.order_by(answers.c.id).with_for_update(of=answers)
+    add_answer = insert_ignore(dialect, answers).on_conflict_do_nothing()
+    return _Statements(
+        threads=by_thread,
+        deleted=select(deleted.c.round_id, deleted.c.message_id).where(
+            tuple_(deleted.c.round_id, deleted.c.message_id).in_(keys)
+        ),
+        members=select(
+            members.c.id, members.c.community_id, members.c.external_id, members.c.display_name
+        ).where(tuple_(members.c.community_id, members.c.external_id).in_(keys)),
+        add_members=insert_ignore(dialect, members).on_conflict_do_nothing(),
+        rename_members=update(members)
+        .where(members.c.id == bindparam("member_id"))
+        .values(display_name=bindparam("name")),
+        answers=known_answers,
+        add_answers=add_answer,
+        add_late_answers=add_answer.returning(answers.c.round_id, answers.c.member_id),
+        add_replies=insert_ignore(dialect, replies)
+        .on_conflict_do_nothing()
+        .returning(replies.c.round_id, replies.c.message_id),
+        reply_texts=select(replies.c.answer_id, replies.c.text, answers.c.updated_at)
+        .join(answers, answers.c.id == replies.c.answer_id)
+        .where(replies.c.answer_id.in_(bindparam("ids", expanding=True)))
+        .order_by(replies.c.answer_id, replies.c.posted_at, replies.c.id),
+        join_texts=update(answers)
+        .where(answers.c.id == bindparam("answer_id"))
+        .values(text=bindparam("joined"), updated_at=bindparam("at")),
+    )
+
+
+@dataclass(frozen=True)
+class _Thread:
+    """What storing a reply needs to know of its thread's round."""
+
+    round_id: int
+    status: str
+    community_id: int
+    private: bool
 
 
 @dataclass
@@ -401,14 +506,29 @@ class AnswerService:
         """Store replies in one transaction with a few statements; outcomes in order.
 
         The same rows, texts, on-time flags and outcomes as storing them one after another in
-        this order. A member's answer is the texts of their replies in posted order.
+        this order. A member's answer is the texts of their replies in posted order. A
+        connection the database dropped (the writer does not ping before a batch) is
+        replaced and the batch stored again: its transaction never committed.
         """
+        try:
+            return await self._store_replies(replies)
+        except Exception as error:
+            if not is_dropped_connection(error):
+                raise
+            log.info("the database dropped a connection; storing %d replies again", len(replies))
+            return await self._store_replies(replies)
+
+    async def _store_replies(
+        self, replies: Sequence[ThreadReply | ReplyEdited]
+    ) -> list[AnswerOutcome]:
+        """Store replies in one transaction (``_record_many`` without its one retry)."""
         outcomes: list[AnswerOutcome] = [IGNORED] * len(replies)
         wanted = [(i, r) for i, r in enumerate(replies) if not r.is_bot and r.text.strip()]
         if not wanted:
             return outcomes
-        async with self.ctx.db.deciding() as session:  # the round's status holds till commit
-            rounds = await self._rounds_of(session, {_thread_key(r) for _, r in wanted})
+        sql = _statements(self.ctx.db.dialect)
+        async with self.ctx.db.writing() as session:  # the round's status holds till commit
+            rounds = await self._threads_of(session, {_thread_key(r) for _, r in wanted})
             unknown = [(i, r) for i, r in wanted if _thread_key(r) not in rounds]
             if unknown:
                 held = set(await self._hold(session, unknown))
@@ -418,49 +538,43 @@ class AnswerService:
                 # look, and its thread is known now. Look again, or the reply would be lost.
                 again = {_thread_key(r) for i, r in unknown if i not in held}
                 if again:
-                    rounds.update(await self._rounds_of(session, again))
+                    rounds.update(await self._threads_of(session, again))
             found = [(i, r, rounds[_thread_key(r)]) for i, r in wanted if _thread_key(r) in rounds]
             found = [f for f in found if outcomes[f[0]].status != AnswerStatus.HELD]
             if not found:
                 return outcomes
-            deleted = set(
-                (
-                    await session.execute(
-                        select(DeletedReply.round_id, DeletedReply.message_id).where(
-                            tuple_(DeletedReply.round_id, DeletedReply.message_id).in_(
-                                {(round_.id, r.message_id) for _, r, (round_, _, _) in found}
-                            )
-                        )
-                    )
-                ).all()
-            )
-            for i, r, (round_, _, _) in found:
-                if (round_.id, r.message_id) in deleted:
-                    outcomes[i] = AnswerOutcome(AnswerStatus.DUPLICATE, round_.id)
-            found = [f for f in found if (f[2][0].id, f[1].message_id) not in deleted]
+            connection = await session.connection()
+            pairs = sorted({(thread.round_id, r.message_id) for _, r, thread in found})
+            deleted = set((await connection.execute(sql.deleted, {"keys": pairs})).all())
+            for i, r, thread in found:
+                if (thread.round_id, r.message_id) in deleted:
+                    outcomes[i] = AnswerOutcome(AnswerStatus.DUPLICATE, thread.round_id)
+            found = [f for f in found if (f[2].round_id, f[1].message_id) not in deleted]
             if not found:
                 return outcomes
             members = await self._members_of(
                 session,
-                {(community, r.member.id): r.member.name for _, r, (_, community, _) in found},
+                {(thread.community_id, r.member.id): r.member.name for _, r, thread in found},
             )
             answers = await self._answers_of(
                 session,
                 {
-                    (round_.id, members[(community, r.member.id)]): (
-                        round_.status == RoundStatus.POSTED,
+                    (thread.round_id, members[(thread.community_id, r.member.id)]): (
+                        thread.status == RoundStatus.POSTED,
                         r.at,
                     )
-                    for _, r, (round_, community, _) in reversed(found)  # the first reply's time
+                    for _, r, thread in reversed(found)  # the first reply's time
                 },
             )
             rows: dict[tuple[int, str], dict[str, Any]] = {}
-            for _, r, (round_, community, _) in found:
-                answer_id = answers[(round_.id, members[(community, r.member.id)])][0]
+            for _, r, thread in found:
+                answer_id = answers[(thread.round_id, members[(thread.community_id, r.member.id)])][
+                    0
+                ]
                 rows.setdefault(
-                    (round_.id, r.message_id),
+                    (thread.round_id, r.message_id),
                     {
-                        "round_id": round_.id,
+                        "round_id": thread.round_id,
                         "answer_id": answer_id,
                         "message_id": r.message_id,
                         "text": r.text.strip(),
@@ -468,27 +582,20 @@ class AnswerService:
                         "edited_at": r.at if isinstance(r, ReplyEdited) else None,
                     },
                 )
-            stored = set(
-                (
-                    await session.execute(
-                        self.ctx.insert_ignore(Reply.__table__)
-                        .on_conflict_do_nothing()
-                        .returning(Reply.round_id, Reply.message_id),
-                        sorted(rows.values(), key=lambda row: row["message_id"]),
-                    )
-                ).all()
-            )
+            ordered = sorted(rows.values(), key=lambda row: row["message_id"])
+            stored = set((await connection.execute(sql.add_replies, ordered)).all())
             latest: dict[int, datetime] = {}
-            for i, r, (round_, community, private) in found:
-                answer_id, on_time = answers[(round_.id, members[(community, r.member.id)])]
-                key = (round_.id, r.message_id)
+            for i, r, thread in found:
+                member_id = members[(thread.community_id, r.member.id)]
+                answer_id, on_time = answers[(thread.round_id, member_id)]
+                key = (thread.round_id, r.message_id)
                 if key in stored:
                     stored.discard(key)  # a second copy of it in this batch is a replay
                     latest[answer_id] = max(latest.get(answer_id, r.at), r.at)
                     status = AnswerStatus.RECORDED if on_time else AnswerStatus.LATE
-                    outcomes[i] = AnswerOutcome(status, round_.id, private=private)
+                    outcomes[i] = AnswerOutcome(status, thread.round_id, private=thread.private)
                 else:
-                    outcomes[i] = AnswerOutcome(AnswerStatus.DUPLICATE, round_.id)
+                    outcomes[i] = AnswerOutcome(AnswerStatus.DUPLICATE, thread.round_id)
             await self._join_many(session, latest)
         self._changed(list(latest))
         return outcomes
@@ -501,45 +608,34 @@ class AnswerService:
             except Exception as error:  # stored all the same; the reveal grades it
                 log.warning("could not pass on %s changed answers: %r", len(answer_ids), error)
 
+    async def _threads_of(
+        self, session: AsyncSession, keys: set[tuple[str, str, str, str]]
+    ) -> dict[tuple[str, str, str, str], _Thread]:
+        """Return the posted or revealed round (and its community) of each thread key.
+
+        Any thread the bot posted for a round counts (a round posted twice has two). On
+        PostgreSQL the rounds are share-locked: a reveal waits for the answers being stored.
+        """
+        connection = await session.connection()
+        sql = _statements(self.ctx.db.dialect)
+        rows = await connection.execute(sql.threads, {"keys": sorted(keys)})
+        found: dict[tuple[str, str, str, str], _Thread] = {}
+        for round_id, status, community, platform, external, channel, thread, mode in rows:
+            found.setdefault(
+                (platform, external, channel, thread),
+                _Thread(round_id, status, community, mode == PRIVATE),
+            )
+        return found
+
     async def _rounds_of(
         self, session: AsyncSession, keys: set[tuple[str, str, str, str]]
     ) -> dict[tuple[str, str, str, str], tuple[Round, int, bool]]:
-        """Return the posted or revealed round (and its community) of each thread key.
-
-        Any thread the bot posted for a round counts (a round posted twice has two).
-        """
-        query = (
-            select(
-                Round,
-                Subscription.community_id,
-                Community.platform,
-                Community.external_id,
-                Subscription.channel_id,
-                RoundThread.message_id,
-                Subscription.answer_mode,
-            )
-            .join(RoundThread, RoundThread.round_id == Round.id)
-            .join(Subscription, Subscription.id == RoundThread.subscription_id)
-            .join(Community, Community.id == Subscription.community_id)
-            .where(
-                tuple_(
-                    Community.platform,
-                    Community.external_id,
-                    Subscription.channel_id,
-                    RoundThread.message_id,
-                ).in_(keys),
-                Round.status.in_([RoundStatus.POSTED, RoundStatus.REVEALED]),
-            )
-            .order_by(Round.id)
-        )
-        if self.ctx.db.dialect == "postgresql":
-            query = query.with_for_update(read=True, of=Round)  # a reveal waits for answers
-        found: dict[tuple[str, str, str, str], tuple[Round, int, bool]] = {}
-        rows = (await session.execute(query)).all()
-        for round_, community, platform, external, channel, thread, mode in rows:
-            found.setdefault(
-                (platform, external, channel, thread), (round_, community, mode == PRIVATE)
-            )
+        """Return the round of each thread key (as ``_threads_of``), loaded to change it."""
+        found = {}
+        for key, thread in (await self._threads_of(session, keys)).items():
+            round_ = await session.get(Round, thread.round_id)
+            assert round_ is not None  # locked (PostgreSQL) or in this process's turn (SQLite)
+            found[key] = (round_, thread.community_id, thread.private)
         return found
 
     async def _hold(
@@ -670,27 +766,26 @@ class AnswerService:
         self, session: AsyncSession, names: dict[tuple[int, str], str]
     ) -> dict[tuple[int, str], int]:
         """Create members on first sight, keep display names current; return their ids."""
-        columns = select(Member.id, Member.community_id, Member.external_id, Member.display_name)
-        known = columns.where(tuple_(Member.community_id, Member.external_id).in_(names))
-        rows = list((await session.execute(known)).all())
+        connection = await session.connection()
+        sql = _statements(self.ctx.db.dialect)
+        rows = list((await connection.execute(sql.members, {"keys": sorted(names)})).all())
         missing = sorted(names.keys() - {(c, e) for _, c, e, _ in rows})
         if missing:  # one cached statement, sent as multi-row VALUES
-            await session.execute(
-                self.ctx.insert_ignore(Member.__table__).on_conflict_do_nothing(),
+            await connection.execute(
+                sql.add_members,
                 [
                     {"community_id": c, "external_id": e, "display_name": names[(c, e)]}
                     for c, e in missing
                 ],
             )
-            created = columns.where(tuple_(Member.community_id, Member.external_id).in_(missing))
-            rows += (await session.execute(created)).all()
+            rows += (await connection.execute(sql.members, {"keys": missing})).all()
         renamed = [
-            {"id": id_, "display_name": names[(c, e)]}
+            {"member_id": id_, "name": names[(c, e)]}
             for id_, c, e, shown in rows
             if names[(c, e)] and names[(c, e)] != shown
         ]
         if renamed:
-            await session.execute(update(Member), renamed)
+            await connection.execute(sql.rename_members, renamed)
         return {(c, e): id_ for id_, c, e, _ in rows}
 
     async def _tally_late(
@@ -722,11 +817,9 @@ class AnswerService:
         self, session: AsyncSession, wanted: dict[tuple[int, int], tuple[bool, datetime]]
     ) -> dict[tuple[int, int], tuple[int, bool]]:
         """Create each (round, member) answer not there yet; return ids and on-time flags."""
-        columns = select(Answer.id, Answer.round_id, Answer.member_id, Answer.on_time)
-        if self.ctx.db.dialect == "postgresql":  # another process joining texts waits for us
-            columns = columns.order_by(Answer.id).with_for_update(of=Answer)
-        known = columns.where(tuple_(Answer.round_id, Answer.member_id).in_(wanted))
-        rows = list((await session.execute(known)).all())
+        connection = await session.connection()
+        sql = _statements(self.ctx.db.dialect)
+        rows = list((await connection.execute(sql.answers, {"keys": sorted(wanted)})).all())
         missing = sorted(wanted.keys() - {(r, m) for _, r, m, _ in rows})
         if missing:
             new = [
@@ -740,42 +833,34 @@ class AnswerService:
                 }
                 for round_id, member_id in missing
             ]
-            insert = self.ctx.insert_ignore(Answer.__table__).on_conflict_do_nothing()
             if on_time := [row for row in new if row["on_time"]]:
-                await session.execute(insert, on_time)
+                await connection.execute(sql.add_answers, on_time)
             if late := [row for row in new if not row["on_time"]]:  # to revealed rounds
-                made = await session.execute(
-                    insert.returning(Answer.round_id, Answer.member_id), late
-                )
+                made = await connection.execute(sql.add_late_answers, late)
                 await self._tally_late(session, [(r, m) for r, m in made.all()], +1)
-            created = columns.where(tuple_(Answer.round_id, Answer.member_id).in_(missing))
-            rows += (await session.execute(created)).all()
+            rows += (await connection.execute(sql.answers, {"keys": missing})).all()
         return {(r, m): (id_, bool(on_time)) for id_, r, m, on_time in rows}
 
-    @staticmethod
-    async def _join_many(session: AsyncSession, latest: dict[int, datetime]) -> None:
+    async def _join_many(self, session: AsyncSession, latest: dict[int, datetime]) -> None:
         """Make each answer's text its replies in posted order; move its updated time on."""
         if not latest:
             return
+        connection = await session.connection()
+        sql = _statements(self.ctx.db.dialect)
         texts: dict[int, list[str]] = {}
         updated: dict[int, datetime] = {}
-        for answer_id, text, updated_at in (
-            await session.execute(
-                select(Reply.answer_id, Reply.text, Answer.updated_at)
-                .join(Answer, Answer.id == Reply.answer_id)
-                .where(Reply.answer_id.in_(latest))
-                .order_by(Reply.answer_id, Reply.posted_at, Reply.id)
-            )
-        ).all():
+        for answer_id, text, updated_at in await connection.execute(
+            sql.reply_texts, {"ids": sorted(latest)}
+        ):
             texts.setdefault(answer_id, []).append(text)
             updated[answer_id] = updated_at
-        await session.execute(
-            update(Answer),
+        await connection.execute(
+            sql.join_texts,
             [
                 {
-                    "id": answer_id,
-                    "text": "\n\n".join(texts[answer_id]),
-                    "updated_at": max(updated[answer_id], at),
+                    "answer_id": answer_id,
+                    "joined": "\n\n".join(texts[answer_id]),
+                    "at": max(updated[answer_id], at),
                 }
                 for answer_id, at in sorted(latest.items())
             ],

@@ -43,6 +43,16 @@ from prepbot.store.models import (
 log = logging.getLogger(__name__)
 
 PENDING, SENT, CLOSED, OFF, FAILED = "pending", "sent", "closed", "off", "failed"
+GRADE_COLUMNS = (
+    "covered",
+    "missed",
+    "red_flags",
+    "points",
+    "stuffed",
+    "graded_by",
+    "graded_at",
+    "text_hash",
+)  # what a new grade replaces of an old one (never ``feedback``: what was sent stays true)
 CLAIM_CHUNK = 50  # feedback messages claimed in one UPDATE before they are sent
 RECENT_ROUNDS = 30  # how far back /prep feedback <id> looks for the member's answer
 
@@ -81,6 +91,8 @@ class FeedbackService:
         self.ctx = ctx
         self._sending: dict[int, asyncio.Task[dict[str, int]]] = {}
         self._pregrading: set[asyncio.Task[None]] = set()
+        self._to_pregrade: set[int] = set()  # stored, waiting for the running pregrading
+        self._upsert: Any = None
 
     def start_delivery(self, round_id: int) -> None:
         """Send a revealed round's feedback in the background (unless it is being sent).
@@ -222,18 +234,28 @@ class FeedbackService:
             await self._store(round_, stale, grades, RubricAnswerGrader.name)
 
     def pregrade_soon(self, answer_ids: Sequence[int]) -> None:
-        """Pregrade in the background: storing (and acknowledging) an answer never waits for it."""
+        """Pregrade in the background: storing (and acknowledging) an answer never waits for it.
+
+        One pregrading runs at a time; answers stored meanwhile wait for the next, which takes
+        them all together. A busy thread's answers are graded in a few large batches (one
+        read, one grading pass and one write each) instead of one small batch per commit.
+        """
         if not answer_ids:
             return
-        task = asyncio.create_task(self._pregrade_logged(list(answer_ids)))
-        self._pregrading.add(task)
-        task.add_done_callback(self._pregrading.discard)
+        self._to_pregrade.update(answer_ids)
+        if not any(not task.done() for task in self._pregrading):
+            task = asyncio.create_task(self._pregrade_waiting(), name="pregrade")
+            self._pregrading.add(task)
+            task.add_done_callback(self._pregrading.discard)
 
-    async def _pregrade_logged(self, answer_ids: list[int]) -> None:
-        try:
-            await self.pregrade(answer_ids)
-        except Exception as error:  # the reveal grades whatever this could not
-            log.warning("could not grade %s stored answers early: %r", len(answer_ids), error)
+    async def _pregrade_waiting(self) -> None:
+        """Pregrade the answers waiting, and those stored meanwhile, until none wait."""
+        while self._to_pregrade:
+            answer_ids, self._to_pregrade = sorted(self._to_pregrade), set()
+            try:
+                await self.pregrade(answer_ids)
+            except Exception as error:  # the reveal grades whatever this could not
+                log.warning("could not grade %s stored answers early: %r", len(answer_ids), error)
 
     async def _store(
         self,
@@ -266,23 +288,7 @@ class FeedbackService:
             }
             for (answer_id, member_id, text), g in zip(answers, grades, strict=True)
         ]
-        insert = ctx.insert_ignore(AnswerGrade)
-        upsert = insert.on_conflict_do_update(
-            index_elements=[AnswerGrade.answer_id],
-            set_={
-                name: getattr(insert.excluded, name)
-                for name in (
-                    "covered",
-                    "missed",
-                    "red_flags",
-                    "points",
-                    "stuffed",
-                    "graded_by",
-                    "graded_at",
-                    "text_hash",
-                )
-            },
-        )
+        upsert = self._grade_upsert()
         # executemany, batched by the driver. A reveal counts the points it finds; points
         # changed after it move the tallies, so this takes turns with a reveal in progress
         # (SQLite: the deciding lock; PostgreSQL: a share lock on the round's row).
@@ -294,12 +300,16 @@ class FeedbackService:
             )
             before: dict[int, int] = {}
             if revealed:
+                # Locked: two gradings of one answer after its reveal (the reveal's own and a
+                # pregrading that read it before) share the round's lock, and must not both
+                # move the tally from the same old points.
                 before = dict(
                     (
                         await session.execute(
-                            select(Answer.id, Answer.points).where(
-                                Answer.id.in_([answer_id for answer_id, _, _ in answers])
-                            )
+                            select(Answer.id, Answer.points)
+                            .where(Answer.id.in_([answer_id for answer_id, _, _ in answers]))
+                            .order_by(Answer.id)
+                            .with_for_update()
                         )
                     ).all()
                 )
@@ -322,6 +332,16 @@ class FeedbackService:
                         for (answer_id, member_id, _), g in zip(answers, grades, strict=True)
                     ],
                 )
+
+    def _grade_upsert(self) -> Any:
+        """Return the statement that writes grades (built once: its ``excluded`` is costly)."""
+        if self._upsert is None:
+            insert = self.ctx.insert_ignore(AnswerGrade)
+            self._upsert = insert.on_conflict_do_update(
+                index_elements=[AnswerGrade.answer_id],
+                set_={name: getattr(insert.excluded, name) for name in GRADE_COLUMNS},
+            )
+        return self._upsert
 
     def _report(self, grader: object, answers: int) -> None:
         """Show in /healthz when an LLM grader fell back to the rubric for a whole batch."""

@@ -52,7 +52,8 @@ def fail_once(app: App, table: str) -> None:
             failed = True
             raise OperationalError(statement, None, ConnectionResetError("connection was closed"))
 
-    event.listen(app.db.engine.sync_engine, "before_cursor_execute", hook)
+    for engine in {app.db.engine, app.db.writer_engine}:  # the answer writer has its own
+        event.listen(engine.sync_engine, "before_cursor_execute", hook)
 
 
 async def replies(app: App) -> int:
