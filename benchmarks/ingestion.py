@@ -1,15 +1,20 @@
 """Answer-ingestion benchmark: signed Slack thread replies from ``wrk`` to the real HTTP endpoint.
 
 Run: python3 benchmarks/ingestion.py [--duration S] [--connections N] [--rate R]
-       [--members M] [--postgres-url URL] [--skip-postgres] [--write docs/benchmarks.md]
+       [--members M] [--replicas N] [--postgres-url URL] [--skip-postgres]
+       [--write docs/benchmarks.md]
+(BENCH_LOG_DIR=DIR keeps the servers' logs there instead of in a temporary folder.)
 It owns the load (events signed here and replayed by a wrk Lua script it writes to a temporary
 folder), the two servers under test, each in a process of its own (prepbot's ``SlackRuntime`` in
 HTTP mode, built by ``build_app``; and a bare slack-bolt app that only acknowledges, served by the
 same aiohttp adapter calls), and the "Answer ingestion" section of docs/benchmarks.md; every figure
-sits beside the bare app's, measured in the same run. It reaches prepbot only through the
-composition root, ``SlackRuntime``, the admin and rounds services (to open a round) and a row count
-of ``replies``: it must not import the answer service or other internals it measures, and it sends
-traffic only to 127.0.0.1 (the bot's own Web API calls go to the fake Slack of tests/slack_fake.py).
+sits beside the bare app's, measured in the same run. A last PostgreSQL run puts ``--replicas``
+prepbot processes behind Debian's HAProxy with deploy/haproxy.cfg (docs/replicas.md) and sends
+the same load to HAProxy. It reaches prepbot only through the composition root, ``SlackRuntime``,
+the admin and rounds services (to open a round), the ``HealthServer`` (for HAProxy's health
+checks) and a row count of ``replies``: it must not import the answer service or other internals
+it measures, and it sends traffic only to 127.0.0.1 (the bot's own Web API calls go to the fake
+Slack of tests/slack_fake.py).
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ BOT_TOKEN = "xoxb-test"  # FakeSlack's default
 TEAM = "T0001"
 CHANNEL = "C0BENCH"
 PATH = "/slack/events"
+HAPROXY_CFG = Path(__file__).resolve().parents[1] / "deploy" / "haproxy.cfg"
 THREADS = 2
 STORED_SHARE = 0.25  # answers stored per second, as a share of the bare app's acks per second
 P99_LIMIT = 0.050  # seconds, at the paced rate
@@ -52,13 +58,27 @@ ANSWER = "Ring all-reduce: each GPU sends and receives 2(N-1)/N of the gradient 
 FINDING = (
     "History: the first run of this benchmark stored 122 answers/s on SQLite and 89/s on "
     "PostgreSQL (4% and 3% of the bare app): each reply was its own transaction of 10 "
-    "statements, and on this machine one round trip to PostgreSQL or one aiosqlite thread "
-    "hop costs about 0.4 ms of the bot's CPU. Replies now go through one queue, and those "
-    "waiting together are stored in one transaction with a few multi-row statements, each "
-    "acknowledged after that commit (`services/answers.py`, group commit). Several writers "
-    "on PostgreSQL were tried and were slower (smaller batches, more statements an answer). "
-    "What is left is CPU in the bot's one event loop: bolt's request handling (the whole "
-    "cost of the bare app) plus SQLAlchemy building and running about ten statements a batch."
+    "statements. Replies now go through one queue, and those waiting together are stored in "
+    "one transaction with a few multi-row statements, each acknowledged after that commit "
+    "(`services/answers.py`, group commit): 18% and 17% on 2026-11-28. Since then every "
+    "stored answer is also graded against its rubric as it is stored (issue 13) and gets "
+    "its ✅ reaction (a `reactions.add` call, in the background: off the acknowledgement's "
+    "path, but on the same CPU), and the shared machine has shown up to a third of its CPU "
+    "time as steal; the share fell to 11 to 15%. For issue 17 the batch statements are Core "
+    "statements built once per dialect, the writer's PostgreSQL pool skips "
+    "`pool_pre_ping`, and grading runs as one task that takes every answer stored "
+    "meanwhile. Why 25% is still missed: at full speed the server process runs at 80 to 90% "
+    "of a core, so the limit is CPU per answer, about 2 ms against the bare app's 0.3 ms "
+    "per acknowledgement. A py-spy profile of the server during the full-speed run puts "
+    "about a fifth of its samples in the database driver's thread (aiosqlite) or asyncpg, "
+    "a fifth in aiohttp and bolt handling the request (the bare app's whole cost), a tenth "
+    "in the reaction call, and the rest in SQLAlchemy executing the batch, grading and the "
+    "event loop. The writer alternates between a batch of one and a batch of about 31 (every "
+    "connection waiting): a batch's wall time is set by the CPU of everything else on the "
+    "loop, not by its statements, so larger batches alone do not help. Replicas: on this "
+    "2-core machine the replicas share the two cores with wrk, HAProxy, PostgreSQL and the "
+    "fake Slack, so that run shows what the load balancer costs and that nothing is lost "
+    "or doubled through it, not how replicas scale on machines of their own."
 )
 
 
@@ -153,17 +173,19 @@ end
 
 
 async def serve_prepbot(
-    database_url: str, api_url: str, members: int
-) -> tuple[int, str, Callable[[], Awaitable[None]]]:
-    """Start prepbot's Slack endpoint with an open round; return its port, thread and stopper.
+    database_url: str, api_url: str, members: int, join: bool = False
+) -> tuple[dict[str, object], Callable[[], Awaitable[None]]]:
+    """Start prepbot's Slack endpoint with an open round; return its ports, thread and stopper.
 
     Members' display names are looked up (users.info) before the load starts, as a bot that
-    has been running has them cached.
+    has been running has them cached. A replica (``join``) serves the round another one
+    opened on the same database. /healthz is served too, for a load balancer's checks.
     """
     from prepbot.app import build_app
     from prepbot.core.clock import SystemClock
     from prepbot.core.commands import ScheduleChange
     from prepbot.core.events import Place
+    from prepbot.observability import HealthServer
     from prepbot.platforms.slack.adapter import SlackRuntime
     from prepbot.settings import Settings
 
@@ -182,25 +204,32 @@ async def serve_prepbot(
         }
     )
     app = await build_app(settings, SystemClock())
-    group = await app.services.admin.subscribe(Place("slack", TEAM, CHANNEL), ScheduleChange())
     runtime = SlackRuntime(settings.slack, app.services)
     await runtime.start()
-    outcome = await app.services.rounds.post_round(group.id, datetime.now(UTC).date())
-    assert outcome is not None
-    assert outcome.round.question_message_id is not None
+    thread = ""
+    if not join:
+        place = Place("slack", TEAM, CHANNEL)
+        group = await app.services.admin.subscribe(place, ScheduleChange())
+        outcome = await app.services.rounds.post_round(group.id, datetime.now(UTC).date())
+        assert outcome is not None
+        assert outcome.round.question_message_id is not None
+        thread = outcome.round.question_message_id
     assert runtime.port is not None
+    health = HealthServer(app.services.ctx.metrics, {})
+    await health.start("127.0.0.1", 0)
     users = member_ids(members)
     for start in range(0, len(users), 32):
         await asyncio.gather(*(runtime.display_name(user) for user in users[start : start + 32]))
 
     async def stop() -> None:
+        await health.stop()
         await runtime.stop()
         await app.close()
 
-    return runtime.port, outcome.round.question_message_id, stop
+    return {"port": runtime.port, "health": health.port, "thread": thread}, stop
 
 
-async def serve_baseline(api_url: str) -> tuple[int, str, Callable[[], Awaitable[None]]]:
+async def serve_baseline(api_url: str) -> tuple[dict[str, object], Callable[[], Awaitable[None]]]:
     """Start a bare slack-bolt app that only acknowledges, served like SlackRuntime serves."""
     from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
     from slack_bolt.async_app import AsyncApp
@@ -226,16 +255,16 @@ async def serve_baseline(api_url: str) -> tuple[int, str, Callable[[], Awaitable
     runner = web.AppRunner(web_app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
-    return int(runner.addresses[0][1]), "", runner.cleanup
+    return {"port": int(runner.addresses[0][1]), "thread": ""}, runner.cleanup
 
 
 async def serve(kind: str, database_url: str, api_url: str, members: int) -> None:
-    """Run one server until standard input closes; announce its port on standard output."""
-    if kind == "prepbot":
-        port, thread, stop = await serve_prepbot(database_url, api_url, members)
+    """Run one server until standard input closes; announce its ports on standard output."""
+    if kind == "baseline":
+        ready, stop = await serve_baseline(api_url)
     else:
-        port, thread, stop = await serve_baseline(api_url)
-    print("READY " + json.dumps({"port": port, "thread": thread}), flush=True)
+        ready, stop = await serve_prepbot(database_url, api_url, members, join=kind == "replica")
+    print("READY " + json.dumps(ready), flush=True)
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
     await stop()
 
@@ -306,10 +335,12 @@ class WrkRun:
 class Server:
     """A server under test in its own process, stopped by closing its standard input."""
 
-    def __init__(self, process: asyncio.subprocess.Process, port: int, thread: str) -> None:
+    def __init__(self, process: asyncio.subprocess.Process, ready: dict[str, object]) -> None:
         self.process = process
-        self.url = f"http://127.0.0.1:{port}{PATH}"
-        self.thread = thread
+        self.port = int(str(ready["port"]))
+        self.url = f"http://127.0.0.1:{self.port}{PATH}"
+        self.health_port = int(str(ready.get("health") or 0))
+        self.thread = str(ready["thread"])
 
     @classmethod
     async def start(
@@ -338,8 +369,7 @@ class Server:
             process.kill()
             await process.wait()
             raise RuntimeError(f"the {kind} server did not start: see {log}\n{_tail(log)}")
-        ready = json.loads(line.removeprefix("READY "))
-        return cls(process, int(ready["port"]), str(ready["thread"]))
+        return cls(process, json.loads(line.removeprefix("READY ")))
 
     async def stop(self) -> None:
         """Close its input, then wait for it to finish (killing it after 30 s)."""
@@ -485,16 +515,108 @@ def problems(run: WrkRun, stored: int, connections: int) -> list[str]:
     return found
 
 
+class LoadBalancer:
+    """Debian's HAProxy with deploy/haproxy.cfg in front of the replicas (one server line each)."""
+
+    def __init__(self, replicas: list[Server], folder: Path) -> None:
+        self.replicas = replicas
+        self.folder = folder
+        self.port, self.stats_port = free_port(), free_port()
+        self.url = f"http://127.0.0.1:{self.port}{PATH}"
+        self.process: asyncio.subprocess.Process | None = None
+
+    def config(self) -> Path:
+        """Write deploy/haproxy.cfg with one ``server`` line per replica; return its path."""
+        lines = HAPROXY_CFG.read_text(encoding="utf-8").splitlines()
+        servers = [n for n, line in enumerate(lines) if line.strip().startswith("server replica")]
+        template = lines[servers[0]]
+        wanted = [
+            template.replace("REPLICA1", f"REPLICA{n}").replace("replica1", f"replica{n}")
+            for n in range(1, len(self.replicas) + 1)
+        ]
+        lines[servers[0] : servers[-1] + 1] = wanted
+        path = self.folder / "haproxy.cfg"
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        return path
+
+    async def start(self, log: Path) -> None:
+        """Start HAProxy and wait until it sees every replica up (its /healthz answers)."""
+        env = {
+            **os.environ,
+            "LB_BIND": f"127.0.0.1:{self.port}",
+            "LB_STATS_BIND": f"127.0.0.1:{self.stats_port}",
+            "LB_DNS": f"127.0.0.1:{free_port()}",  # unused: the replicas are addresses
+        }
+        for n, replica in enumerate(self.replicas, 1):
+            env[f"LB_REPLICA{n}"] = f"127.0.0.1:{replica.port}"
+            env[f"LB_REPLICA{n}_HEALTH_PORT"] = str(replica.health_port)
+        with log.open("ab") as out:
+            self.process = await asyncio.create_subprocess_exec(
+                "haproxy", "-db", "-f", str(self.config()), env=env, stdout=out, stderr=out
+            )
+        import aiohttp
+
+        stats = f"http://127.0.0.1:{self.stats_port}/stats;csv"
+        deadline = time.monotonic() + 60
+        async with aiohttp.ClientSession() as session:
+            while time.monotonic() < deadline:
+                if self.process.returncode is not None:
+                    raise RuntimeError(f"haproxy exited: see {log}\n{_tail(log)}")
+                try:
+                    async with session.get(stats) as response:
+                        rows = (await response.text()).splitlines()[1:]
+                    up = [r for r in rows if r.startswith("prepbot,replica") and ",UP," in r]
+                    if len(up) == len(self.replicas):
+                        return
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.2)
+        raise RuntimeError(f"haproxy never saw every replica up: see {log}\n{_tail(log)}")
+
+    async def stop(self) -> None:
+        """Stop HAProxy."""
+        if self.process is not None and self.process.returncode is None:
+            self.process.terminate()
+            await self.process.wait()
+
+
+def free_port() -> int:
+    """Return a TCP port free on 127.0.0.1 right now."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 async def measure(
-    database: str, url: str, fake: FakeSlack, args: argparse.Namespace, folder: Path
+    database: str,
+    url: str,
+    fake: FakeSlack,
+    args: argparse.Namespace,
+    folder: Path,
+    replicas: int = 1,
 ) -> tuple[list[Row], list[str]]:
-    """Measure the bare app and prepbot on one database; return the rows and any problems."""
+    """Measure the bare app and prepbot on one database; return the rows and any problems.
+
+    With ``replicas`` > 1, prepbot is that many processes behind HAProxy, and its figures
+    are those of requests sent to HAProxy.
+    """
     script = folder / "replay.lua"
     script.write_text(LUA, encoding="utf-8")
     events_file = folder / "events.tsv"
-    log = folder / f"{database}-servers.log"
+    log = Path(os.environ.get("BENCH_LOG_DIR", folder)) / f"{database}-servers.log"
     prepbot = await Server.start("prepbot", url, fake.api_url, args.members, log)
+    joined = [
+        await Server.start("replica", url, fake.api_url, args.members, log)
+        for _ in range(replicas - 1)
+    ]
+    balancer = LoadBalancer([prepbot, *joined], folder) if joined else None
     baseline = await Server.start("baseline", url, fake.api_url, args.members, log)
+    if balancer is not None:
+        await balancer.start(log)
+        database = f"{database}, {replicas} replicas behind HAProxy"
+    target = balancer.url if balancer is not None else prepbot.url
     trouble: list[str] = []
     load = os.getloadavg()[0]
     try:
@@ -510,7 +632,7 @@ async def measure(
         signed = events.write(events_file, math.ceil(bare.rate * seconds * 1.3) + 1_000)
         before = await stored_replies(url)
         full = await wrk(
-            script, prepbot.url, events_file, signed, connections=c, seconds=seconds, cycle=False
+            script, target, events_file, signed, connections=c, seconds=seconds, cycle=False
         )
         full_stored = await stored_replies(url) - before
         full_problems = problems(full, full_stored, c)
@@ -533,7 +655,7 @@ async def measure(
         before = await stored_replies(url)
         paced = await wrk(
             script,
-            prepbot.url,
+            target,
             events_file,
             signed,
             connections=paced_c,
@@ -549,8 +671,10 @@ async def measure(
         trouble += [f"{database}, at {rate:,}/s: {p}" for p in paced_problems]
         note = await durability(url)
     finally:
-        await prepbot.stop()
-        await baseline.stop()
+        if balancer is not None:
+            await balancer.stop()
+        for server in (prepbot, *joined, baseline):
+            await server.stop()
 
     share = full_stored / full.seconds / bare.rate
     stored_rate = full_stored / full.seconds
@@ -649,6 +773,12 @@ def _wrk_version() -> str:
 
 
 async def main(args: argparse.Namespace) -> int:
+    if args.replicas > 1 and not args.skip_postgres and shutil.which("haproxy") is None:
+        print(
+            "haproxy is not installed: `apt-get install -y haproxy` (Debian), or --replicas 0.",
+            file=sys.stderr,
+        )
+        return 2
     if shutil.which("wrk") is None:
         print(
             "wrk is not installed: `apt-get install -y wrk` (Debian) and run this again.",
@@ -658,6 +788,7 @@ async def main(args: argparse.Namespace) -> int:
     rows: list[Row] = []
     notes: list[str] = []
     async with FakeSlack(team_id=TEAM) as fake:
+        fake.unseen_messages_exist = True  # the members' replies go from wrk to the bot only
         for n, user in enumerate(member_ids(args.members), 1):
             fake.add_user(user, f"member {n}")
         if not args.skip_sqlite:
@@ -671,6 +802,13 @@ async def main(args: argparse.Namespace) -> int:
                 with tempfile.TemporaryDirectory(prefix="prepbot-ingestion-") as folder:
                     got, said = await measure("postgresql", url, fake, args, Path(folder))
                     rows, notes = rows + got, notes + said
+            if args.replicas > 1:  # a fresh database: the same starting point as one process
+                async with throwaway_postgres(args.postgres_url) as url:
+                    with tempfile.TemporaryDirectory(prefix="prepbot-ingestion-") as folder:
+                        got, said = await measure(
+                            "postgresql", url, fake, args, Path(folder), args.replicas
+                        )
+                        rows, notes = rows + got, notes + said
     lines = section(args, rows, notes)
     print("\n".join(lines))
     if args.write:
@@ -693,10 +831,18 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--postgres-url", default="postgresql://postgres@127.0.0.1:5432/test", help="admin URL"
     )
+    parser.add_argument(
+        "--replicas",
+        type=int,
+        default=2,
+        help="prepbot processes behind HAProxy in the extra PostgreSQL run (0 or 1: no such run)",
+    )
     parser.add_argument("--skip-postgres", action="store_true")
     parser.add_argument("--skip-sqlite", action="store_true")
     parser.add_argument("--write", type=Path, help="replace this section of that results file")
-    parser.add_argument("--serve", choices=["prepbot", "baseline"], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--serve", choices=["prepbot", "replica", "baseline"], help=argparse.SUPPRESS
+    )
     parser.add_argument("--database-url", help=argparse.SUPPRESS)
     parser.add_argument("--api-url", help=argparse.SUPPRESS)
     return parser.parse_args(argv)

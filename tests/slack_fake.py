@@ -216,6 +216,9 @@ class FakeSlack:
         self.users: dict[str, dict[str, Any]] = {}
         self.channel_errors: dict[str, str] = {}
         self.messages: dict[str, list[dict[str, Any]]] = {}
+        # Messages this fake never saw exist all the same (a load generator posts members'
+        # replies straight to the bot): reactions to them succeed instead of message_not_found.
+        self.unseen_messages_exist = False
         self.ephemerals: list[dict[str, Any]] = []
         self.views: list[dict[str, Any]] = []  # modals opened with views.open, oldest first
         self.responses: list[tuple[str, dict[str, Any]]] = []
@@ -784,6 +787,8 @@ class FakeSlack:
         if channel in self.channel_errors:
             return {"ok": False, "error": self.channel_errors[channel]}
         message = self._find(channel, ts)
+        if message is None and self.unseen_messages_exist:
+            return {"ok": True}
         if message is None:
             return {"ok": False, "error": "message_not_found"}
         reactions: list[dict[str, Any]] = message.setdefault("reactions", [])
