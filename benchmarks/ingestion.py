@@ -42,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.slack_fake import FakeSlack, event_callback, message_event
 
 from benchmarks.databases import throwaway_postgres
+from benchmarks.footprint import free_port
 from benchmarks.report import machine, write_section
 
 HEADING = "Answer ingestion"
@@ -578,15 +579,6 @@ class LoadBalancer:
         if self.process is not None and self.process.returncode is None:
             self.process.terminate()
             await self.process.wait()
-
-
-def free_port() -> int:
-    """Return a TCP port free on 127.0.0.1 right now."""
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 async def measure(

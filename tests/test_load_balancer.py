@@ -101,6 +101,16 @@ def haproxy_seconds(value: str) -> float:
     return int(found[1]) * scale[found[2]]
 
 
+def end_process(process: subprocess.Popen[bytes], grace: float) -> None:
+    """Ask a process to stop (SIGTERM); kill it if it has not within ``grace`` seconds."""
+    process.terminate()
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
+
+
 def free_port() -> int:
     """Return a TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as probe:
@@ -179,12 +189,7 @@ class Replica:
         if self.process is None or self.process.poll() is not None:
             return
         self.process.send_signal(signal.SIGCONT)  # a frozen one cannot handle SIGTERM
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
+        end_process(self.process, grace=20)
 
 
 @dataclass
@@ -267,12 +272,7 @@ class LoadBalancer:
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+            end_process(self.process, grace=10)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ chat platform library.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 from collections.abc import Sequence
@@ -92,7 +93,6 @@ class FeedbackService:
         self._sending: dict[int, asyncio.Task[dict[str, int]]] = {}
         self._pregrading: set[asyncio.Task[None]] = set()
         self._to_pregrade: set[int] = set()  # stored, waiting for the running pregrading
-        self._upsert: Any = None
 
     def start_delivery(self, round_id: int) -> None:
         """Send a revealed round's feedback in the background (unless it is being sent).
@@ -288,7 +288,7 @@ class FeedbackService:
             }
             for (answer_id, member_id, text), g in zip(answers, grades, strict=True)
         ]
-        upsert = self._grade_upsert()
+        upsert = self._grade_upsert
         # executemany, batched by the driver. A reveal counts the points it finds; points
         # changed after it move the tallies, so this takes turns with a reveal in progress
         # (SQLite: the deciding lock; PostgreSQL: a share lock on the round's row).
@@ -333,15 +333,14 @@ class FeedbackService:
                     ],
                 )
 
+    @functools.cached_property
     def _grade_upsert(self) -> Any:
-        """Return the statement that writes grades (built once: its ``excluded`` is costly)."""
-        if self._upsert is None:
-            insert = self.ctx.insert_ignore(AnswerGrade)
-            self._upsert = insert.on_conflict_do_update(
-                index_elements=[AnswerGrade.answer_id],
-                set_={name: getattr(insert.excluded, name) for name in GRADE_COLUMNS},
-            )
-        return self._upsert
+        """The statement that writes grades (built once: its ``excluded`` is costly)."""
+        insert = self.ctx.insert_ignore(AnswerGrade)
+        return insert.on_conflict_do_update(
+            index_elements=[AnswerGrade.answer_id],
+            set_={name: getattr(insert.excluded, name) for name in GRADE_COLUMNS},
+        )
 
     def _report(self, grader: object, answers: int) -> None:
         """Show in /healthz when an LLM grader fell back to the rubric for a whole batch."""

@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -149,8 +150,6 @@ class Database:
 
 def is_dropped_connection(error: BaseException) -> bool:
     """Say whether ``error`` is a connection the database dropped (safe to run again)."""
-    from sqlalchemy.exc import DBAPIError
-
     return isinstance(error, DBAPIError) and bool(error.connection_invalidated)
 
 
