@@ -888,7 +888,14 @@ class DiscordRuntime:
         return self.client.is_ready() and not self.client.is_closed() and self.client.ws is not None
 
     async def stop(self) -> None:
-        """Close the gateway, let events being handled finish storing, close the session."""
+        """Let events under way and pending answer counts finish, then close the connection.
+
+        The REST session closes with the gateway, so anything still editing a post (a private
+        group's "🔒 N answers so far") gets its chance first; events that arrive while closing
+        are drained after.
+        """
+        await self.in_flight.drain(timeout=5)
+        await self.services.private.drain(timeout=5)
         await self.client.close()
         await self.in_flight.drain()
         if self._task is not None:

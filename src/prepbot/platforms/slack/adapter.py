@@ -690,6 +690,7 @@ class SlackRuntime:
             await self._runner.cleanup()
             self._runner = None
         await self.in_flight.drain()
+        await self.services.private.drain(timeout=5)  # counts still editing posts
         if self._session is not None:
             await self._session.close()
             self._session = None
