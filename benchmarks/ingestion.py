@@ -39,10 +39,10 @@ from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from tests.loopback import free_port
 from tests.slack_fake import FakeSlack, event_callback, message_event
 
 from benchmarks.databases import throwaway_postgres
-from benchmarks.footprint import free_port
 from benchmarks.report import machine, write_section
 
 HEADING = "Answer ingestion"

@@ -28,7 +28,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from collections import Counter
@@ -41,6 +40,7 @@ import aiohttp
 import pytest
 
 from tests.fuzzing import in_ci
+from tests.loopback import free_port
 from tests.slack_fake import FakeSlack, event_callback, message_event, sign
 
 REPO = Path(__file__).resolve().parents[1]
@@ -109,13 +109,6 @@ def end_process(process: subprocess.Popen[bytes], grace: float) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait(timeout=10)
-
-
-def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def tail(path: Path, lines: int = 30) -> str:

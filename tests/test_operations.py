@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -22,6 +21,7 @@ from prepbot.core.clock import ManualClock
 from prepbot.settings import Settings
 from prepbot.store.models import Answer, Member, Subscription
 from tests.discord_fake import FakeDiscord
+from tests.loopback import free_port
 from tests.slack_fake import FakeSlack, event_callback, message_event, next_ts
 
 SLACK_BOT = "xoxb-111-222-SUPERSECRETbot"
@@ -156,12 +156,6 @@ async def test_doctor_checks_everything_and_names_what_to_fix(
         in report.stdout
     )
     assert "SUPERSECRET" not in report.stdout + report.stderr
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 async def healthz(port: int) -> tuple[int, dict[str, Any]]:
