@@ -15,6 +15,7 @@ import contextlib
 import difflib
 import gc
 import hashlib
+import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -221,16 +222,37 @@ def _pack_root(path: Path) -> Path:
     return path.parent
 
 
-def _scenario_files(path: Path) -> Iterator[Path]:
+def _scenario_files(path: Path) -> list[Path]:
+    """Return a pack's scenario files in path order: hidden names and its topics file left out.
+
+    A walk over ``os.scandir`` (each entry's type comes with the listing), not ``rglob``: the
+    loader lists the built-in bank on every load, and pathlib's per-path parsing made that
+    listing most of the time of loading one small team pack.
+    """
     if path.is_file():
-        yield path
-        return
-    for file in sorted(path.rglob("*")):
-        relative = file.relative_to(path)
-        if any(part.startswith(".") for part in relative.parts):
-            continue
-        if file.suffix in SCENARIO_SUFFIXES and file.is_file() and relative != Path(TOPICS_FILE):
-            yield file
+        return [path]
+    found: list[tuple[str, ...]] = []
+
+    def walk(folder: str, parts: tuple[str, ...]) -> None:
+        try:
+            with os.scandir(folder) as entries:
+                listed = list(entries)
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        for entry in listed:
+            if entry.name.startswith("."):
+                continue
+            if entry.is_dir(follow_symlinks=False):  # as rglob: no symlinked folders
+                walk(entry.path, (*parts, entry.name))
+            elif (
+                os.path.splitext(entry.name)[1] in SCENARIO_SUFFIXES
+                and entry.is_file()
+                and (parts or entry.name != TOPICS_FILE)
+            ):
+                found.append((*parts, entry.name))
+
+    walk(str(path), ())
+    return [path.joinpath(*parts) for parts in sorted(found)]
 
 
 def _read_topics(path: Path, report: PackReport, *, required: bool) -> None:
