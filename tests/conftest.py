@@ -226,3 +226,18 @@ def seed_catalog(seed_bank: Path) -> Any:
     report = load_packs([seed_bank], builtin_topics=False)
     assert report.ok, report.problems
     return Catalog((s.scenario for s in report.scenarios), report.topics)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the slow tests first, the longest first, so no worker is left with one at the end.
+
+    ``--dist worksteal`` (pyproject's addopts) lets an idle worker take queued tests from a busy
+    one, but a test already running cannot move: one that starts last decides the run's end.
+    ``@pytest.mark.slow(seconds=N)`` gives N, its duration in the last CI run.
+    """
+
+    def seconds(item: pytest.Item) -> float:
+        marker = item.get_closest_marker("slow")
+        return 0.0 if marker is None else float(marker.kwargs.get("seconds", 60))
+
+    items.sort(key=seconds, reverse=True)  # stable: the rest keep their order

@@ -221,6 +221,7 @@ async def deliver(send: Callable[[], Awaitable[None]], attempts: int = 10) -> No
                 raise
 
 
+@pytest.mark.slow(seconds=22)
 @pytest.mark.parametrize("kinds", [NO_TIMEOUTS, ALL_FAULTS], ids=["429-500", "429-500-timeout"])
 async def test_slack_delivers_every_post_and_reveal_through_faults(
     fault_db: str, slack_fake: FakeSlack, kinds: tuple[str, ...]
@@ -335,6 +336,7 @@ async def discord_running(
         await app.close()
 
 
+@pytest.mark.slow(seconds=26)
 async def test_discord_delivers_every_post_and_reveal_through_faults_exactly_once(
     fault_db: str, discord_fake: FakeDiscord
 ):

@@ -136,6 +136,7 @@ async def slack() -> AsyncIterator[FakeSlack]:
         yield fake
 
 
+@pytest.mark.slow(seconds=40)
 async def test_a_sigkill_among_modal_submissions_loses_no_acknowledged_answer(
     database_url: str, slack: FakeSlack, tmp_path: Path
 ):

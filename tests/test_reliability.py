@@ -372,6 +372,7 @@ def world(database_url: str, tmp_path: Path) -> Iterator[World]:
     made.stop_all()
 
 
+@pytest.mark.slow(seconds=130)
 def test_random_sigkills_lose_no_acknowledged_answer_and_post_and_reveal_once(world: World):
     schedules = subscribe_channels(world.url, CRASH_CHANNELS)
     run = CrashRun(world, _seed(), schedules)
@@ -416,6 +417,7 @@ def replica_channels() -> dict[str, str]:
     return specs
 
 
+@pytest.mark.slow(seconds=490)
 def test_two_replicas_post_and_reveal_every_round_once_over_many_days(
     postgres_url: str, tmp_path: Path
 ):

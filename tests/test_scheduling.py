@@ -44,6 +44,7 @@ def posts_per_round(platform: RecordingPlatform) -> Counter[tuple[str, date | No
     return Counter((channel, card.round_date) for channel, card in platform.questions)
 
 
+@pytest.mark.slow(seconds=30)
 async def test_a_month_in_three_zones_posts_and_reveals_every_round_once(
     app: App, platform: RecordingPlatform, clock: ManualClock
 ):

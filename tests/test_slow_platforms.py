@@ -420,7 +420,7 @@ async def test_slack_a_post_made_before_its_process_died_is_found_not_posted_aga
     assert f"<@{ALICE}>" in json.dumps(reveal["blocks"])
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=55)
 async def test_slack_at_the_issues_scale_a_35_s_answer_and_a_20_s_retry_after(
     one_database: str, slack: FakeSlack
 ):

@@ -1263,12 +1263,14 @@ async def discord_world() -> AsyncIterator[DiscordWorld]:
             yield DiscordWorld(fake, scale())
 
 
+@pytest.mark.slow(seconds=55)
 async def test_slack_soak(database_url: str, slack_world: SlackWorld):
     outcome = await soak(slack_world, database_url)
     print(f"\nsoak result: {report(outcome)}")
     assert_sound(outcome)
 
 
+@pytest.mark.slow(seconds=65)
 async def test_discord_soak(database_url: str, discord_world: DiscordWorld):
     outcome = await soak(discord_world, database_url)
     print(f"\nsoak result: {report(outcome)}")

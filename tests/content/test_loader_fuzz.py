@@ -81,12 +81,14 @@ def _check(text: str) -> None:
             assert str(problem) == f"{where}: {problem.field}: {problem.message}"
 
 
+@pytest.mark.slow(seconds=140)
 @settings(max_examples=fuzz_cases(300), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(field=st.sampled_from(sorted(VALID_SCENARIO)), value=json_values)
 def test_any_value_in_any_field_is_reported_not_raised(field: str, value: Any):
     _check(yaml.dump(scenario_data(**{field: value}) if value is not None else {}, Dumper=DUMPER))
 
 
+@pytest.mark.slow(seconds=55)
 @settings(max_examples=fuzz_cases(300), deadline=None)
 @given(text=st.text(alphabet=st.characters(codec="utf-8"), max_size=200))
 def test_arbitrary_text_is_reported_not_raised(text: str):
@@ -97,6 +99,7 @@ def test_arbitrary_text_is_reported_not_raised(text: str):
 @given(
     cut=st.integers(min_value=0, max_value=2000), junk=st.sampled_from(list(":-[]{}\"'&*!|>%@`\t"))
 )
+@pytest.mark.slow(seconds=65)
 def test_a_damaged_valid_file_is_reported_not_raised(cut: int, junk: str):
     text = VALID_TEXT
     cut = min(cut, len(text))

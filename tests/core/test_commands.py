@@ -132,6 +132,7 @@ def zone_list_read_once() -> Iterator[None]:
         ).map(" ".join),
     )
 )
+@pytest.mark.slow(seconds=35)
 def test_any_input_is_a_command_or_a_usage_message(text: str):
     message = None
     try:

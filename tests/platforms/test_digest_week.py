@@ -18,6 +18,7 @@ from io import BytesIO
 from pathlib import Path
 from typing import Any
 
+import pytest
 from PIL import Image
 from sqlalchemy import select
 
@@ -79,6 +80,7 @@ async def play_week(
     return digests
 
 
+@pytest.mark.slow(seconds=23)
 async def test_a_week_on_slack_ends_with_one_digest_per_group_and_its_uploaded_picture(
     database_url: str,
     slack: FakeSlack,  # noqa: F811  (the fixture)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -101,6 +102,7 @@ _payloads = st.recursive(
 )
 
 
+@pytest.mark.slow(seconds=70)
 @settings(max_examples=fuzz_cases(), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(payload=_payloads | _payloads.map(lambda junk: update() | junk))
 def test_any_update_payload_is_an_edit_or_ignored_never_raised(payload: dict[str, Any]):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -115,6 +116,7 @@ _payloads = st.recursive(
 )
 
 
+@pytest.mark.slow(seconds=70)
 @settings(max_examples=fuzz_cases(), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_payloads)
 def test_any_payload_is_translated_or_ignored_never_raised(payload: dict[str, object]):
