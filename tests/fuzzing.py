@@ -1,6 +1,6 @@
 """The scale of the reliability tests: the issue's full scale in CI, smaller on a laptop.
 
-CI (``.ci/run`` exports CI=true) runs 10,000 cases of each property-based fuzz test and 100 of
+CI (``.ci/run`` exports CI=true) runs 10,000 cases of each property-based fuzz test and 50 of
 the replica test's simulated days (200 with ``PREPBOT_REPLICA_DAYS=200``, about 13 minutes);
 a plain local ``pytest`` runs fewer so it stays quick.
 """
