@@ -493,13 +493,32 @@ async def discord_running(
     )
     app = await build_app(configured, ManualClock(datetime.now(UTC)))
     app.services.ctx.lease = LEASE
-    runtime = DiscordRuntime(configured.discord, app.services)
     try:
-        await runtime.start(timeout=30)
-        yield app, runtime
+        runtime = await _logged_in(configured, app)
+        try:
+            yield app, runtime
+        finally:
+            await runtime.stop()
     finally:
-        await runtime.stop()
         await app.close()
+
+
+async def _logged_in(configured: Settings, app: App, tries: int = 3) -> DiscordRuntime:
+    """Start a Discord runtime; on a timeout, a new one, as prepbot's start-up tries again.
+
+    With a one-second deadline on every REST exchange, a loaded CI machine once took longer
+    than that to answer the login's first call (GET /users/@me).
+    """
+    for attempt in range(1, tries + 1):
+        runtime = DiscordRuntime(configured.discord, app.services)
+        try:
+            await runtime.start(timeout=30)
+            return runtime
+        except TimeoutError:
+            await runtime.stop()
+            if attempt == tries:
+                raise
+    raise AssertionError("unreachable")
 
 
 async def discord_command(fake: FakeDiscord, name: str) -> str:
