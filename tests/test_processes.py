@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import time
 from collections import Counter
@@ -91,19 +90,17 @@ def test_two_replicas_post_and_reveal_each_round_once_across_a_leader_kill(
         replicas = [world.fork(), world.fork()]
         for replica in replicas:
             replica.wait_ready()
-        _wait_for_a_leader(replicas)
+        leader = _wait_for_a_leader(replicas)
         killed = False
         for step in range(int(timedelta(days=8) / timedelta(hours=2))):
             now += timedelta(hours=2)
             world.set_time(now)
             time.sleep(0.15)
             if step == 40 and not killed:
-                posting = Counter(r["pid"] for r in world.records()).most_common(1)[0][0]
-                leader = int(str(posting))
                 time.sleep(0.3)  # let the leader finish what it started
-                os.kill(leader, signal.SIGKILL)
+                leader.signal(signal.SIGKILL)
                 killed = True
-                (standby,) = [r for r in replicas if r.pid != leader]
+                (standby,) = [r for r in replicas if r is not leader]
                 standby.wait_leading()  # the clock waits for the takeover, as for the start
         end = now
         world.wait_for(lambda r: _all_revealed(r, end), seconds=30)
@@ -124,13 +121,15 @@ def test_two_replicas_post_and_reveal_each_round_once_across_a_leader_kill(
         world.stop_all()
 
 
-def _wait_for_a_leader(replicas: list[ForkedWorker], seconds: float = 30) -> None:
-    """Wait until one of the replicas says it leads the scheduling."""
+def _wait_for_a_leader(replicas: list[ForkedWorker], seconds: float = 30) -> ForkedWorker:
+    """Wait until one of the replicas says it leads the scheduling; return that one."""
     deadline = time.monotonic() + seconds
-    while not any(replica.leading for replica in replicas):
-        assert time.monotonic() < deadline, "no replica took the lead"
+    while True:
         for replica in replicas:
             replica.drain()
+            if replica.leading:
+                return replica
+        assert time.monotonic() < deadline, "no replica took the lead"
         time.sleep(0.02)
 
 
