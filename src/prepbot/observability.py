@@ -42,6 +42,12 @@ class Metrics:
             ["outcome"],
             registry=self.registry,
         )
+        self.reactions_skipped = Counter(
+            "prepbot_reactions_skipped",
+            "Answers stored but not reacted to: more came than the platform lets a bot react.",
+            ["platform"],
+            registry=self.registry,
+        )
         self.command_seconds = Histogram(
             "prepbot_command_seconds",
             "Time to run a /prep command, by subcommand.",

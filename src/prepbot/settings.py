@@ -200,6 +200,14 @@ class SlackSettings(BaseModel):
         ge=1,
         description="Pace chat.postMessage to this many messages a minute in each workspace.",
     )
+    reactions_per_minute: int = Field(
+        default=50,
+        ge=1,
+        description=(
+            "React to answers at most this many times a minute in each workspace (reactions.add "
+            "is Slack's Tier 3, 50+ a minute); past a backlog, an answer gets no reaction."
+        ),
+    )
     request_timeout_seconds: float = Field(
         default=30,
         gt=0,

@@ -125,6 +125,8 @@ async def slack_running(url: str, fake: FakeSlack, clock: ManualClock) -> AsyncI
                 "app_token": fake.app_token,
                 "mode": "socket",
                 "api_url": fake.api_url,
+                # A week plays in seconds of real time, and reactions keep a real-time pace.
+                "reactions_per_minute": 60_000,
             },
         }
     )

@@ -1,5 +1,7 @@
 """Pacing: keeping outgoing messages within a platform's per-channel and per-community rates.
 
+A ``Backlog`` sends follow-up calls (reactions to answers) per key at a platform's pace with a
+burst allowed, and skips, counting them, those beyond what the platform would take in time.
 A ``Pacer`` hands out send times one ``interval`` apart per key (a channel, a workspace), in the
 order callers ask, so many keys proceed side by side while each keeps to its own rate; a
 rate-limit answer holds a key until its Retry-After. The interval carries a safety margin
@@ -12,11 +14,15 @@ library, no database and no service.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 
 PRUNE_FLOOR = 1024  # keys kept before looking for finished ones to forget
 SAFETY_MARGIN = 0.1  # sends go 10% further apart than the platform's limit asks
+log = logging.getLogger(__name__)
 
 
 class Pacer:
@@ -71,3 +77,109 @@ class Pacer:
                 self._next.pop(key)
                 self._held.pop(key, None)
         self._prune_at = max(PRUNE_FLOOR, 2 * len(self._next))
+
+
+class Backlog:
+    """Send follow-ups per key at a pace, ``burst`` at once, at most ``limit`` waiting.
+
+    Each key (a workspace) has a token bucket: ``burst`` sends may go at once, then one per
+    ``60 / per_minute`` seconds (plus the margin), one at a time. A follow-up submitted while
+    ``limit`` already wait for its key is skipped and counted. Follow-ups are courtesies on
+    something already stored (the ✅ on an answer): when answers come faster than the platform
+    lets a bot react, sending them all would only earn 429s and retries for hours, and their
+    calls would take the CPU that storing answers needs.
+    """
+
+    def __init__(
+        self,
+        per_minute: float,
+        *,
+        burst: int,
+        limit: int,
+        margin: float = SAFETY_MARGIN,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+    ) -> None:
+        if per_minute <= 0 or burst < 1 or limit < 0:
+            raise ValueError("a backlog needs a positive pace, a burst of 1 or more and a limit")
+        self.interval = 60 / per_minute * (1 + margin)
+        self.burst, self.limit = burst, limit
+        self._clock, self._sleep = clock, sleep
+        self._workers: set[asyncio.Task[None]] = set()
+        self._waiting: dict[str, deque[Callable[[], Awaitable[None]]]] = {}
+        self._tokens: dict[str, tuple[float, float]] = {}  # key -> (tokens, when counted)
+        self.skipped = 0  # follow-ups skipped since start
+        self._skipping: set[str] = set()  # keys whose last follow-up was skipped
+
+    @property
+    def waiting(self) -> int:
+        """Count the follow-ups waiting to be sent, over every key."""
+        return sum(len(queue) for queue in self._waiting.values())
+
+    def submit(self, key: str, send: Callable[[], Awaitable[None]]) -> bool:
+        """Queue ``send`` for ``key``; return False if it was skipped (``limit`` wait already)."""
+        queue = self._waiting.get(key)
+        if queue is None:
+            queue = self._waiting[key] = deque()
+            worker = asyncio.create_task(self._send_waiting(key, queue), name=f"backlog {key}")
+            self._workers.add(worker)
+            worker.add_done_callback(self._workers.discard)
+        if len(queue) >= self.limit:
+            self.skipped += 1
+            if key not in self._skipping:
+                self._skipping.add(key)
+                log.warning(
+                    "%s: more follow-ups than the platform takes (%d waiting, one per %.1f s): "
+                    "skipping the newest until the backlog shrinks",
+                    key,
+                    len(queue),
+                    self.interval,
+                )
+            return False
+        self._skipping.discard(key)
+        queue.append(send)
+        return True
+
+    async def finish(self, timeout: float) -> int:
+        """Send what waits for up to ``timeout`` seconds, then drop the rest; return how many.
+
+        A send under way at the end is cancelled: its call may or may not have reached the
+        platform, and a follow-up sent twice is harmless (``already_reacted``).
+        """
+        if self._workers:
+            await asyncio.wait(set(self._workers), timeout=timeout)
+        dropped = self.waiting
+        for queue in self._waiting.values():
+            queue.clear()
+        workers = set(self._workers)
+        for worker in workers:
+            worker.cancel()
+        if workers:
+            await asyncio.wait(workers)
+        return dropped
+
+    async def _send_waiting(self, key: str, queue: deque[Callable[[], Awaitable[None]]]) -> None:
+        """Send ``key``'s follow-ups in order as its bucket allows, until none wait."""
+        try:
+            while queue:
+                await self._take(key)
+                if not queue:  # dropped by close() while this waited
+                    break
+                with contextlib.suppress(Exception):  # a send reports its own errors
+                    await queue.popleft()()
+        finally:
+            if self._waiting.get(key) is queue:
+                del self._waiting[key]
+                self._skipping.discard(key)
+
+    async def _take(self, key: str) -> None:
+        """Wait for a token in ``key``'s bucket and take it."""
+        while True:
+            now = self._clock()
+            tokens, counted = self._tokens.get(key, (float(self.burst), now))
+            tokens = min(float(self.burst), tokens + (now - counted) / self.interval)
+            if tokens >= 1:
+                self._tokens[key] = (tokens - 1, now)
+                return
+            self._tokens[key] = (tokens, now)
+            await self._sleep((1 - tokens) * self.interval)

@@ -1,4 +1,7 @@
-"""Slack posts are paced per workspace and per channel, and a 429 is waited out without doubling."""
+"""Slack posts are paced per workspace and per channel, and a 429 is waited out without doubling.
+
+Reactions keep to their own pace per workspace, a burst allowed, and skip past a backlog.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ from prepbot.core.clock import ManualClock
 from prepbot.core.commands import Subscribe, parse_prep
 from prepbot.core.events import Place
 from prepbot.core.views import QuestionCard, RevealCard
-from prepbot.platforms.pacing import Pacer
+from prepbot.platforms.pacing import Backlog, Pacer
 from prepbot.platforms.slack.adapter import SlackPlatform, web_client
 from prepbot.scheduling import RoundScheduler
 from prepbot.settings import SlackSettings
@@ -87,6 +90,60 @@ async def test_a_hold_delays_every_waiter_of_its_key_and_no_other():
     await virtual.run(send("T1"), send("T1"), send("T1"), send("T2"), rate_limited())
     assert [at for key, at in sent if key == "T1"] == pytest.approx([0.0, 5.1, 5.3])
     assert [at for key, at in sent if key == "T2"] == pytest.approx([0.0])
+
+
+async def test_a_backlog_sends_a_burst_then_keeps_its_pace_and_skips_past_its_limit():
+    virtual = VirtualTime()
+    backlog = Backlog(60, burst=3, limit=5, margin=0, clock=virtual.clock, sleep=virtual.sleep)
+    sent: list[tuple[str, int, float]] = []
+
+    def follow_up(key: str, number: int) -> Any:
+        async def send() -> None:
+            sent.append((key, number, virtual.now))
+            if number == 1:
+                raise RuntimeError("a send that fails does not stop the ones after it")
+
+        return send
+
+    async def answers_come_in() -> None:
+        taken = [backlog.submit("T1", follow_up("T1", n)) for n in range(10)]
+        taken += [backlog.submit("T2", follow_up("T2", n)) for n in range(2)]
+        assert taken == [True] * 5 + [False] * 5 + [True] * 2
+        assert backlog.waiting == 7
+        await virtual.sleep(30)  # the bucket fills again while nothing comes
+        assert backlog.submit("T1", follow_up("T1", 10))
+        assert await backlog.finish(timeout=60) == 0
+
+    await virtual.run(answers_come_in())
+    assert [(n, at) for key, n, at in sent if key == "T1"] == [
+        (0, 0.0),
+        (1, 0.0),
+        (2, 0.0),
+        (3, 1.0),
+        (4, 2.0),
+        (10, 30.0),
+    ]
+    assert [(n, at) for key, n, at in sent if key == "T2"] == [(0, 0.0), (1, 0.0)]
+    assert backlog.skipped == 5
+
+
+async def test_finishing_a_backlog_drops_what_the_pace_leaves_waiting():
+    backlog = Backlog(1, burst=1, limit=10)  # one a minute: the rest wait past the finish
+    sent: list[int] = []
+
+    def follow_up(number: int) -> Any:
+        async def send() -> None:
+            sent.append(number)
+
+        return send
+
+    for number in range(4):
+        assert backlog.submit("T1", follow_up(number))
+    started = time.monotonic()
+    assert await backlog.finish(timeout=0.2) == 3
+    assert time.monotonic() - started < 5
+    assert sent == [0]
+    assert backlog.waiting == 0
 
 
 class StrictLimiter:

@@ -19,6 +19,7 @@ from sqlalchemy import func, select
 from prepbot.app import App, build_app
 from prepbot.core.clock import ManualClock
 from prepbot.core.text import local_time
+from prepbot.platforms.pacing import Backlog
 from prepbot.platforms.slack.adapter import SlackRuntime
 from prepbot.platforms.slack.blocks import escape
 from prepbot.settings import Settings
@@ -585,3 +586,43 @@ async def test_a_reveal_of_two_thousand_answers_mentions_fifty_and_counts_the_re
         shown = json.dumps(reveal.params["blocks"]) + reveal.params["text"]
         assert 0 < len(set(re.findall(r"<@U9\d+>", shown))) <= 50
         assert "and 1,950 others" in shown
+
+
+async def test_answers_past_slacks_reaction_pace_are_all_stored_and_only_some_reacted_to(
+    database_url: str, fake: FakeSlack
+):
+    """reactions.add is Slack's Tier 3 (50+ a minute): a burst past it skips, counted, not 429s."""
+    async with (
+        running(database_url, fake, "http") as (app, runtime),
+        aiohttp.ClientSession() as session,
+    ):
+        assert runtime.port is not None
+        runtime.reactions = Backlog(1, burst=3, limit=2)  # a pace the test can outrun
+        slack = HttpSlack(session, runtime.port, fake)
+        await slack.command("subscribe 09:00 UTC daily", "U0ADMIN")
+        await reply_text(fake, 0)
+        await slack.command("post-now", "U0ADMIN")
+        await reply_text(fake, 1)
+        thread = fake.messages[CHANNEL][0]["ts"]
+        members = [f"U0M{n:03d}" for n in range(12)]
+        replies = [
+            fake.add_message(CHANNEL, user=m, text="Ring all-reduce.", thread_ts=thread)
+            for m in members
+        ]
+        statuses = await asyncio.gather(
+            *(
+                slack.event(message_event(CHANNEL, r["user"], r["text"], r["ts"], thread_ts=thread))
+                for r in replies
+            )
+        )
+        assert statuses == [200] * len(members)
+        async with app.db.transaction() as db:
+            assert await db.scalar(select(func.count()).select_from(Answer)) == len(members)
+        await fake.wait_for(lambda: len(fake.calls_to("reactions.add")) == 3)
+        await asyncio.sleep(0.3)
+        assert len(fake.calls_to("reactions.add")) == 3  # the burst; the rest would wait 60 s
+        skipped = app.services.ctx.metrics.reactions_skipped.labels("slack")._value.get()
+        assert skipped + runtime.reactions.waiting == len(members) - 3
+        assert runtime.reactions.waiting <= 2  # the limit; the burst's tokens went first
+        reacted = [r for r in replies if fake.reactions_on(CHANNEL, r["ts"])]
+        assert len(reacted) == 3

@@ -29,6 +29,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 import aiohttp
@@ -68,7 +69,7 @@ from prepbot.core.views import (
     Response,
     RevealCard,
 )
-from prepbot.platforms.pacing import Pacer
+from prepbot.platforms.pacing import Backlog, Pacer
 from prepbot.platforms.slack.blocks import (
     ANSWER_ACTION,
     SlackMessage,
@@ -94,6 +95,8 @@ CHANNEL_GONE = {
 }
 FEEDBACK_PER_MINUTE = 100  # chat.postEphemeral is in Slack's Tier 4 (100+ a minute)
 CHANNEL_INTERVAL = 1.0  # seconds between two messages in one channel (Slack: 1 per second)
+REACTION_BURST = 20  # reactions a workspace may get at once before the pace applies
+REACTIONS_WAITING = 200  # reactions that may wait their turn per workspace (4 min at 50/min)
 SIGNATURE_WINDOW = 5 * 60  # seconds a signed request stays valid (Slack's own rule)
 TIMESTAMP = re.compile(r"[0-9]{1,12}")
 ANOTHER_WORKSPACE = (
@@ -619,6 +622,9 @@ class SlackRuntime:
         self.enterprise_id: str | None = None  # set only for an org-wide (Enterprise Grid) install
         self.bot_user_id: str | None = None
         self.in_flight = InFlight()
+        self.reactions = Backlog(
+            settings.reactions_per_minute, burst=REACTION_BURST, limit=REACTIONS_WAITING
+        )
         self._names: dict[str, str] = {}
         self._admins: dict[str, tuple[bool, datetime]] = {}  # answer, when Slack gave it
         self._foreign_teams: set[str] = set()
@@ -690,6 +696,8 @@ class SlackRuntime:
             await self._runner.cleanup()
             self._runner = None
         await self.in_flight.drain()
+        if dropped := await self.reactions.finish(timeout=2):
+            log.info("stopping: %d answers stored but not reacted to", dropped)
         await self.services.private.drain(timeout=5)  # counts still editing posts
         if self._session is not None:
             await self._session.close()
@@ -805,11 +813,17 @@ class SlackRuntime:
             self._acknowledge(named, await answers.record(named))
 
     def _acknowledge(self, reply: ThreadReply, outcome: AnswerOutcome) -> None:
-        """React to a newly stored answer in the background; Slack's ack does not wait for it."""
+        """React to a newly stored answer in the background; Slack's ack does not wait for it.
+
+        Reactions keep to ``reactions_per_minute`` per workspace; one that would wait behind
+        a full backlog is skipped and counted (the answer is stored all the same).
+        """
         on_time = outcome.newly_stored
         if on_time is None:
             return
-        self.in_flight.spawn(self._react(reply, on_time))
+        react = partial(self._react, reply, on_time)
+        if not self.reactions.submit(reply.place.community_id, react):
+            self.services.ctx.metrics.reactions_skipped.labels(PLATFORM).inc()
 
     async def _react(self, reply: ThreadReply, on_time: bool) -> None:
         try:
