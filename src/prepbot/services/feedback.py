@@ -18,10 +18,10 @@ import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 
 from prepbot.content.model import Rubric, Scenario
 from prepbot.core.events import Place
@@ -33,6 +33,7 @@ from prepbot.services.ports import ChannelUnavailable, ChatPlatform
 from prepbot.store.models import (
     Answer,
     AnswerGrade,
+    Base,
     Community,
     Member,
     MemberPreference,
@@ -44,6 +45,28 @@ from prepbot.store.models import (
 log = logging.getLogger(__name__)
 
 PENDING, SENT, CLOSED, OFF, FAILED = "pending", "sent", "closed", "off", "failed"
+
+
+@dataclass(frozen=True)
+class _GradedRound:
+    """What writing a round's grades needs of it (a pregrading reads no ``Round`` entity)."""
+
+    id: int
+    subscription_id: int
+    local_date: date
+
+
+@functools.cache
+def _set_points() -> Any:
+    """Return the statement that copies grades' points onto their answers (one per row)."""
+    answers = Base.metadata.tables["answers"]
+    return (
+        update(answers)
+        .where(answers.c.id == bindparam("b_id"))
+        .values(points=bindparam("b_points"))
+    )
+
+
 GRADE_COLUMNS = (
     "covered",
     "missed",
@@ -209,9 +232,19 @@ class FeedbackService:
         if not answer_ids or _name(self.ctx.grader or RubricAnswerGrader()) != "rubric":
             return
         async with self.ctx.db.transaction() as session:
+            connection = await session.connection()  # Core rows: no ORM state per answer
             rows = (
-                await session.execute(
-                    select(Answer.id, Answer.member_id, Answer.text, Round, AnswerGrade.text_hash)
+                await connection.execute(
+                    select(
+                        Answer.id,
+                        Answer.member_id,
+                        Answer.text,
+                        Round.id,
+                        Round.subscription_id,
+                        Round.local_date,
+                        Round.scenario_id,
+                        AnswerGrade.text_hash,
+                    )
                     .join(Round, Round.id == Answer.round_id)
                     .outerjoin(AnswerGrade, AnswerGrade.answer_id == Answer.id)
                     .where(
@@ -222,12 +255,14 @@ class FeedbackService:
                     .order_by(Answer.id)
                 )
             ).all()
-        by_round: dict[int, tuple[Round, list[tuple[int, int, str]]]] = {}
-        for answer_id, member_id, text, round_, graded in rows:
+        by_round: dict[int, tuple[_GradedRound, str, list[tuple[int, int, str]]]] = {}
+        for answer_id, member_id, text, round_id, group, day, scenario_id, graded in rows:
             if graded != text_digest(text):
-                by_round.setdefault(round_.id, (round_, []))[1].append((answer_id, member_id, text))
-        for round_, stale in by_round.values():
-            scenario = self.ctx.catalog.get(round_.scenario_id)
+                round_ = _GradedRound(round_id, group, day)
+                stale = by_round.setdefault(round_id, (round_, scenario_id, []))[2]
+                stale.append((answer_id, member_id, text))
+        for round_, scenario_id, stale in by_round.values():
+            scenario = self.ctx.catalog.get(scenario_id)
             if scenario is None or scenario.rubric is None:
                 continue
             grades = await asyncio.to_thread(grade_all, scenario.rubric, [t for *_, t in stale])
@@ -259,7 +294,7 @@ class FeedbackService:
 
     async def _store(
         self,
-        round_: Round,
+        round_: Round | _GradedRound,
         answers: Sequence[tuple[int, int, str]],
         grades: Sequence[Grade],
         graded_by: str,
@@ -313,11 +348,10 @@ class FeedbackService:
                         )
                     ).all()
                 )
-            await session.execute(upsert, rows)
-            await session.execute(
-                update(Answer),
-                [{"id": row["answer_id"], "points": row["points"]} for row in rows],
-            )
+            connection = await session.connection()  # Core executemany: no ORM bulk path
+            await connection.execute(upsert, rows)
+            points = [{"b_id": row["answer_id"], "b_points": row["points"]} for row in rows]
+            await connection.execute(_set_points(), points)
             if revealed:
                 await tallies.add_rows(
                     session,
@@ -336,7 +370,7 @@ class FeedbackService:
     @functools.cached_property
     def _grade_upsert(self) -> Any:
         """The statement that writes grades (built once: its ``excluded`` is costly)."""
-        insert = self.ctx.insert_ignore(AnswerGrade)
+        insert = self.ctx.insert_ignore(AnswerGrade.__table__)
         return insert.on_conflict_do_update(
             index_elements=[AnswerGrade.answer_id],
             set_={name: getattr(insert.excluded, name) for name in GRADE_COLUMNS},
