@@ -29,7 +29,7 @@ from prepbot.core.events import Place, PrivateAnswer, ReplyDeleted, ReplyEdited,
 from prepbot.core.views import MemberRef
 from prepbot.services import tallies
 from prepbot.services.base import ServiceContext, insert_ignore
-from prepbot.store.db import is_dropped_connection
+from prepbot.store.db import WRITER_POOL, is_dropped_connection
 from prepbot.store.models import (
     PRIVATE_REPLY,
     Answer,
@@ -83,6 +83,9 @@ NEWLY_STORED = {AnswerStatus.RECORDED: True, AnswerStatus.HELD: True, AnswerStat
 IGNORED = AnswerOutcome(AnswerStatus.IGNORED)
 COUNT_CHANGES = {AnswerStatus.RECORDED, AnswerStatus.WITHDRAWN}
 BATCH_LIMIT = 256  # new replies stored in one transaction, at most
+# Batches of new replies stored at once: on PostgreSQL a second batch fills and goes while the
+# first waits for the server; SQLite has one writer at a time, so a second would only wait.
+OVERLAPPING_BATCHES = {"postgresql": WRITER_POOL}
 HELD_FOR = timedelta(days=2)  # a held reply whose thread never became a round's is dropped
 log = logging.getLogger(__name__)
 
@@ -428,8 +431,12 @@ class AnswerService:
     ) -> AnswerOutcome:
         """Queue an event behind those that came before it; return once it is committed.
 
-        One writer drains the queue: more (tried on PostgreSQL) only split the batches and
-        spent more time per answer.
+        One writer drains the queue. On PostgreSQL up to ``OVERLAPPING_BATCHES`` batches of
+        new replies are stored at once, each in its own transaction (the locks that keep
+        replicas apart keep them apart too); an edit, a deletion or a private answer waits
+        for every batch before it. Once pacing reactions took most of the CPU per answer
+        off the event loop, a batch's wall time was mostly waiting for the server: a second
+        batch storing meanwhile took PostgreSQL from ~990 to ~1,150 answers/s.
         """
         loop = asyncio.get_running_loop()
         if self._writer is None or self._writer.done() or self._writer.get_loop() is not loop:
@@ -443,6 +450,8 @@ class AnswerService:
     async def _write(self, queue: asyncio.Queue[_Pending]) -> None:
         """Handle queued events in arrival order; new replies waiting together in one batch."""
         carried: _Pending | None = None
+        storing: set[asyncio.Task[None]] = set()
+        overlap = OVERLAPPING_BATCHES.get(self.ctx.db.dialect, 1)
         while True:
             first, carried = carried or await queue.get(), None
             batch = [first]
@@ -452,14 +461,27 @@ class AnswerService:
                     carried = following  # an edit or deletion waits for the replies before it
                     break
                 batch.append(following)
-            try:
-                if len(batch) == 1:
-                    await self._settle(batch[0])
-                else:
-                    await self._settle_batch(batch)
-            finally:
-                for _ in batch:
-                    queue.task_done()
+            if not first.batchable:  # after every batch of replies before it
+                if storing:
+                    await asyncio.wait(storing)
+                await self._settle_in_turn(queue, batch)
+                continue
+            task = asyncio.create_task(self._settle_in_turn(queue, batch))
+            storing.add(task)
+            task.add_done_callback(storing.discard)
+            if len(storing) >= overlap:
+                await asyncio.wait(storing, return_when=asyncio.FIRST_COMPLETED)
+
+    async def _settle_in_turn(self, queue: asyncio.Queue[_Pending], batch: list[_Pending]) -> None:
+        """Settle one batch taken from the queue, then mark its events done there."""
+        try:
+            if len(batch) == 1:
+                await self._settle(batch[0])
+            else:
+                await self._settle_batch(batch)
+        finally:
+            for _ in batch:
+                queue.task_done()
 
     async def _settle(self, pending: _Pending) -> None:
         """Handle one event and hand its outcome (or error) to the caller."""

@@ -26,8 +26,8 @@ from sqlalchemy.ext.asyncio import (
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 CONNECT_TIMEOUT_SECONDS = 10
 """How long a PostgreSQL connection may take to open before prepbot gives up on the server."""
-WRITER_POOL = 2
-"""PostgreSQL connections kept for the answer writer (one writes; one spare while it reconnects)."""
+WRITER_POOL = 3
+"""PostgreSQL connections kept for the answer writer: one per batch it stores at once."""
 
 
 def async_url(url: str) -> str:
