@@ -141,3 +141,90 @@ async def test_replies_arriving_together_are_stored_as_if_one_after_another(
     } | {f"L{n}": ("late", False) for n in range(20)}
     assert stored == expected
     assert reply_count == distinct + 20
+
+
+async def test_an_edit_waits_for_the_batches_storing_when_it_came(
+    app: App, platform: RecordingPlatform, monkeypatch: pytest.MonkeyPatch
+):
+    """On PostgreSQL batches store side by side; an edit queued after its reply still wins."""
+    import asyncio
+
+    from prepbot.services.answers import AnswerService, AnswerStatus
+
+    storing, most = 0, 0
+    record_many = AnswerService._record_many
+
+    async def slow(self: AnswerService, replies: list[ThreadReply]) -> object:
+        nonlocal storing, most
+        storing += 1
+        most = max(most, storing)
+        try:
+            await asyncio.sleep(0.05)  # a slow server: the next batch fills meanwhile
+            return await record_many(self, replies)
+        finally:
+            storing -= 1
+
+    monkeypatch.setattr(AnswerService, "_record_many", slow)
+    place = Place("fake", "T1", "C1")
+    group = await app.services.admin.subscribe(place, ScheduleChange())
+    outcome = await app.services.rounds.post_round(group.id, T0.date())
+    assert outcome is not None
+    thread = outcome.round.question_message_id
+    assert thread is not None
+    answers = app.services.answers
+    stored: list[asyncio.Task[object]] = []
+    for wave in range(4):
+        for n in range(10):
+            member = MemberRef(f"U{wave}-{n}", f"member {wave}-{n}")
+            reply = ThreadReply(place, thread, f"m{wave}-{n}", member, f"first {wave}-{n}", T0)
+            stored.append(asyncio.create_task(answers.record(reply)))
+        await asyncio.sleep(0.01)  # the next wave comes while this one is being stored
+    member = MemberRef("U3-9", "member 3-9")
+    edit = ReplyEdited(place, thread, "m3-9", member, "edited", T0 + timedelta(seconds=5))
+    edited = await answers.edit(edit)
+    outcomes = await asyncio.gather(*stored)
+    # Had the edit overtaken its reply, it would have stored the reply (as "edited") and the
+    # reply itself would have come second, as a duplicate.
+    assert edited.status == AnswerStatus.EDITED
+    assert {o.status for o in outcomes} == {AnswerStatus.RECORDED}  # type: ignore[attr-defined]
+
+    async with app.db.transaction() as session:
+        texts = dict(
+            (
+                await session.execute(
+                    select(Member.external_id, Answer.text).join(
+                        Answer, Answer.member_id == Member.id
+                    )
+                )
+            ).all()
+        )
+    assert len(texts) == 40
+    assert texts["U3-9"] == "edited"
+    assert texts["U0-0"] == "first 0-0"
+    if app.db.is_sqlite:
+        assert most == 1  # one writer at a time
+    else:
+        assert most > 1, "batches were stored side by side"
+
+
+async def test_a_reply_delivered_after_a_later_one_makes_the_answer_start_at_its_time(
+    app: App, platform: RecordingPlatform
+):
+    """Events can arrive out of order (a retried delivery, batches stored side by side)."""
+    place = Place("fake", "T1", "C1")
+    group = await app.services.admin.subscribe(place, ScheduleChange())
+    outcome = await app.services.rounds.post_round(group.id, T0.date())
+    assert outcome is not None
+    thread = outcome.round.question_message_id
+    assert thread is not None
+    member = MemberRef("U1", "member 1")
+    later = ThreadReply(place, thread, "m2", member, "second part", T0 + timedelta(minutes=1))
+    earlier = ThreadReply(place, thread, "m1", member, "first part", T0)
+    await app.services.answers.record(later)
+    await app.services.answers.record(earlier)
+    async with app.db.transaction() as session:
+        ((text, first_reply_at),) = (
+            await session.execute(select(Answer.text, Answer.first_reply_at))
+        ).all()
+    assert text == "first part\n\nsecond part"
+    assert first_reply_at == T0

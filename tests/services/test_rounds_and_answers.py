@@ -404,6 +404,63 @@ async def test_an_answer_stored_while_the_round_is_revealed_is_in_the_reveal_or_
     assert (on_time, credited) in [(True, ["alice"]), (False, [])], answered
 
 
+async def test_an_answer_is_stored_again_when_postgresql_breaks_a_deadlock_with_it(
+    app: App, platform: RecordingPlatform
+):
+    """Batches (or replicas) locking the same rows in turn: the one rolled back is stored again."""
+    from dataclasses import replace
+
+    from prepbot.store.models import Member
+
+    if app.db.is_sqlite:
+        pytest.skip("SQLite transactions take turns: they cannot deadlock")
+    subscription = await subscribe(app, place())
+    outcome = await app.services.rounds.post_round(subscription.id, MONDAY)
+    assert outcome is not None
+    assert outcome.round.question_message_id is not None
+    thread = outcome.round.question_message_id
+    first = await app.services.answers.record(reply(thread, "m1", "alice"))
+    assert first.status == AnswerStatus.RECORDED
+    async with app.db.transaction() as session:
+        member_id = await session.scalar(select(Member.id))
+    renamed = replace(
+        reply(thread, "m2", "alice", "ring all-reduce"), member=MemberRef("alice", "Al")
+    )
+    async with app.db.engine.connect() as other:
+        await other.execute(
+            text("SELECT 1 FROM members WHERE id = :m FOR UPDATE"), {"m": member_id}
+        )
+        storing = asyncio.create_task(app.services.answers.record(renamed))
+        # The batch share-locks the round, then waits to rename alice, whom we hold.
+        for _ in range(100):
+            async with app.db.engine.connect() as watcher:
+                waiting = await watcher.scalar(
+                    text(
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                        "AND datname = current_database()"
+                    )
+                )
+            if waiting:
+                break
+            await asyncio.sleep(0.05)
+        assert waiting, "the batch never waited for the member we hold"
+        # Now we wait for the round it holds: a deadlock, which PostgreSQL breaks by rolling
+        # the batch back (it has waited longest).
+        await other.execute(
+            text("UPDATE rounds SET status = status WHERE id = :r"), {"r": outcome.round.id}
+        )
+        await other.rollback()
+    second = await storing
+    assert second.status == AnswerStatus.RECORDED
+    async with app.db.transaction() as session:
+        stored = (
+            await session.execute(
+                select(Member.display_name, Answer.text).join(Answer, Answer.member_id == Member.id)
+            )
+        ).all()
+    assert stored == [("Al", "my answer\n\nring all-reduce")]
+
+
 async def test_an_answer_is_stored_after_the_database_dropped_the_writers_connection(
     app: App, platform: RecordingPlatform
 ):

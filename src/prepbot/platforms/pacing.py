@@ -14,7 +14,6 @@ library, no database and no service.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import deque
@@ -79,6 +78,14 @@ class Pacer:
         self._prune_at = max(PRUNE_FLOOR, 2 * len(self._next))
 
 
+class HoldKey(Exception):
+    """Raised by a follow-up the platform refused for now (a 429): its key waits ``seconds``."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"hold for {seconds:g} s")
+        self.seconds = seconds
+
+
 class Backlog:
     """Send follow-ups per key at a pace, ``burst`` at once, at most ``limit`` waiting.
 
@@ -87,7 +94,8 @@ class Backlog:
     ``limit`` already wait for its key is skipped and counted. Follow-ups are courtesies on
     something already stored (the ✅ on an answer): when answers come faster than the platform
     lets a bot react, sending them all would only earn 429s and retries for hours, and their
-    calls would take the CPU that storing answers needs.
+    calls would take the CPU that storing answers needs. A send that raises ``HoldKey`` (a
+    429) goes back to the front of its queue and the key sends nothing for its Retry-After.
     """
 
     def __init__(
@@ -109,7 +117,8 @@ class Backlog:
         self._waiting: dict[str, deque[Callable[[], Awaitable[None]]]] = {}
         self._tokens: dict[str, tuple[float, float]] = {}  # key -> (tokens, when counted)
         self.skipped = 0  # follow-ups skipped since start
-        self._skipping: set[str] = set()  # keys whose last follow-up was skipped
+        self._skipping: set[str] = set()  # keys skipping, till their backlog is half gone
+        self._closed = False
 
     @property
     def waiting(self) -> int:
@@ -118,6 +127,9 @@ class Backlog:
 
     def submit(self, key: str, send: Callable[[], Awaitable[None]]) -> bool:
         """Queue ``send`` for ``key``; return False if it was skipped (``limit`` wait already)."""
+        if self._closed:  # stopping: nothing waits for it now
+            self.skipped += 1
+            return False
         queue = self._waiting.get(key)
         if queue is None:
             queue = self._waiting[key] = deque()
@@ -136,7 +148,8 @@ class Backlog:
                     self.interval,
                 )
             return False
-        self._skipping.discard(key)
+        if len(queue) < self.limit // 2:  # one warning per episode, not one per freed slot
+            self._skipping.discard(key)
         queue.append(send)
         return True
 
@@ -146,6 +159,7 @@ class Backlog:
         A send under way at the end is cancelled: its call may or may not have reached the
         platform, and a follow-up sent twice is harmless (``already_reacted``).
         """
+        self._closed = True
         if self._workers:
             await asyncio.wait(set(self._workers), timeout=timeout)
         dropped = self.waiting
@@ -163,10 +177,16 @@ class Backlog:
         try:
             while queue:
                 await self._take(key)
-                if not queue:  # dropped by close() while this waited
+                if not queue:  # dropped by finish() while this waited
                     break
-                with contextlib.suppress(Exception):  # a send reports its own errors
-                    await queue.popleft()()
+                send = queue.popleft()
+                try:
+                    await send()
+                except HoldKey as hold:  # refused for now: first again once the hold is over
+                    queue.appendleft(send)
+                    self._tokens[key] = (0.0, self._clock() + hold.seconds)
+                except Exception:  # a send reports its own errors
+                    log.debug("a follow-up for %s failed", key, exc_info=True)
         finally:
             if self._waiting.get(key) is queue:
                 del self._waiting[key]

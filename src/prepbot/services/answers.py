@@ -29,7 +29,7 @@ from prepbot.core.events import Place, PrivateAnswer, ReplyDeleted, ReplyEdited,
 from prepbot.core.views import MemberRef
 from prepbot.services import tallies
 from prepbot.services.base import ServiceContext, insert_ignore
-from prepbot.store.db import WRITER_POOL, is_dropped_connection
+from prepbot.store.db import WRITER_POOL, is_deadlock, is_dropped_connection
 from prepbot.store.models import (
     PRIVATE_REPLY,
     Answer,
@@ -171,13 +171,21 @@ def _statements(dialect: str) -> _Statements:
         add_replies=insert_ignore(dialect, replies)
         .on_conflict_do_nothing()
         .returning(replies.c.round_id, replies.c.message_id),
-        reply_texts=select(replies.c.answer_id, replies.c.text, answers.c.updated_at)
+        reply_texts=select(
+            replies.c.answer_id,
+            replies.c.text,
+            replies.c.posted_at,
+            answers.c.updated_at,
+            answers.c.first_reply_at,
+        )
         .join(answers, answers.c.id == replies.c.answer_id)
         .where(replies.c.answer_id.in_(bindparam("ids", expanding=True)))
         .order_by(replies.c.answer_id, replies.c.posted_at, replies.c.id),
         join_texts=update(answers)
         .where(answers.c.id == bindparam("answer_id"))
-        .values(text=bindparam("joined"), updated_at=bindparam("at")),
+        .values(
+            text=bindparam("joined"), updated_at=bindparam("at"), first_reply_at=bindparam("first")
+        ),
     )
 
 
@@ -480,7 +488,9 @@ class AnswerService:
             else:
                 await self._settle_batch(batch)
         finally:
-            for _ in batch:
+            for pending in batch:
+                if not pending.done.done():  # never leave a caller waiting (a bug, or cancelled)
+                    pending.done.set_exception(RuntimeError("the answer writer stopped"))
                 queue.task_done()
 
     async def _settle(self, pending: _Pending) -> None:
@@ -535,9 +545,13 @@ class AnswerService:
         try:
             return await self._store_replies(replies)
         except Exception as error:
-            if not is_dropped_connection(error):
+            if is_dropped_connection(error):
+                why = "the database dropped a connection"
+            elif is_deadlock(error):  # batches (or replicas) locking one member's rows
+                why = "the database broke a deadlock between batches"
+            else:
                 raise
-            log.info("the database dropped a connection; storing %d replies again", len(replies))
+            log.info("%s; storing %d replies again", why, len(replies))
             return await self._store_replies(replies)
 
     async def _store_replies(
@@ -801,9 +815,9 @@ class AnswerService:
                 ],
             )
             rows += (await connection.execute(sql.members, {"keys": missing})).all()
-        renamed = [
+        renamed = [  # in id order, as every batch locks them
             {"member_id": id_, "name": names[(c, e)]}
-            for id_, c, e, shown in rows
+            for id_, c, e, shown in sorted(rows)
             if names[(c, e)] and names[(c, e)] != shown
         ]
         if renamed:
@@ -871,11 +885,14 @@ class AnswerService:
         sql = _statements(self.ctx.db.dialect)
         texts: dict[int, list[str]] = {}
         updated: dict[int, datetime] = {}
-        for answer_id, text, updated_at in await connection.execute(
+        first: dict[int, datetime] = {}  # its earliest reply: a batch stored side by side with
+        # an earlier one may have created the answer from a later reply of the member's
+        for answer_id, text, posted_at, updated_at, first_reply_at in await connection.execute(
             sql.reply_texts, {"ids": sorted(latest)}
         ):
             texts.setdefault(answer_id, []).append(text)
             updated[answer_id] = updated_at
+            first[answer_id] = min(first.get(answer_id, first_reply_at), posted_at)
         await connection.execute(
             sql.join_texts,
             [
@@ -883,6 +900,7 @@ class AnswerService:
                     "answer_id": answer_id,
                     "joined": "\n\n".join(texts[answer_id]),
                     "at": max(updated[answer_id], at),
+                    "first": first[answer_id],
                 }
                 for answer_id, at in sorted(latest.items())
             ],

@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import (
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 CONNECT_TIMEOUT_SECONDS = 10
 """How long a PostgreSQL connection may take to open before prepbot gives up on the server."""
+DEADLOCK_DETECTED = "40P01"  # PostgreSQL's SQLSTATE for a transaction it rolled back
 WRITER_POOL = 3
 """PostgreSQL connections kept for the answer writer: one per batch it stores at once."""
 
@@ -151,6 +152,12 @@ class Database:
 def is_dropped_connection(error: BaseException) -> bool:
     """Say whether ``error`` is a connection the database dropped (safe to run again)."""
     return isinstance(error, DBAPIError) and bool(error.connection_invalidated)
+
+
+def is_deadlock(error: BaseException) -> bool:
+    """Say whether PostgreSQL rolled ``error``'s transaction back to break a deadlock."""
+    original = getattr(error, "orig", None)
+    return getattr(original, "sqlstate", None) == DEADLOCK_DETECTED
 
 
 class BackupError(Exception):

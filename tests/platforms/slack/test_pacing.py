@@ -21,7 +21,7 @@ from prepbot.core.clock import ManualClock
 from prepbot.core.commands import Subscribe, parse_prep
 from prepbot.core.events import Place
 from prepbot.core.views import QuestionCard, RevealCard
-from prepbot.platforms.pacing import Backlog, Pacer
+from prepbot.platforms.pacing import Backlog, HoldKey, Pacer
 from prepbot.platforms.slack.adapter import SlackPlatform, web_client
 from prepbot.scheduling import RoundScheduler
 from prepbot.settings import SlackSettings
@@ -125,6 +125,38 @@ async def test_a_backlog_sends_a_burst_then_keeps_its_pace_and_skips_past_its_li
     ]
     assert [(n, at) for key, n, at in sent if key == "T2"] == [(0, 0.0), (1, 0.0)]
     assert backlog.skipped == 5
+
+
+async def test_a_refused_follow_up_holds_its_key_and_goes_first_after_the_hold():
+    virtual = VirtualTime()
+    backlog = Backlog(60, burst=5, limit=10, margin=0, clock=virtual.clock, sleep=virtual.sleep)
+    sent: list[tuple[str, int, float]] = []
+    refusals = {1: 2}  # the second follow-up is refused twice (a 429, Retry-After 5 s)
+
+    def follow_up(key: str, number: int) -> Any:
+        async def send() -> None:
+            if refusals.get(number) and key == "T1":
+                refusals[number] -= 1
+                raise HoldKey(5)
+            sent.append((key, number, virtual.now))
+
+        return send
+
+    async def answers_come_in() -> None:
+        for number in range(4):
+            backlog.submit("T1", follow_up("T1", number))
+        backlog.submit("T2", follow_up("T2", 0))
+        assert await backlog.finish(timeout=60) == 0
+        assert not backlog.submit("T1", follow_up("T1", 9)), "finished: nothing is queued"
+
+    await virtual.run(answers_come_in())
+    assert [(n, at) for key, n, at in sent if key == "T1"] == [
+        (0, 0.0),
+        (1, 12.0),  # refused at 0 and at 6 (5 s hold, then one interval): sent at 12
+        (2, 13.0),
+        (3, 14.0),
+    ]
+    assert [(n, at) for key, n, at in sent if key == "T2"] == [(0, 0.0)]  # not held
 
 
 async def test_finishing_a_backlog_drops_what_the_pace_leaves_waiting():

@@ -626,3 +626,28 @@ async def test_answers_past_slacks_reaction_pace_are_all_stored_and_only_some_re
         assert runtime.reactions.waiting <= 2  # the limit; the burst's tokens went first
         reacted = [r for r in replies if fake.reactions_on(CHANNEL, r["ts"])]
         assert len(reacted) == 3
+
+
+async def test_a_rate_limited_reaction_is_added_once_after_its_retry_after(
+    database_url: str, fake: FakeSlack
+):
+    async with (
+        running(database_url, fake, "http") as (_app, runtime),
+        aiohttp.ClientSession() as session,
+    ):
+        assert runtime.port is not None
+        slack = HttpSlack(session, runtime.port, fake)
+        await slack.command("subscribe 09:00 UTC daily", "U0ADMIN")
+        await reply_text(fake, 0)
+        await slack.command("post-now", "U0ADMIN")
+        await reply_text(fake, 1)
+        thread = fake.messages[CHANNEL][0]["ts"]
+        fake.fail_next("reactions.add", status=429, retry_after=1)
+        reply = fake.add_message(CHANNEL, user="U0ALICE", text="Ring all-reduce.", thread_ts=thread)
+        started = time.monotonic()
+        event = message_event(CHANNEL, "U0ALICE", reply["text"], reply["ts"], thread_ts=thread)
+        assert await slack.event(event) == 200
+        await fake.wait_for(lambda: fake.reactions_on(CHANNEL, reply["ts"]) != [])
+        assert time.monotonic() - started >= 1.0  # waited out the Retry-After
+        assert len(fake.calls_to("reactions.add")) == 2  # the 429, then the one that added it
+        assert fake.reactions_on(CHANNEL, reply["ts"]) == ["white_check_mark"]

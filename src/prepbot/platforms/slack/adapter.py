@@ -69,7 +69,7 @@ from prepbot.core.views import (
     Response,
     RevealCard,
 )
-from prepbot.platforms.pacing import Backlog, Pacer
+from prepbot.platforms.pacing import Backlog, HoldKey, Pacer
 from prepbot.platforms.slack.blocks import (
     ANSWER_ACTION,
     SlackMessage,
@@ -828,6 +828,10 @@ class SlackRuntime:
     async def _react(self, reply: ThreadReply, on_time: bool) -> None:
         try:
             await self.platform.acknowledge(reply.place.channel_id, reply.message_id, on_time)
+        except SlackApiError as error:
+            if error.response.status_code == 429:  # added nothing: again after Retry-After
+                raise HoldKey(_retry_after(error.response.headers)) from error
+            log.warning("could not react to answer %s: %r", reply.message_id, error)
         except Exception as error:  # the answer is stored; only its reaction is missing
             log.warning("could not react to answer %s: %r", reply.message_id, error)
 
