@@ -3,7 +3,9 @@
 Run: python3 benchmarks/ingestion.py [--duration S] [--connections N] [--rate R]
        [--members M] [--replicas N] [--postgres-url URL] [--skip-postgres]
        [--write docs/benchmarks.md]
-(BENCH_LOG_DIR=DIR keeps the servers' logs there instead of in a temporary folder.)
+(BENCH_LOG_DIR=DIR keeps the servers' logs there instead of in a temporary folder;
+BENCH_REACTIONS_PER_MINUTE=N sets prepbot's ``slack.reactions_per_minute``, e.g. 1000000 to
+react to every answer as prepbot did before reactions kept Slack's pace.)
 It owns the load (events signed here and replayed by a wrk Lua script it writes to a temporary
 folder), the two servers under test, each in a process of its own (prepbot's ``SlackRuntime`` in
 HTTP mode, built by ``build_app``; and a bare slack-bolt app that only acknowledges, served by the
@@ -201,7 +203,12 @@ async def serve_prepbot(
                 "http_host": "127.0.0.1",
                 "http_port": 0,
                 "http_path": PATH,
-            },
+            }
+            | (
+                {"reactions_per_minute": int(os.environ["BENCH_REACTIONS_PER_MINUTE"])}
+                if os.environ.get("BENCH_REACTIONS_PER_MINUTE")
+                else {}
+            ),
         }
     )
     app = await build_app(settings, SystemClock())
@@ -622,11 +629,12 @@ async def measure(
         )
         print(f"{database}: prepbot, as fast as it goes", file=sys.stderr)
         signed = events.write(events_file, math.ceil(bare.rate * seconds * 1.3) + 1_000)
-        before = await stored_replies(url)
+        before, reacted = await stored_replies(url), len(fake.calls_to("reactions.add"))
         full = await wrk(
             script, target, events_file, signed, connections=c, seconds=seconds, cycle=False
         )
         full_stored = await stored_replies(url) - before
+        reacted = len(fake.calls_to("reactions.add")) - reacted
         full_problems = problems(full, full_stored, c)
 
         rate, paced_c = args.rate, args.paced_connections
@@ -708,7 +716,11 @@ async def measure(
             ),
         ),
     ]
-    notes = [f"{database}: {note} (load average {load:.1f} on {os.cpu_count()} cores at the start)"]
+    notes = [
+        f"{database}: {note} (load average {load:.1f} on {os.cpu_count()} cores at the start; "
+        f"reactions.add calls while {full_stored:,} answers were stored at full speed: "
+        f"{reacted:,})"
+    ]
     return rows, [*notes, *(f"problem: {t}" for t in trouble)]
 
 
