@@ -24,15 +24,21 @@ def clock() -> ManualClock:
     return ManualClock(datetime(2026, 11, 30, 9, 1, tzinfo=UTC))
 
 
-async def test_replayed_and_reordered_events_keep_each_answer_once_with_its_latest_edit(
-    app: App, platform: RecordingPlatform
-):
+async def open_round(app: App) -> tuple[Place, int, str]:
+    """Subscribe channel C1 and post today's round; return the place, group and thread."""
     place = Place("fake", "T1", "C1")
     group = await app.services.admin.subscribe(place, ScheduleChange())
     outcome = await app.services.rounds.post_round(group.id, T0.date())
     assert outcome is not None
     thread = outcome.round.question_message_id
     assert thread is not None
+    return place, group.id, thread
+
+
+async def test_replayed_and_reordered_events_keep_each_answer_once_with_its_latest_edit(
+    app: App, platform: RecordingPlatform
+):
+    place, _, thread = await open_round(app)
     rng = random.Random(20261128)
     expected: dict[str, str] = {}
     for case in range(120):
@@ -86,12 +92,7 @@ async def test_replies_arriving_together_are_stored_as_if_one_after_another(
         return await record_many(self, replies)
 
     monkeypatch.setattr(AnswerService, "_record_many", counted)
-    place = Place("fake", "T1", "C1")
-    group = await app.services.admin.subscribe(place, ScheduleChange())
-    outcome = await app.services.rounds.post_round(group.id, T0.date())
-    assert outcome is not None
-    thread = outcome.round.question_message_id
-    assert thread is not None
+    place, group_id, thread = await open_round(app)
     answers = app.services.answers
     rng = random.Random(7)
     messages: dict[str, list[tuple[str, str]]] = {}  # member -> [(message id, text)] in order
@@ -115,7 +116,7 @@ async def test_replies_arriving_together_are_stored_as_if_one_after_another(
     assert len(recorded) == distinct  # each message once; every other copy a duplicate
     assert {o.status for o in outcomes} == {AnswerStatus.RECORDED, AnswerStatus.DUPLICATE}
 
-    await app.services.rounds.reveal_open(group.id)
+    await app.services.rounds.reveal_open(group_id)
     late = [
         ThreadReply(place, thread, f"late-{n}", MemberRef(f"L{n}", f"late {n}"), "late", T0)
         for n in range(20)
@@ -165,12 +166,7 @@ async def test_an_edit_waits_for_the_batches_storing_when_it_came(
             storing -= 1
 
     monkeypatch.setattr(AnswerService, "_record_many", slow)
-    place = Place("fake", "T1", "C1")
-    group = await app.services.admin.subscribe(place, ScheduleChange())
-    outcome = await app.services.rounds.post_round(group.id, T0.date())
-    assert outcome is not None
-    thread = outcome.round.question_message_id
-    assert thread is not None
+    place, _, thread = await open_round(app)
     answers = app.services.answers
     stored: list[asyncio.Task[object]] = []
     for wave in range(4):
@@ -211,12 +207,7 @@ async def test_a_reply_delivered_after_a_later_one_makes_the_answer_start_at_its
     app: App, platform: RecordingPlatform
 ):
     """Events can arrive out of order (a retried delivery, batches stored side by side)."""
-    place = Place("fake", "T1", "C1")
-    group = await app.services.admin.subscribe(place, ScheduleChange())
-    outcome = await app.services.rounds.post_round(group.id, T0.date())
-    assert outcome is not None
-    thread = outcome.round.question_message_id
-    assert thread is not None
+    place, _, thread = await open_round(app)
     member = MemberRef("U1", "member 1")
     later = ThreadReply(place, thread, "m2", member, "second part", T0 + timedelta(minutes=1))
     earlier = ThreadReply(place, thread, "m1", member, "first part", T0)

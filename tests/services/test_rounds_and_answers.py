@@ -404,6 +404,18 @@ async def test_an_answer_stored_while_the_round_is_revealed_is_in_the_reveal_or_
     assert (on_time, credited) in [(True, ["alice"]), (False, [])], answered
 
 
+async def round_alice_answered(app: App) -> tuple[Round, str]:
+    """Post today's round in C1 and store alice's answer; return the round and its thread."""
+    subscription = await subscribe(app, place())
+    outcome = await app.services.rounds.post_round(subscription.id, MONDAY)
+    assert outcome is not None
+    assert outcome.round.question_message_id is not None
+    thread = outcome.round.question_message_id
+    first = await app.services.answers.record(reply(thread, "m1", "alice"))
+    assert first.status == AnswerStatus.RECORDED
+    return outcome.round, thread
+
+
 async def test_an_answer_is_stored_again_when_postgresql_breaks_a_deadlock_with_it(
     app: App, platform: RecordingPlatform
 ):
@@ -414,13 +426,7 @@ async def test_an_answer_is_stored_again_when_postgresql_breaks_a_deadlock_with_
 
     if app.db.is_sqlite:
         pytest.skip("SQLite transactions take turns: they cannot deadlock")
-    subscription = await subscribe(app, place())
-    outcome = await app.services.rounds.post_round(subscription.id, MONDAY)
-    assert outcome is not None
-    assert outcome.round.question_message_id is not None
-    thread = outcome.round.question_message_id
-    first = await app.services.answers.record(reply(thread, "m1", "alice"))
-    assert first.status == AnswerStatus.RECORDED
+    open_round, thread = await round_alice_answered(app)
     async with app.db.transaction() as session:
         member_id = await session.scalar(select(Member.id))
     renamed = replace(
@@ -447,7 +453,7 @@ async def test_an_answer_is_stored_again_when_postgresql_breaks_a_deadlock_with_
         # Now we wait for the round it holds: a deadlock, which PostgreSQL breaks by rolling
         # the batch back (it has waited longest).
         await other.execute(
-            text("UPDATE rounds SET status = status WHERE id = :r"), {"r": outcome.round.id}
+            text("UPDATE rounds SET status = status WHERE id = :r"), {"r": open_round.id}
         )
         await other.rollback()
     second = await storing
@@ -467,13 +473,7 @@ async def test_an_answer_is_stored_after_the_database_dropped_the_writers_connec
     """The answer writer does not ping before a batch: a dropped connection is replaced."""
     if app.db.is_sqlite:
         pytest.skip("an embedded SQLite database has no server to drop a connection")
-    subscription = await subscribe(app, place())
-    outcome = await app.services.rounds.post_round(subscription.id, MONDAY)
-    assert outcome is not None
-    assert outcome.round.question_message_id is not None
-    thread = outcome.round.question_message_id
-    first = await app.services.answers.record(reply(thread, "m1", "alice"))
-    assert first.status == AnswerStatus.RECORDED
+    _, thread = await round_alice_answered(app)
     # The server ends every other session of this database, as a restart or failover does.
     async with app.db.engine.connect() as connection:
         ended = await connection.scalar(

@@ -116,6 +116,15 @@ class HttpSlack:
         body = urlencode(prep_form(self.fake, text, user)).encode()
         return await self.post(body, "application/x-www-form-urlencoded", sign(body, SECRET))
 
+    async def open_round(self, schedule: str = "09:00 UTC daily") -> str:
+        """Subscribe the study channel as its admin, post today's round; return its thread."""
+        answered = len(self.fake.responses)
+        await self.command(f"subscribe {schedule}", "U0ADMIN")
+        await reply_text(self.fake, answered)
+        await self.command("post-now", "U0ADMIN")
+        await reply_text(self.fake, answered + 1)
+        return str(self.fake.messages[CHANNEL][0]["ts"])
+
 
 class SocketSlack:
     """Sends the same things as Socket Mode envelopes and waits for each acknowledgement."""
@@ -429,11 +438,7 @@ async def test_replies_posted_while_the_bot_was_down_are_picked_up(
     ):
         assert runtime.port is not None
         slack = HttpSlack(session, runtime.port, fake)
-        await slack.command("subscribe 09:00 UTC daily", "U0ADMIN")
-        await reply_text(fake, 0)
-        await slack.command("post-now", "U0ADMIN")
-        await reply_text(fake, 1)
-        thread = fake.messages[CHANNEL][0]["ts"]
+        thread = await slack.open_round()
         await slack.event(message_event(CHANNEL, "U0ALICE", "live", next_ts(), thread_ts=thread))
     # The bot is down; two members reply in the thread meanwhile.
     fake.add_message(CHANNEL, user="U0BOB", text="while you slept", thread_ts=thread)
@@ -494,10 +499,7 @@ async def test_show_and_search_keep_an_open_rounds_insights_hidden_in_the_worksp
     ):
         assert runtime.port is not None
         slack = HttpSlack(session, runtime.port, fake)
-        await slack.command("subscribe 09:00 America/Chicago daily calibration", "U0ADMIN")
-        await reply_text(fake, 0)
-        await slack.command("post-now", "U0ADMIN")
-        await reply_text(fake, 1)
+        await slack.open_round("09:00 America/Chicago daily calibration")
         async with app.db.transaction() as db:
             open_round = await db.scalar(select(Round))
         assert open_round is not None
@@ -548,10 +550,7 @@ async def test_a_reveal_of_two_thousand_answers_mentions_fifty_and_counts_the_re
     ):
         assert runtime.port is not None
         slack = HttpSlack(session, runtime.port, fake)
-        await slack.command("subscribe 09:00 UTC daily", "U0ADMIN")
-        await reply_text(fake, 0)
-        await slack.command("post-now", "U0ADMIN")
-        await reply_text(fake, 1)
+        await slack.open_round()
         async with app.db.transaction() as db:
             open_round = await db.scalar(select(Round))
             assert open_round is not None
@@ -599,11 +598,7 @@ async def test_answers_past_slacks_reaction_pace_are_all_stored_and_only_some_re
         assert runtime.port is not None
         runtime.reactions = Backlog(1, burst=3, limit=2)  # a pace the test can outrun
         slack = HttpSlack(session, runtime.port, fake)
-        await slack.command("subscribe 09:00 UTC daily", "U0ADMIN")
-        await reply_text(fake, 0)
-        await slack.command("post-now", "U0ADMIN")
-        await reply_text(fake, 1)
-        thread = fake.messages[CHANNEL][0]["ts"]
+        thread = await slack.open_round()
         members = [f"U0M{n:03d}" for n in range(12)]
         replies = [
             fake.add_message(CHANNEL, user=m, text="Ring all-reduce.", thread_ts=thread)
@@ -637,11 +632,7 @@ async def test_a_rate_limited_reaction_is_added_once_after_its_retry_after(
     ):
         assert runtime.port is not None
         slack = HttpSlack(session, runtime.port, fake)
-        await slack.command("subscribe 09:00 UTC daily", "U0ADMIN")
-        await reply_text(fake, 0)
-        await slack.command("post-now", "U0ADMIN")
-        await reply_text(fake, 1)
-        thread = fake.messages[CHANNEL][0]["ts"]
+        thread = await slack.open_round()
         fake.fail_next("reactions.add", status=429, retry_after=1)
         reply = fake.add_message(CHANNEL, user="U0ALICE", text="Ring all-reduce.", thread_ts=thread)
         started = time.monotonic()
