@@ -257,10 +257,11 @@ class FeedbackService:
             ).all()
         by_round: dict[int, tuple[_GradedRound, str, list[tuple[int, int, str]]]] = {}
         for answer_id, member_id, text, round_id, group, day, scenario_id, graded in rows:
-            if graded != text_digest(text):
-                round_ = _GradedRound(round_id, group, day)
-                stale = by_round.setdefault(round_id, (round_, scenario_id, []))[2]
-                stale.append((answer_id, member_id, text))
+            if graded == text_digest(text):
+                continue
+            if round_id not in by_round:
+                by_round[round_id] = (_GradedRound(round_id, group, day), scenario_id, [])
+            by_round[round_id][2].append((answer_id, member_id, text))
         for round_, scenario_id, stale in by_round.values():
             scenario = self.ctx.catalog.get(scenario_id)
             if scenario is None or scenario.rubric is None:

@@ -828,11 +828,9 @@ class SlackRuntime:
     async def _react(self, reply: ThreadReply, on_time: bool) -> None:
         try:
             await self.platform.acknowledge(reply.place.channel_id, reply.message_id, on_time)
-        except SlackApiError as error:
-            if error.response.status_code == 429:  # added nothing: again after Retry-After
-                raise HoldKey(_retry_after(error.response.headers)) from error
-            log.warning("could not react to answer %s: %r", reply.message_id, error)
         except Exception as error:  # the answer is stored; only its reaction is missing
+            if isinstance(error, SlackApiError) and error.response.status_code == 429:
+                raise HoldKey(_retry_after(error.response.headers)) from error  # added nothing
             log.warning("could not react to answer %s: %r", reply.message_id, error)
 
     async def _with_name(self, event: ThreadReply | ReplyEdited) -> ThreadReply | ReplyEdited:
