@@ -149,14 +149,35 @@ class Database:
             await self.writer_engine.dispose()
 
 
+async def driver_connection(session: AsyncSession) -> Any:
+    """Return the asyncpg connection under a PostgreSQL session, inside its open transaction.
+
+    For the answer writer's hot path, whose few statements take arrays and skip SQLAlchemy's
+    per-statement work. The session must have run a statement already: SQLAlchemy begins its
+    transaction at the first one, and a statement sent before would commit on its own.
+    Errors come back as asyncpg's own (see ``is_dropped_connection`` and ``is_deadlock``).
+    """
+    connection = await session.connection()
+    driver = (await connection.get_raw_connection()).driver_connection
+    if driver is None or not driver.is_in_transaction():
+        raise RuntimeError("the session has not begun its transaction on the server yet")
+    return driver
+
+
 def is_dropped_connection(error: BaseException) -> bool:
     """Say whether ``error`` is a connection the database dropped (safe to run again)."""
-    return isinstance(error, DBAPIError) and bool(error.connection_invalidated)
+    if isinstance(error, DBAPIError):
+        return bool(error.connection_invalidated)
+    # Raised by asyncpg itself, on the writer's hot path (``driver_connection``).
+    from asyncpg.exceptions import ConnectionDoesNotExistError, InterfaceError
+
+    closed = isinstance(error, InterfaceError) and "closed" in str(error)
+    return closed or isinstance(error, ConnectionDoesNotExistError | ConnectionError)
 
 
 def is_deadlock(error: BaseException) -> bool:
     """Say whether PostgreSQL rolled ``error``'s transaction back to break a deadlock."""
-    original = getattr(error, "orig", None)
+    original = getattr(error, "orig", error)  # SQLAlchemy's wrapper, or asyncpg's own error
     return getattr(original, "sqlstate", None) == DEADLOCK_DETECTED
 
 
