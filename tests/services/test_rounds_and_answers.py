@@ -427,6 +427,8 @@ async def test_an_answer_is_stored_again_when_postgresql_breaks_a_deadlock_with_
     if app.db.is_sqlite:
         pytest.skip("SQLite transactions take turns: they cannot deadlock")
     open_round, thread = await round_alice_answered(app)
+    # Her answer's grading (in the background) locks her member row too: let it finish first.
+    await app.services.rounds.feedback.settle()
     async with app.db.transaction() as session:
         member_id = await session.scalar(select(Member.id))
     renamed = replace(

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import bindparam, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from prepbot.content.model import Rubric, Scenario
 from prepbot.core.events import Place
@@ -30,6 +32,7 @@ from prepbot.core.views import ErrorView, FeedbackView, MemberRef, PointCoverage
 from prepbot.services import tallies
 from prepbot.services.base import ServiceContext, community_for
 from prepbot.services.ports import ChannelUnavailable, ChatPlatform
+from prepbot.store.db import driver_connection
 from prepbot.store.models import (
     Answer,
     AnswerGrade,
@@ -67,6 +70,41 @@ def _set_points() -> Any:
     )
 
 
+# PostgreSQL reads and writes a pregrading's rows through asyncpg with array parameters: one
+# prepared statement whatever the number of answers, none of SQLAlchemy's per-row work.
+_PG_PREGRADE_READ = """
+SELECT a.id, a.member_id, a.text, r.id, r.subscription_id, r.local_date, r.scenario_id,
+       g.text_hash
+FROM answers AS a
+JOIN rounds AS r ON r.id = a.round_id
+LEFT JOIN answer_grades AS g ON g.answer_id = a.id
+WHERE a.id = ANY($1::integer[]) AND a.on_time AND r.status = 'posted'
+ORDER BY a.id
+"""
+_PG_STORE_GRADES = """
+INSERT INTO answer_grades (answer_id, round_id, subscription_id, member_id, covered, missed,
+                           red_flags, points, stuffed, graded_by, graded_at, text_hash, feedback)
+SELECT k.answer_id, $2, $3, k.member_id, k.covered::json, k.missed::json, k.red_flags::json,
+       k.points, k.stuffed, $4, $5, k.text_hash, $6
+FROM unnest($1::integer[], $7::integer[], $8::text[], $9::text[], $10::text[], $11::integer[],
+            $12::boolean[], $13::text[])
+     WITH ORDINALITY AS k(answer_id, member_id, covered, missed, red_flags, points, stuffed,
+                          text_hash, n)
+ORDER BY k.n
+ON CONFLICT (answer_id) DO UPDATE SET
+  covered = excluded.covered, missed = excluded.missed, red_flags = excluded.red_flags,
+  points = excluded.points, stuffed = excluded.stuffed, graded_by = excluded.graded_by,
+  graded_at = excluded.graded_at, text_hash = excluded.text_hash
+"""
+# The answers are locked in id order first, as the answer writer locks them: no deadlock.
+_PG_SET_POINTS = """
+WITH locked AS (
+  SELECT id FROM answers WHERE id = ANY($1::integer[]) ORDER BY id FOR UPDATE
+)
+UPDATE answers AS a SET points = k.points
+FROM unnest($1::integer[], $2::integer[]) AS k(id, points)
+WHERE a.id = k.id AND a.id IN (SELECT id FROM locked)
+"""
 GRADE_COLUMNS = (
     "covered",
     "missed",
@@ -232,29 +270,11 @@ class FeedbackService:
         if not answer_ids or _name(self.ctx.grader or RubricAnswerGrader()) != "rubric":
             return
         async with self.ctx.db.transaction() as session:
-            connection = await session.connection()  # Core rows: no ORM state per answer
-            rows = (
-                await connection.execute(
-                    select(
-                        Answer.id,
-                        Answer.member_id,
-                        Answer.text,
-                        Round.id,
-                        Round.subscription_id,
-                        Round.local_date,
-                        Round.scenario_id,
-                        AnswerGrade.text_hash,
-                    )
-                    .join(Round, Round.id == Answer.round_id)
-                    .outerjoin(AnswerGrade, AnswerGrade.answer_id == Answer.id)
-                    .where(
-                        Answer.id.in_(list(answer_ids)),
-                        Answer.on_time.is_(True),
-                        Round.status == RoundStatus.POSTED,
-                    )
-                    .order_by(Answer.id)
-                )
-            ).all()
+            if self.ctx.db.dialect == "postgresql":  # arrays, no SQLAlchemy work per row
+                driver = await driver_connection(session, lone_read=True)
+                rows = await driver.fetch(_PG_PREGRADE_READ, sorted(answer_ids))
+            else:
+                rows = await self._pregrade_read(session, answer_ids)
         by_round: dict[int, tuple[_GradedRound, str, list[tuple[int, int, str]]]] = {}
         for answer_id, member_id, text, round_id, group, day, scenario_id, graded in rows:
             if graded == text_digest(text):
@@ -268,6 +288,33 @@ class FeedbackService:
                 continue
             grades = await asyncio.to_thread(grade_all, scenario.rubric, [t for *_, t in stale])
             await self._store(round_, stale, grades, RubricAnswerGrader.name)
+
+    @staticmethod
+    async def _pregrade_read(session: AsyncSession, answer_ids: Sequence[int]) -> Sequence[Any]:
+        """Read what pregrading needs of open rounds' on-time answers (SQLAlchemy Core)."""
+        connection = await session.connection()  # Core rows: no ORM state per answer
+        return (
+            await connection.execute(
+                select(
+                    Answer.id,
+                    Answer.member_id,
+                    Answer.text,
+                    Round.id,
+                    Round.subscription_id,
+                    Round.local_date,
+                    Round.scenario_id,
+                    AnswerGrade.text_hash,
+                )
+                .join(Round, Round.id == Answer.round_id)
+                .outerjoin(AnswerGrade, AnswerGrade.answer_id == Answer.id)
+                .where(
+                    Answer.id.in_(list(answer_ids)),
+                    Answer.on_time.is_(True),
+                    Round.status == RoundStatus.POSTED,
+                )
+                .order_by(Answer.id)
+            )
+        ).all()
 
     def pregrade_soon(self, answer_ids: Sequence[int]) -> None:
         """Pregrade in the background: storing (and acknowledging) an answer never waits for it.
@@ -349,10 +396,13 @@ class FeedbackService:
                         )
                     ).all()
                 )
-            connection = await session.connection()  # Core executemany: no ORM bulk path
-            await connection.execute(upsert, rows)
-            points = [{"b_id": row["answer_id"], "b_points": row["points"]} for row in rows]
-            await connection.execute(_set_points(), points)
+            if ctx.db.dialect == "postgresql":  # two statements of arrays, whatever the rows
+                await _store_with_arrays(await driver_connection(session), rows)
+            else:
+                connection = await session.connection()  # Core executemany: no ORM bulk path
+                await connection.execute(upsert, rows)
+                points = [{"b_id": row["answer_id"], "b_points": row["points"]} for row in rows]
+                await connection.execute(_set_points(), points)
             if revealed:
                 await tallies.add_rows(
                     session,
@@ -591,3 +641,25 @@ def feedback_view(scenario: Scenario, round_: Round, stored: AnswerGrade) -> Fee
 
 def _name(grader: object) -> str:
     return str(getattr(grader, "name", type(grader).__name__))[:20]
+
+
+async def _store_with_arrays(driver: Any, rows: Sequence[dict[str, Any]]) -> None:
+    """Write one round's grades and their answers' points on PostgreSQL (see ``_store``)."""
+    first = rows[0]
+    await driver.execute(
+        _PG_STORE_GRADES,
+        [row["answer_id"] for row in rows],
+        first["round_id"],
+        first["subscription_id"],
+        first["graded_by"],
+        first["graded_at"],
+        first["feedback"],
+        [row["member_id"] for row in rows],
+        *([json.dumps(row[name]) for row in rows] for name in ("covered", "missed", "red_flags")),
+        [row["points"] for row in rows],
+        [row["stuffed"] for row in rows],
+        [row["text_hash"] for row in rows],
+    )
+    await driver.execute(
+        _PG_SET_POINTS, [row["answer_id"] for row in rows], [row["points"] for row in rows]
+    )

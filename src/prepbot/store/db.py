@@ -149,17 +149,18 @@ class Database:
             await self.writer_engine.dispose()
 
 
-async def driver_connection(session: AsyncSession) -> Any:
+async def driver_connection(session: AsyncSession, *, lone_read: bool = False) -> Any:
     """Return the asyncpg connection under a PostgreSQL session, inside its open transaction.
 
     For the answer writer's hot path, whose few statements take arrays and skip SQLAlchemy's
     per-statement work. The session must have run a statement already: SQLAlchemy begins its
-    transaction at the first one, and a statement sent before would commit on its own.
+    transaction at the first one, and a statement sent before would commit on its own; only
+    a ``lone_read`` (one SELECT, the session's only statement) may go without.
     Errors come back as asyncpg's own (see ``is_dropped_connection`` and ``is_deadlock``).
     """
     connection = await session.connection()
     driver = (await connection.get_raw_connection()).driver_connection
-    if driver is None or not driver.is_in_transaction():
+    if driver is None or not (lone_read or driver.is_in_transaction()):
         raise RuntimeError("the session has not begun its transaction on the server yet")
     return driver
 
