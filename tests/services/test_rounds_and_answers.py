@@ -490,3 +490,40 @@ async def test_an_answer_is_stored_after_the_database_dropped_the_writers_connec
     async with app.db.transaction() as session:
         texts = sorted((await session.scalars(select(Answer.text))).all())
     assert texts == ["my answer", "ring all-reduce"]
+
+
+async def test_an_answer_is_stored_when_the_writers_connection_drops_in_the_middle_of_a_batch(
+    app: App, platform: RecordingPlatform, monkeypatch: pytest.MonkeyPatch
+):
+    """A failover between a batch's statements: nothing half-stored, the batch stored again."""
+    if app.db.is_sqlite:
+        pytest.skip("an embedded SQLite database has no server to drop a connection")
+    from prepbot.services.answers import AnswerService
+    from prepbot.store.db import WRITER_POOL, driver_connection
+
+    _, thread = await round_alice_answered(app)
+    await app.services.rounds.feedback.settle()
+    known_answers = AnswerService._known_answers
+    dropped: list[int] = []
+
+    async def drop_first(self, session, keys):  # type: ignore[no-untyped-def]
+        """End this batch's own server session once, after its first statements."""
+        if not dropped:
+            pid = await (await driver_connection(session)).fetchval("SELECT pg_backend_pid()")
+            async with app.db.engine.connect() as other:
+                await other.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+            dropped.append(pid)
+        return await known_answers(self, session, keys)
+
+    monkeypatch.setattr(AnswerService, "_known_answers", drop_first)
+    second = await app.services.answers.record(reply(thread, "m2", "bob", "ring all-reduce"))
+    assert dropped
+    assert second.status == AnswerStatus.RECORDED
+    for n in range(WRITER_POOL + 1):  # each in turn: the pool let the dead connection go
+        more = await app.services.answers.record(reply(thread, f"m{n + 3}", "bob", f"+{n}"))
+        assert more.status == AnswerStatus.RECORDED
+    async with app.db.transaction() as session:
+        texts = sorted((await session.scalars(select(Answer.text))).all())
+        replies = await session.scalar(text("SELECT count(*) FROM replies"))
+    assert texts == ["my answer", "ring all-reduce\n\n+0\n\n+1\n\n+2\n\n+3"]
+    assert replies == 2 + WRITER_POOL + 1
