@@ -208,6 +208,22 @@ JOIN unnest($1::integer[], $2::integer[]) AS k(round_id, member_id)
   ON a.round_id = k.round_id AND a.member_id = k.member_id
 ORDER BY a.id FOR UPDATE OF a
 """
+_PG_ADD_MEMBERS = """
+INSERT INTO members (community_id, external_id, display_name)
+SELECT c, e, d FROM unnest($1::integer[], $2::text[], $3::text[]) WITH ORDINALITY AS k(c, e, d, n)
+ORDER BY n
+ON CONFLICT DO NOTHING
+RETURNING id, community_id, external_id, display_name
+"""
+_PG_ADD_ANSWERS = """
+INSERT INTO answers (round_id, member_id, on_time, text, first_reply_at, updated_at, points)
+SELECT r, m, o, '', at, at, 0
+FROM unnest($1::integer[], $2::integer[], $3::boolean[], $4::timestamptz[])
+     WITH ORDINALITY AS k(r, m, o, at, n)
+ORDER BY n
+ON CONFLICT DO NOTHING
+RETURNING id, round_id, member_id, on_time
+"""
 _PG_ADD_REPLIES = """
 INSERT INTO replies (round_id, answer_id, message_id, text, posted_at, edited_at)
 SELECT r, a, m, t, p, e FROM unnest(
@@ -886,15 +902,10 @@ class AnswerService:
         sql = _statements(self.ctx.db.dialect)
         rows = await self._known_members(session, sorted(names))
         missing = sorted(names.keys() - {(c, e) for _, c, e, _ in rows})
-        if missing:  # one cached statement, sent as multi-row VALUES
-            await connection.execute(
-                sql.add_members,
-                [
-                    {"community_id": c, "external_id": e, "display_name": names[(c, e)]}
-                    for c, e in missing
-                ],
-            )
-            rows += await self._known_members(session, missing)
+        if missing:
+            rows += await self._add_members(session, [(c, e, names[(c, e)]) for c, e in missing])
+            if raced := sorted(set(missing) - {(c, e) for _, c, e, _ in rows}):
+                rows += await self._known_members(session, raced)  # another process's
         renamed = [  # in id order, as every batch locks them
             {"member_id": id_, "name": names[(c, e)]}
             for id_, c, e, shown in sorted(rows)
@@ -933,29 +944,57 @@ class AnswerService:
         self, session: AsyncSession, wanted: dict[tuple[int, int], tuple[bool, datetime]]
     ) -> dict[tuple[int, int], tuple[int, bool]]:
         """Create each (round, member) answer not there yet; return ids and on-time flags."""
-        connection = await session.connection()
-        sql = _statements(self.ctx.db.dialect)
         rows = await self._known_answers(session, sorted(wanted))
         missing = sorted(wanted.keys() - {(r, m) for _, r, m, _ in rows})
         if missing:
-            new = [
-                {
-                    "round_id": round_id,
-                    "member_id": member_id,
-                    "on_time": wanted[(round_id, member_id)][0],
-                    "text": "",
-                    "first_reply_at": wanted[(round_id, member_id)][1],
-                    "updated_at": wanted[(round_id, member_id)][1],
-                }
-                for round_id, member_id in missing
-            ]
-            if on_time := [row for row in new if row["on_time"]]:
-                await connection.execute(sql.add_answers, on_time)
-            if late := [row for row in new if not row["on_time"]]:  # to revealed rounds
-                made = await connection.execute(sql.add_late_answers, late)
-                await self._tally_late(session, [(r, m) for r, m in made.all()], +1)
-            rows += await self._known_answers(session, missing)
+            made = await self._add_answers(session, [(r, m, *wanted[(r, m)]) for r, m in missing])
+            # Late answers (to revealed rounds) count on the leaderboards as they come.
+            await self._tally_late(
+                session, [(r, m) for _, r, m, on_time in made if not on_time], +1
+            )
+            rows += made
+            if raced := sorted(set(missing) - {(r, m) for _, r, m, _ in made}):
+                rows += await self._known_answers(session, raced)  # another process's
         return {(r, m): (id_, bool(on_time)) for id_, r, m, on_time in rows}
+
+    async def _add_members(
+        self, session: AsyncSession, new: list[tuple[int, str, str]]
+    ) -> list[tuple[int, int, str, str]]:
+        """Insert (community, external id, name) members; return the rows this inserted."""
+        if (driver := await self._driver(session)) is not None:
+            return [tuple(row) for row in await driver.fetch(_PG_ADD_MEMBERS, *_columns(new, 3))]
+        connection = await session.connection()  # one cached statement, multi-row VALUES
+        names = ("community_id", "external_id", "display_name")
+        added = [dict(zip(names, member, strict=True)) for member in new]
+        await connection.execute(_statements(self.ctx.db.dialect).add_members, added)
+        return await self._known_members(session, [(c, e) for c, e, _ in new])  # one writer
+
+    async def _add_answers(
+        self, session: AsyncSession, new: list[tuple[int, int, bool, datetime]]
+    ) -> list[tuple[int, int, int, bool]]:
+        """Insert (round, member, on time, first reply's time) answers; return those inserted."""
+        if (driver := await self._driver(session)) is not None:
+            return [tuple(row) for row in await driver.fetch(_PG_ADD_ANSWERS, *_columns(new, 4))]
+        connection = await session.connection()
+        sql = _statements(self.ctx.db.dialect)
+        rows = [
+            {
+                "round_id": round_id,
+                "member_id": member_id,
+                "on_time": on_time,
+                "text": "",
+                "first_reply_at": at,
+                "updated_at": at,
+            }
+            for round_id, member_id, on_time, at in new
+        ]
+        if on_time := [row for row in rows if row["on_time"]]:
+            await connection.execute(sql.add_answers, on_time)
+        made = set()
+        if late := [row for row in rows if not row["on_time"]]:
+            made = set((await connection.execute(sql.add_late_answers, late)).all())
+        known = await self._known_answers(session, [(r, m) for r, m, _, _ in new])
+        return [row for row in known if row[3] or (row[1], row[2]) in made]
 
     async def _known_answers(
         self, session: AsyncSession, keys: list[tuple[int, int]]
