@@ -195,7 +195,7 @@ async def serve_prepbot(
     has been running has them cached. A replica (``join``) serves the round another one
     opened on the same database. /healthz is served too, for a load balancer's checks.
     """
-    from prepbot.app import build_app, freeze_startup_heap
+    from prepbot.app import build_app, prepare_to_serve
     from prepbot.core.clock import SystemClock
     from prepbot.core.commands import ScheduleChange
     from prepbot.core.events import Place
@@ -240,7 +240,7 @@ async def serve_prepbot(
     for start in range(0, len(users), 32):
         await asyncio.gather(*(runtime.display_name(user) for user in users[start : start + 32]))
 
-    freeze_startup_heap()  # as ``prepbot run`` does once it is up
+    prepare_to_serve()  # as ``prepbot run`` does once it is up
 
     async def stop() -> None:
         await health.stop()
