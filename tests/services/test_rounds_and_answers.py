@@ -527,3 +527,43 @@ async def test_an_answer_is_stored_when_the_writers_connection_drops_in_the_midd
         replies = await session.scalar(text("SELECT count(*) FROM replies"))
     assert texts == ["my answer", "ring all-reduce\n\n+0\n\n+1\n\n+2\n\n+3"]
     assert replies == 2 + WRITER_POOL + 1
+
+
+async def test_a_reveal_is_not_starved_by_a_thread_that_never_stops_answering(
+    app: App, platform: RecordingPlatform
+):
+    """Batches share-lock the round one after another; the reveal still gets its turn, soon."""
+    if app.db.is_sqlite:
+        pytest.skip("SQLite transactions take turns in one process: none waits on a row lock")
+    subscription = await subscribe(app, place())
+    outcome = await app.services.rounds.post_round(subscription.id, MONDAY)
+    assert outcome is not None
+    assert outcome.round.question_message_id is not None
+    thread = outcome.round.question_message_id
+    stop = asyncio.Event()
+    acknowledged: dict[str, AnswerStatus] = {}
+
+    async def member(n: int) -> None:
+        """Reply again and again, as one of many members of a very busy thread."""
+        turn = 0
+        while not stop.is_set():
+            message = f"m{n}-{turn}"
+            stored = await app.services.answers.record(reply(thread, message, f"u{n}", message))
+            acknowledged[message] = stored.status
+            turn += 1
+
+    members = [asyncio.create_task(member(n)) for n in range(48)]
+    await asyncio.sleep(0.5)  # batches overlapping without a gap by now
+    started = asyncio.get_running_loop().time()
+    cards = await asyncio.wait_for(app.services.rounds.reveal_open(subscription.id), 60)
+    waited = asyncio.get_running_loop().time() - started
+    newcomer = await app.services.answers.record(reply(thread, "new", "newcomer", "late"))
+    stop.set()
+    await asyncio.gather(*members)
+    print(f"the reveal waited {waited:.2f} s; {len(acknowledged)} replies stored meanwhile")
+    assert len(cards) == 1
+    assert waited < 10, f"the reveal waited {waited:.1f} s for a gap between batches"
+    assert newcomer.status == AnswerStatus.LATE
+    async with app.db.transaction() as session:
+        stored = await session.scalar(text("SELECT count(*) FROM replies"))
+    assert stored == len(acknowledged) + 1  # every acknowledged reply is there, once
