@@ -7,6 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from prepbot.app import App
 from prepbot.core.clock import ManualClock
@@ -506,7 +507,9 @@ async def test_an_answer_is_stored_when_the_writers_connection_drops_in_the_midd
     known_answers = AnswerService._known_answers
     dropped: list[int] = []
 
-    async def drop_first(self, session, keys):  # type: ignore[no-untyped-def]
+    async def drop_first(
+        self: AnswerService, session: AsyncSession, keys: list[tuple[int, int]]
+    ) -> list[tuple[int, int, int, bool]]:
         """End this batch's own server session once, after its first statements."""
         if not dropped:
             pid = await (await driver_connection(session)).fetchval("SELECT pg_backend_pid()")
