@@ -264,7 +264,7 @@ def test_the_export_and_db_commands_say_what_is_wrong_in_one_line(tmp_path: Path
     assert run("db", "upgrade").returncode == 0
     current = run("db", "current")
     assert "(the newest)" in current.stdout
-    assert run("db", "history").stdout.splitlines()[0].startswith("0012")
+    assert run("db", "history").stdout.splitlines()[0].startswith("0013")
     bad_date = run("export", "out", "--since", "2026-13-01")
     assert bad_date.returncode == 2
     assert bad_date.stderr == "error: --since takes a date like 2026-11-30, not '2026-13-01'\n"

@@ -154,7 +154,7 @@ def test_db_upgrade_hides_the_database_password(postgres_url: str, tmp_path: Pat
     assert done.returncode == 0, done.stderr
     assert PASSWORD not in done.stdout + done.stderr
     shown = make_url(url).render_as_string(hide_password=True)
-    assert done.stdout == f"database {shown} is at revision 0012\n"
+    assert done.stdout == f"database {shown} is at revision 0013\n"
 
 
 def test_db_upgrade_of_an_unreachable_server_hides_the_password(tmp_path: Path):
@@ -167,3 +167,22 @@ def test_db_upgrade_of_an_unreachable_server_hides_the_password(tmp_path: Path):
         "postgresql://postgres:***@127.0.0.1:1/prepbot: "
     )
     assert PASSWORD not in done.stdout + done.stderr
+
+
+def test_serving_freezes_the_start_up_heap_and_gives_the_interpreter_back_after():
+    """Long-lived start-up objects leave the collector's walks; stopping undoes it all."""
+    import gc
+    import sys
+
+    from prepbot.app import GIL_SWITCH_SECONDS, prepare_to_serve
+
+    before = sys.getswitchinterval()
+    assert gc.get_freeze_count() == 0
+    restore = prepare_to_serve()
+    try:
+        assert gc.get_freeze_count() > 0
+        assert sys.getswitchinterval() == GIL_SWITCH_SECONDS
+    finally:
+        restore()
+    assert gc.get_freeze_count() == 0
+    assert sys.getswitchinterval() == before

@@ -317,7 +317,7 @@ def test_db_upgrade_reports_the_revision(database_url: str, tmp_path: Path, comm
         ["prepbot", *command], capture_output=True, text=True, env=env, cwd=tmp_path
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip().endswith("is at revision 0012")
+    assert done.stdout.strip().endswith("is at revision 0013")
 
 
 def test_a_second_console_on_one_sqlite_file_is_refused(tmp_path: Path):

@@ -16,7 +16,7 @@ async def test_migrations_match_the_models(database_url: str):
     db = Database(database_url)
     try:
         await db.upgrade()
-        assert await db.current_revision() == "0012"
+        assert await db.current_revision() == "0013"
         async with db.engine.connect() as connection:
             differences = await connection.run_sync(
                 lambda sync: compare_metadata(MigrationContext.configure(sync), Base.metadata)
@@ -31,7 +31,7 @@ async def test_upgrading_twice_changes_nothing(database_url: str):
     try:
         await db.upgrade()
         await db.upgrade()
-        assert await db.current_revision() == "0012"
+        assert await db.current_revision() == "0013"
     finally:
         await db.close()
 

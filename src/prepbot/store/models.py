@@ -219,7 +219,10 @@ class Reply(Base):
     """
 
     __tablename__ = "replies"
-    __table_args__ = (UniqueConstraint("round_id", "message_id"),)
+    __table_args__ = (
+        UniqueConstraint("round_id", "message_id"),
+        Index("ix_replies_answer_id", "answer_id"),  # an answer's text is joined from these
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     round_id: Mapped[int] = mapped_column(ForeignKey("rounds.id", ondelete="CASCADE"))
