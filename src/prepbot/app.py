@@ -233,7 +233,6 @@ async def run_bot(settings: Settings, stop: asyncio.Event) -> None:
     from prepbot.scheduling import RoundScheduler, run_scheduling
     from prepbot.web.archive import ArchivePages
 
-    switch_interval = sys.getswitchinterval()  # given back when the bot stops
     leadership = await lock_embedded_database(settings)  # a second SQLite process stops here
     try:
         app = await build_app(settings, SystemClock())
@@ -258,6 +257,7 @@ async def run_bot(settings: Settings, stop: asyncio.Event) -> None:
     }
     refused: list[StartupError] = []
     connecting: list[asyncio.Task[None]] = []
+    restore: Callable[[], None] | None = None
     try:
         await apply_declared_subscriptions(app, settings)
         if settings.http.enabled:  # first, so /healthz says what is still connecting
@@ -273,11 +273,13 @@ async def run_bot(settings: Settings, stop: asyncio.Event) -> None:
             if not await _connect(name, starter, settings, app, runtimes):
                 retry = _keep_trying(name, starter, settings, app, runtimes, stop, refused)
                 connecting.append(asyncio.create_task(retry, name=f"connect-{name}"))
-        prepare_to_serve()
+        restore = prepare_to_serve()
         await run_scheduling(scheduler, leadership, stop, poll=takeover / 3)
         if refused:  # a platform refused us after a retry: a setting to fix
             raise refused[0]
     finally:
+        if restore is not None:
+            restore()
         for task in connecting:
             task.cancel()
         await asyncio.gather(*connecting, return_exceptions=True)
@@ -287,8 +289,6 @@ async def run_bot(settings: Settings, stop: asyncio.Event) -> None:
             await runtime.stop()
         await app.close()
         await leadership.release()
-        gc.unfreeze()  # a process that runs the bot again (the tests) collects it all again
-        sys.setswitchinterval(switch_interval)
 
 
 GIL_SWITCH_SECONDS = 0.0005
@@ -301,7 +301,7 @@ a second in the ingestion benchmark; PostgreSQL was unchanged.
 """
 
 
-def prepare_to_serve() -> None:
+def prepare_to_serve() -> Callable[[], None]:
     """Tune the interpreter for serving, once start-up has built everything long-lived.
 
     The catalog and its search index, SQLAlchemy's mappers and compiled statements and the
@@ -309,10 +309,20 @@ def prepare_to_serve() -> None:
     100 ms with the 158-scenario bank, and every acknowledgement waiting then paid for it: the
     slowest 1% of answers under load. ``gc.freeze`` moves them to a generation never walked;
     objects made later are collected as before. See ``GIL_SWITCH_SECONDS`` for the other.
+    Returns what gives both back. The one collection here pauses the loop once, ~0.1 s.
     """
+    switch_interval, frozen = sys.getswitchinterval(), gc.get_freeze_count()
     gc.collect()
     gc.freeze()
     sys.setswitchinterval(GIL_SWITCH_SECONDS)
+
+    def restore() -> None:
+        """Give the interpreter back as it was (a process that serves again collects it all)."""
+        sys.setswitchinterval(switch_interval)
+        if not frozen:  # what froze it before us keeps its freeze
+            gc.unfreeze()
+
+    return restore
 
 
 Starter = Callable[[Settings, App], Awaitable[Any]]

@@ -878,7 +878,8 @@ class AnswerService:
         """Insert replies not stored yet, in order; return the (round, message) pairs inserted."""
         if (driver := await self._driver(session)) is not None:
             names = ("round_id", "answer_id", "message_id", "text", "posted_at", "edited_at")
-            found = await driver.fetch(_PG_ADD_REPLIES, *([row[n] for row in rows] for n in names))
+            values = [[row[name] for name in names] for row in rows]
+            found = await driver.fetch(_PG_ADD_REPLIES, *_columns(values, len(names)))
             return {(r, m) for r, m in found}
         connection = await session.connection()
         sql = _statements(self.ctx.db.dialect)
@@ -1012,7 +1013,7 @@ class AnswerService:
             return
         if (driver := await self._driver(session)) is not None:
             ordered = sorted(latest.items())
-            await driver.execute(_PG_JOIN, [a for a, _ in ordered], [at for _, at in ordered])
+            await driver.execute(_PG_JOIN, *_columns(ordered, 2))
             return
         connection = await session.connection()
         sql = _statements(self.ctx.db.dialect)
@@ -1150,6 +1151,14 @@ def _thread_key(reply: ThreadReply | ReplyEdited | ReplyDeleted) -> tuple[str, s
     return (place.platform, place.community_id, place.channel_id, reply.thread_id)
 
 
-def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
-    """Turn rows into ``width`` column lists: the array parameters of a PostgreSQL statement."""
-    return [[row[n] for row in rows] for n in range(width)]
+def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
+    """Turn rows into ``width`` column lists: the array parameters of a PostgreSQL statement.
+
+    A naive datetime is refused, as ``UTCDateTime`` refuses it on the Core path: asyncpg
+    would take it as the host's local time and store it shifted.
+    """
+    columns = [[row[n] for row in rows] for n in range(width)]
+    for column in columns:
+        if column and isinstance(column[0], datetime) and any(at.tzinfo is None for at in column):
+            raise ValueError("naive datetimes are not stored; give a timezone-aware one")
+    return columns

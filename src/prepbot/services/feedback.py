@@ -96,10 +96,11 @@ ON CONFLICT (answer_id) DO UPDATE SET
   points = excluded.points, stuffed = excluded.stuffed, graded_by = excluded.graded_by,
   graded_at = excluded.graded_at, text_hash = excluded.text_hash
 """
-# The answers are locked in id order first, as the answer writer locks them: no deadlock.
+# The answers are locked in id order first, as the answer writer locks them: no deadlock. NO KEY
+# UPDATE, as an UPDATE of points takes: a reply or grade inserted for the answer need not wait.
 _PG_SET_POINTS = """
 WITH locked AS (
-  SELECT id FROM answers WHERE id = ANY($1::integer[]) ORDER BY id FOR UPDATE
+  SELECT id FROM answers WHERE id = ANY($1::integer[]) ORDER BY id FOR NO KEY UPDATE
 )
 UPDATE answers AS a SET points = k.points
 FROM unnest($1::integer[], $2::integer[]) AS k(id, points)
@@ -646,6 +647,8 @@ def _name(grader: object) -> str:
 async def _store_with_arrays(driver: Any, rows: Sequence[dict[str, Any]]) -> None:
     """Write one round's grades and their answers' points on PostgreSQL (see ``_store``)."""
     first = rows[0]
+    if first["graded_at"].tzinfo is None:  # asyncpg would take it as the host's local time
+        raise ValueError("naive datetimes are not stored; give a timezone-aware one")
     await driver.execute(
         _PG_STORE_GRADES,
         [row["answer_id"] for row in rows],
