@@ -865,12 +865,17 @@ class AnswerService:
         self, session: AsyncSession, pairs: list[tuple[int, str]]
     ) -> set[tuple[int, str]]:
         """Return which (round, message) pairs were replies deleted before."""
-        if (driver := await self._driver(session)) is not None:
-            found = await driver.fetch(_PG_DELETED, *_columns(pairs, 2))
-            return {(r, m) for r, m in found}
-        connection = await session.connection()
         sql = _statements(self.ctx.db.dialect)
-        return set((await connection.execute(sql.deleted, {"keys": pairs})).all())
+        return set(await self._rows_by_key(session, _PG_DELETED, sql.deleted, pairs))
+
+    async def _rows_by_key(
+        self, session: AsyncSession, by_arrays: str, by_core: Executable, keys: Sequence[Any]
+    ) -> list[Any]:
+        """Return the rows of (column, column) ``keys``: PostgreSQL's array SQL, or Core's."""
+        if (driver := await self._driver(session)) is not None:
+            return [tuple(row) for row in await driver.fetch(by_arrays, *_columns(keys, 2))]
+        connection = await session.connection()
+        return [tuple(row) for row in await connection.execute(by_core, {"keys": keys})]
 
     async def _add_replies(
         self, session: AsyncSession, rows: list[dict[str, Any]]
@@ -889,11 +894,8 @@ class AnswerService:
         self, session: AsyncSession, keys: list[tuple[int, str]]
     ) -> list[tuple[int, int, str, str]]:
         """Return (id, community, external id, display name) of the members known of ``keys``."""
-        if (driver := await self._driver(session)) is not None:
-            return [tuple(row) for row in await driver.fetch(_PG_MEMBERS, *_columns(keys, 2))]
-        connection = await session.connection()
         sql = _statements(self.ctx.db.dialect)
-        return [tuple(row) for row in await connection.execute(sql.members, {"keys": keys})]
+        return await self._rows_by_key(session, _PG_MEMBERS, sql.members, keys)
 
     async def _members_of(
         self, session: AsyncSession, names: dict[tuple[int, str], str]
@@ -1001,11 +1003,8 @@ class AnswerService:
         self, session: AsyncSession, keys: list[tuple[int, int]]
     ) -> list[tuple[int, int, int, bool]]:
         """Return (id, round, member, on time) of the answers known of ``keys``, locked on PG."""
-        if (driver := await self._driver(session)) is not None:
-            return [tuple(row) for row in await driver.fetch(_PG_ANSWERS, *_columns(keys, 2))]
-        connection = await session.connection()
         sql = _statements(self.ctx.db.dialect)
-        return [tuple(row) for row in await connection.execute(sql.answers, {"keys": keys})]
+        return await self._rows_by_key(session, _PG_ANSWERS, sql.answers, keys)
 
     async def _join_many(self, session: AsyncSession, latest: dict[int, datetime]) -> None:
         """Make each answer's text its replies in posted order; move its updated time on."""
